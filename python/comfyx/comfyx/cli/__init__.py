@@ -1,0 +1,1 @@
+"""The ``comfyx`` command line."""

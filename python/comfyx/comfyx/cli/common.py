@@ -1,0 +1,32 @@
+"""Pieces the ``serve`` and ``run`` commands share: messages and finding/launching ComfyUI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from comfyx.backends import BackendUnavailableError
+from comfyx.comfyui import ComfyUICheckout, ComfyUINotFoundError, find_comfyui
+from comfyx.comfyui import launch
+from comfyx.engine import EngineUnavailableError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# Errors that mean "this cannot start as asked": reported in one line, exit 2.
+STARTUP_ERRORS = (ComfyUINotFoundError, EngineUnavailableError, BackendUnavailableError)
+
+
+def say(message: str) -> None:
+    print(f"comfyx: {message}", file=sys.stderr, flush=True)
+
+
+def prepare_comfyui(args: argparse.Namespace, comfyui_args: list[str]) -> ComfyUICheckout:
+    """Find ComfyUI, warn if it is not the pinned release, and set up the process to run it."""
+    checkout = find_comfyui(args.comfyui)
+    warning = checkout.pin_warning()
+    if warning:
+        say(f"warning: {warning}")
+    launch.prepare(checkout, comfyui_args, engine_name=args.engine, backend=args.backend)
+    return checkout

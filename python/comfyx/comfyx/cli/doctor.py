@@ -1,0 +1,159 @@
+"""``comfyx doctor``: what comfyx sees of this machine, as text or one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+from comfyx import PINNED_COMFYUI_COMMIT, PINNED_COMFYUI_VERSION, __version__, engine, paths
+from comfyx.backends import probe_accelerators
+from comfyx.comfyui import ComfyUINotFoundError, find_comfyui
+
+# Distributions whose versions the report names (distribution name -> report key).
+_PACKAGES = {
+    "torch": "torch",
+    "triton": "triton",
+    "babitmf": "bmf",
+    "torch-xla": "torch_xla",
+    "intel-extension-for-pytorch": "ipex",
+    "comfyx-kernels": "comfyx_kernels",
+}
+
+
+def doctor(args: argparse.Namespace) -> int:
+    data = collect(args.comfyui)
+    print(json.dumps(data, indent=2) if args.json else render_text(data))
+    return 0
+
+
+def collect(comfyui_dir: str | None = None) -> dict:
+    """Everything the report says, as plain JSON-able data."""
+    accelerators = probe_accelerators()
+    comfyui = _comfyui(comfyui_dir)
+    return {
+        "comfyx": {"version": __version__},
+        "python": {"version": platform.python_version(), "executable": sys.executable},
+        "platform": {"system": platform.system(), "machine": platform.machine(), "cpu_count": os.cpu_count()},
+        "versions": {key: _version(dist) for dist, key in _PACKAGES.items()} | {"comfyui": comfyui.get("version")},
+        "accelerators": accelerators,
+        "backend": _auto_backend(accelerators),
+        "comfyui": comfyui,
+        "engines": _engines(comfyui),
+        "kernel_backends": _kernel_backends(),
+        "paths": _paths(comfyui),
+    }
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _comfyui(explicit: str | None) -> dict:
+    try:
+        checkout = find_comfyui(explicit)
+    except ComfyUINotFoundError as err:
+        return {"found": False, "version": None, "reason": str(err), "pinned_version": PINNED_COMFYUI_VERSION}
+    return {
+        "found": True,
+        "path": str(checkout.path),
+        "version": checkout.version,
+        "commit": checkout.commit,
+        "pinned_version": PINNED_COMFYUI_VERSION,
+        "pinned_commit": PINNED_COMFYUI_COMMIT,
+        "is_pinned": checkout.is_pinned,
+        "warning": checkout.pin_warning(),
+    }
+
+
+def _auto_backend(accelerators: dict) -> dict:
+    """What ``--backend auto`` would run on: CUDA, then XPU, then TPU, then CPU."""
+    for name, key in (("cuda", "cuda"), ("ipex", "xpu"), ("tpu", "xla")):
+        if accelerators[key]["available"]:
+            return {"auto": name, "why": f"{key} devices found: {len(accelerators[key]['devices'])}"}
+    reasons = "; ".join(f"{key}: {accelerators[key]['reason']}" for key in ("cuda", "xpu", "xla"))
+    return {"auto": "cpu", "why": f"no accelerator ({reasons})"}
+
+
+def _engines(comfyui: dict) -> dict:
+    engines = {}
+    for name in engine.ENGINES:
+        reason = engine.unavailable_reason(name)
+        if reason is None and not comfyui["found"]:
+            reason = "no ComfyUI checkout found"
+        engines[name] = {"available": reason is None, "reason": reason or ""}
+    return engines
+
+
+def _kernel_backends() -> dict:
+    try:
+        kernels = importlib.import_module("comfyx_kernels")
+    except ImportError as err:
+        return {"error": f"comfyx_kernels is not importable: {err}"}
+    return {b.name: {"available": b.available, "reason": b.reason} for b in kernels.list_backends()}
+
+
+def _paths(comfyui: dict) -> dict:
+    cache = paths.cache_dir()
+    result = {
+        "comfyx_cache": str(cache),
+        "comfyx_data": str(paths.data_dir()),
+        "triton_cache": os.environ.get("TRITON_CACHE_DIR") or str(Path.home() / ".triton" / "cache"),
+        "inductor_cache": os.environ.get("TORCHINDUCTOR_CACHE_DIR") or _inductor_default_cache(),
+    }
+    if comfyui["found"]:
+        root = Path(comfyui["path"])
+        result["comfyui_models"] = str(root / "models")
+        extra = root / "extra_model_paths.yaml"
+        result["extra_model_paths"] = str(extra) if extra.is_file() else None
+    return result
+
+
+def _inductor_default_cache() -> str | None:
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:
+        return None
+    return default_cache_dir()
+
+
+def render_text(data: dict) -> str:
+    lines = [f"comfyx {data['comfyx']['version']} on Python {data['python']['version']} "
+             f"({data['platform']['system']} {data['platform']['machine']}, {data['platform']['cpu_count']} CPUs)"]
+    lines.append("versions:")
+    lines += [f"  {name:15} {version or 'not found'}" for name, version in data["versions"].items()]
+    lines.append("accelerators:")
+    for kind, info in data["accelerators"].items():
+        if info["available"]:
+            for device in info["devices"]:
+                described = device if isinstance(device, str) else ", ".join(f"{k}={v}" for k, v in device.items())
+                lines.append(f"  {kind:6} {described}")
+        else:
+            lines.append(f"  {kind:6} none: {info['reason']}")
+    lines.append(f"backend: auto selects {data['backend']['auto']} ({data['backend']['why']})")
+    comfyui = data["comfyui"]
+    if comfyui["found"]:
+        lines.append(f"comfyui: {comfyui['path']} (v{comfyui['version']}, commit {comfyui['commit'] or 'unknown'})")
+        if comfyui["warning"]:
+            lines.append(f"  warning: {comfyui['warning']}")
+    else:
+        lines.append(f"comfyui: not found: {comfyui['reason']}")
+    lines.append("engines:")
+    lines += [f"  {name:7} {'ok' if e['available'] else 'unavailable: ' + e['reason']}" for name, e in data["engines"].items()]
+    lines.append("kernel backends:")
+    kernels = data["kernel_backends"]
+    if "error" in kernels:
+        lines.append(f"  {kernels['error']}")
+    else:
+        lines += [f"  {name:7} {'ok' if k['available'] else 'unavailable: ' + k['reason']}" for name, k in kernels.items()]
+    lines.append("paths:")
+    lines += [f"  {name:18} {value}" for name, value in data["paths"].items()]
+    return "\n".join(lines)

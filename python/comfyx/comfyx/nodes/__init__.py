@@ -1,0 +1,23 @@
+"""comfyx's ComfyUI nodes, gathered from the concern that owns each one.
+
+ComfyUI loads them through ``comfyui_entry/comfyx_nodes.py``: ``comfyx serve`` adds
+that directory to ComfyUI's ``custom_nodes`` search path, so nothing is copied into a
+ComfyUI checkout (which may be read-only, e.g. in the Nix store).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from comfyx.nodes import system
+
+#: Directory to add to ComfyUI's ``custom_nodes`` folder paths.
+COMFYUI_ENTRY_DIR = Path(__file__).with_name("comfyui_entry")
+
+_NODE_MODULES = (system,)
+
+NODE_CLASS_MAPPINGS: dict[str, type] = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
+for _module in _NODE_MODULES:
+    NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
