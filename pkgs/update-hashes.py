@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Recompute every fixed-output hash in pkgs/sources.json and print the ones that differ.
+
+Why this exists: our machines cannot run nixpkgs, so no `nix build` tells us a hash is wrong.
+Instead each pin is recomputed from the thing it names:
+
+* PyPI files: the exact file (from a directory of already downloaded files, or fetched from
+  the same URL `fetchPypi` builds), sha256 in SRI form.
+* GitHub trees: the NAR hash of the tree at the pinned commit, read from a local git mirror
+  (`--git OWNER/REPO=GIT_DIR`), less the `exclude`d paths (the same paths the Nix source leaves
+  out with a non-cone sparse checkout). Every blob is re-hashed against its git object id first,
+  so a damaged mirror cannot produce a wrong pin.
+* flake.lock inputs: printed as "not rechecked" (their tarballs live on GitHub; the pin's
+  provenance is written next to it in the report).
+
+Exit status: 0 when nothing differs, 1 on a mismatch, 2 on usage errors. `--write` stores the
+recomputed hashes instead of only reporting them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SOURCES = HERE / "sources.json"
+
+
+def sri(digest: bytes) -> str:
+    return "sha256-" + base64.b64encode(digest).decode()
+
+
+# --- PyPI files -----------------------------------------------------------------------------
+
+def wheel_filename(e: dict) -> str:
+    return f"{e['pname']}-{e['version']}-{e['python']}-{e['abi']}-{e['platform']}.whl"
+
+
+def wheel_url(e: dict) -> str:
+    # The URL nixpkgs' fetchPypi builds for format = "wheel" (dist = python tag).
+    return (
+        f"https://files.pythonhosted.org/packages/{e['python']}/{e['pname'][0]}/"
+        f"{e['pname']}/{wheel_filename(e)}"
+    )
+
+
+def hash_stream(stream) -> str:
+    h = hashlib.sha256()
+    for chunk in iter(lambda: stream.read(1 << 20), b""):
+        h.update(chunk)
+    return sri(h.digest())
+
+
+def pypi_hash(e: dict, files: list[Path], download: bool) -> str | None:
+    name = wheel_filename(e)
+    for d in files:
+        if (d / name).is_file():
+            with open(d / name, "rb") as f:
+                return hash_stream(f)
+    if not download:
+        return None
+    with urllib.request.urlopen(wheel_url(e), timeout=600) as r:
+        return hash_stream(r)
+
+
+# --- NAR hash of a git tree ---------------------------------------------------------------------
+
+class Git:
+    def __init__(self, git_dir: str):
+        self.git_dir = git_dir
+        self.proc = subprocess.Popen(
+            ["git", "--git-dir", git_dir, "cat-file", "--batch"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )
+
+    def read(self, oid: str) -> tuple[str, bytes]:
+        self.proc.stdin.write(oid.encode() + b"\n")
+        self.proc.stdin.flush()
+        header = self.proc.stdout.readline().split()
+        if len(header) < 3 or header[1] == b"missing":
+            raise LookupError(f"object {oid} is missing from {self.git_dir}")
+        kind, size = header[1].decode(), int(header[2])
+        data = self.proc.stdout.read(size)
+        self.proc.stdout.read(1)  # trailing newline
+        # Re-hash the object so that a corrupt mirror cannot yield a wrong pin.
+        if hashlib.sha1(f"{kind} {size}\0".encode() + data).hexdigest() != oid:
+            raise ValueError(f"object {oid} does not match its id")
+        return kind, data
+
+    def commit_tree(self, rev: str) -> str:
+        kind, data = self.read(rev)
+        if kind != "commit":
+            raise ValueError(f"{rev} is a {kind}, not a commit")
+        return data.split(b"\n", 1)[0].split()[1].decode()
+
+    def tree_entries(self, oid: str):
+        _, data = self.read(oid)
+        i = 0
+        while i < len(data):
+            sp = data.index(b" ", i)
+            nul = data.index(b"\0", sp)
+            yield data[i:sp].decode(), data[sp + 1:nul], data[nul + 1:nul + 21].hex()
+            i = nul + 21
+
+
+def nar_str(b: bytes) -> bytes:
+    return len(b).to_bytes(8, "little") + b + b"\0" * (-len(b) % 8)
+
+
+def nar_tree(git: Git, tree: str, prefix: str, exclude: set[str], out) -> bool:
+    """Write the NAR of `tree` to `out`; return False (writing nothing) if it ends up empty."""
+    children = []
+    for mode, name, oid in git.tree_entries(tree):
+        path = prefix + name.decode()
+        if path in exclude:
+            continue
+        children.append((name, mode, oid, path))
+    if not children:
+        return False
+    body = []
+    for name, mode, oid, path in sorted(children):  # NAR orders entries by name bytes
+        node = []
+        if mode == "40000":
+            buf = io.BytesIO()
+            if not nar_tree(git, oid, path + "/", exclude, buf):
+                continue  # a sparse checkout creates no directory for excluded contents
+            node.append(buf.getvalue())
+        elif mode in ("100644", "100755"):
+            _, data = git.read(oid)
+            node.append(nar_str(b"(") + nar_str(b"type") + nar_str(b"regular"))
+            if mode == "100755":
+                node.append(nar_str(b"executable") + nar_str(b""))
+            node.append(nar_str(b"contents") + nar_str(data) + nar_str(b")"))
+        elif mode == "120000":
+            _, target = git.read(oid)
+            node.append(nar_str(b"(") + nar_str(b"type") + nar_str(b"symlink")
+                        + nar_str(b"target") + nar_str(target) + nar_str(b")"))
+        else:
+            raise ValueError(f"{path}: mode {mode} (submodule?) is not supported")
+        body.append(nar_str(b"entry") + nar_str(b"(") + nar_str(b"name") + nar_str(name)
+                    + nar_str(b"node") + b"".join(node) + nar_str(b")"))
+    if not body:
+        return False
+    out.write(nar_str(b"(") + nar_str(b"type") + nar_str(b"directory") + b"".join(body)
+              + nar_str(b")"))
+    return True
+
+
+class HashWriter:
+    def __init__(self):
+        self.h = hashlib.sha256()
+
+    def write(self, b: bytes):
+        self.h.update(b)
+
+
+def github_tree_hash(git_dir: str, rev: str, exclude: list[str]) -> str:
+    git = Git(git_dir)
+    w = HashWriter()
+    w.write(nar_str(b"nix-archive-1"))
+    nar_tree(git, git.commit_tree(rev), "", set(exclude), w)
+    return sri(w.h.digest())
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sources", type=Path, default=SOURCES)
+    ap.add_argument("--files", type=Path, action="append", default=[],
+                    help="directory of already downloaded PyPI files (checked before downloading)")
+    ap.add_argument("--git", action="append", default=[], metavar="OWNER/REPO=GIT_DIR",
+                    help="local git directory holding a pinned GitHub repository")
+    ap.add_argument("--download", action="store_true", help="fetch PyPI files that --files lacks")
+    ap.add_argument("--only", action="append", default=[], help="recheck only these entries")
+    ap.add_argument("--write", action="store_true", help="store recomputed hashes in the sources file")
+    args = ap.parse_args(argv)
+
+    sources = json.loads(args.sources.read_text())
+    gits = {}
+    for g in args.git:
+        key, sep, path = g.partition("=")
+        if not sep:
+            ap.error(f"--git {g}: expected OWNER/REPO=GIT_DIR")
+        gits[key.lower()] = path
+
+    mismatches = checked = 0
+    for name, e in sorted(sources.items()):
+        if name.startswith("_") or (args.only and name not in args.only):
+            continue
+        try:
+            if e["type"] == "pypi-wheel":
+                got = pypi_hash(e, args.files, args.download)
+                why = "file not given (--files) and --download not set"
+            elif e["type"] == "github":
+                git_dir = gits.get(f"{e['owner']}/{e['repo']}".lower())
+                got = github_tree_hash(git_dir, e["rev"], e.get("exclude", [])) if git_dir else None
+                why = f"no --git {e['owner']}/{e['repo']}=GIT_DIR"
+            else:
+                got, why = None, f"type {e['type']} cannot be recomputed here"
+        except (LookupError, ValueError, OSError) as err:
+            got, why = None, str(err)
+        if got is None:
+            print(f"skip      {name}: {why}")
+            continue
+        checked += 1
+        if got == e["hash"]:
+            print(f"ok        {name} {got}")
+        else:
+            mismatches += 1
+            print(f"MISMATCH  {name}: pinned {e['hash']}, computed {got}")
+            if args.write:
+                e["hash"] = got
+    if args.write and mismatches:
+        args.sources.write_text(json.dumps(sources, indent=2) + "\n")
+    print(f"{checked} rechecked, {mismatches} mismatched")
+    return 1 if mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
