@@ -1,0 +1,105 @@
+"""A pool of BMF worker nodes, each on its own BMF scheduler thread.
+
+The pool is one BMF graph in push mode: ``size`` graph input streams, each feeding
+one :class:`~comfyx.engine.core.bmf_module.JobRunner` node that has a scheduler of
+its own, so jobs on different workers run concurrently. A job is a Python callable;
+it travels inside a BMF packet by reference, so its arguments (tensors included)
+are never copied.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+_PACKAGE_ROOT = Path(__file__).resolve().parents[3]  # the directory holding ``comfyx/``
+_ENTRY = "comfyx.engine.core.bmf_module.JobRunner"
+
+
+def bmf_unavailable_reason() -> str | None:
+    """Why BMF cannot be imported here, or None when it can."""
+    os.environ.setdefault("BMF_LOG_LEVEL", "ERROR")
+    try:
+        import bmf  # noqa: F401
+    except ImportError as exc:
+        hint = ""
+        if "libav" in str(exc) or "libsw" in str(exc):
+            hint = " (babitmf 0.2.0 needs FFmpeg 4 shared libraries, e.g. Debian bullseye's libavcodec58)"
+        return f"cannot import bmf: {exc}{hint}"
+    return None
+
+
+class WorkerPool:
+    """Runs callables on ``size`` BMF worker nodes; :meth:`submit` returns a Future."""
+
+    def __init__(self, size: int):
+        if size < 1:
+            raise ValueError(f"a worker pool needs at least one worker, got {size}")
+        reason = bmf_unavailable_reason()
+        if reason is not None:
+            raise RuntimeError(reason)
+        import bmf
+        from bmf.lib._bmf import engine
+
+        self.size = size
+        self._lock = threading.Lock()
+        self._timestamps = itertools.count(1)
+        self._busy = [0] * size
+        builder = bmf.graph({"scheduler_count": size})
+        for index in range(size):
+            stream = builder.input_stream(f"worker{index}")
+            stream.module(
+                {"name": "JobRunner", "type": "python", "path": str(_PACKAGE_ROOT), "entry": _ENTRY},
+                {}, scheduler=index,
+            )
+        builder.generate_config_file(mode=bmf.GraphMode.PUSHDATA, is_blocked=False, file_name="")
+        # The builder's own run() prints the whole config; start the engine directly.
+        self._graph = engine.Graph(builder.graph_config_.dump(), False, False)
+        self._graph.start()
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        """Run ``fn(*args, **kwargs)`` on the least busy worker."""
+        import bmf
+
+        future: Future = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker pool is closed")
+            worker = min(range(self.size), key=self._busy.__getitem__)
+            self._busy[worker] += 1
+
+        def job() -> None:
+            try:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        result = fn(*args, **kwargs)
+                    except BaseException as exc:
+                        future.set_exception(exc)
+                    else:
+                        future.set_result(result)
+            finally:
+                with self._lock:
+                    self._busy[worker] -= 1
+
+        packet = bmf.Packet(job)
+        packet.timestamp = next(self._timestamps)
+        self._graph.add_input_stream_packet(f"worker{worker}", packet, False)
+        return future
+
+    def close(self) -> None:
+        """Let queued jobs finish, then stop the workers."""
+        import bmf
+
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for index in range(self.size):
+            self._graph.add_input_stream_packet(f"worker{index}", bmf.Packet.generate_eof_packet(), False)
+        self._graph.close()

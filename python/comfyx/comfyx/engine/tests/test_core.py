@@ -1,0 +1,156 @@
+"""The scheduling core, without ComfyUI: BMF worker pool, concurrency policy, cache keys."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from comfyx.engine.core.keys import ContentKey, KeyTable
+from comfyx.engine.core.policy import Lane, Limiter, lane_for, node_types
+from comfyx.engine.core.pool import WorkerPool, bmf_unavailable_reason
+
+needs_bmf = pytest.mark.skipif(bmf_unavailable_reason() is not None, reason=str(bmf_unavailable_reason()))
+
+
+@pytest.fixture(scope="module")
+def pool():
+    pool = WorkerPool(4)
+    yield pool
+    pool.close()
+
+
+@needs_bmf
+def test_pool_runs_blocking_jobs_concurrently(pool: WorkerPool) -> None:
+    start = time.perf_counter()
+    futures = [pool.submit(time.sleep, 0.4) for _ in range(4)]
+    for future in futures:
+        future.result(timeout=10)
+    assert time.perf_counter() - start < 1.0  # one after another: 1.6 s
+
+
+@needs_bmf
+def test_pool_runs_jobs_on_bmf_threads_and_passes_objects_by_reference(pool: WorkerPool) -> None:
+    payload = bytearray(b"x" * 1024)
+    seen = pool.submit(lambda obj: (obj, threading.get_ident()), payload).result(timeout=10)
+    assert seen[0] is payload
+    assert seen[1] != threading.get_ident()
+
+
+@needs_bmf
+def test_pool_hands_back_exceptions(pool: WorkerPool) -> None:
+    with pytest.raises(ValueError, match="invalid literal"):
+        pool.submit(int, "not a number").result(timeout=10)
+    assert pool.submit(int, "7").result(timeout=10) == 7  # the worker survived
+
+
+@needs_bmf
+def test_closed_pool_refuses_jobs() -> None:
+    pool = WorkerPool(1)
+    pool.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.submit(int, "1")
+
+
+def test_pool_rejects_zero_workers() -> None:
+    with pytest.raises(ValueError):
+        WorkerPool(0)
+
+
+class CheckpointLoader:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"ckpt_name": (["a.safetensors"],)}}
+
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    FUNCTION = "load"
+
+
+class SaveText:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"multiline": True})}, "optional": {"image": ("IMAGE",)}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+
+
+def test_lanes_follow_declared_types() -> None:
+    assert node_types(CheckpointLoader) == {"MODEL", "CLIP", "VAE"}
+    assert lane_for(node_types(CheckpointLoader)) is Lane.DEVICE
+    assert node_types(SaveText) == {"STRING", "IMAGE"}
+    assert lane_for(node_types(SaveText)) is Lane.SHARED
+
+
+@pytest.mark.parametrize(("lane", "expected"), [(Lane.DEVICE, 1), (Lane.SHARED, 3)])
+def test_limiter_caps_concurrency_per_lane(lane: Lane, expected: int) -> None:
+    async def main() -> int:
+        limiter = Limiter(workers=3)
+        running = peak = 0
+
+        async def job() -> None:
+            nonlocal running, peak
+            async with limiter.slot(lane):
+                running += 1
+                peak = max(peak, running)
+                await asyncio.sleep(0.01)
+                running -= 1
+
+        await asyncio.gather(*(job() for _ in range(6)))
+        return peak
+
+    assert asyncio.run(main()) == expected
+
+
+def _table(prompt: dict) -> KeyTable:
+    async def immediate(node_id: str, node: dict) -> tuple:
+        return (node["class_type"],)
+
+    return KeyTable(prompt.get, immediate, lambda v: v if not isinstance(v, list) else tuple(v))
+
+
+def _chain(n: int, value: int = 1) -> dict:
+    prompt = {"0": {"class_type": "Const", "inputs": {"value": value}}}
+    for i in range(1, n):
+        prompt[str(i)] = {"class_type": "Add", "inputs": {"a": [str(i - 1), 0], "b": 1}}
+    return prompt
+
+
+def test_equal_graphs_get_the_same_key_object() -> None:
+    first = asyncio.run(_table(_chain(50)).key("49"))
+    second = asyncio.run(_table(_chain(50)).key("49"))
+    assert isinstance(first, ContentKey)
+    assert first is second
+
+
+def test_a_changed_ancestor_changes_the_key() -> None:
+    assert asyncio.run(_table(_chain(50, value=1)).key("49")) != asyncio.run(_table(_chain(50, value=2)).key("49"))
+    renamed = {f"n{k}": {**v, "inputs": {**v["inputs"]}} for k, v in _chain(3).items()}
+    for node in renamed.values():
+        for name, value in node["inputs"].items():
+            if isinstance(value, list):
+                node["inputs"][name] = [f"n{value[0]}", value[1]]
+    assert asyncio.run(_table(renamed).key("n2")) == asyncio.run(_table(_chain(3)).key("2"))
+
+
+def test_missing_nodes_and_cycles_never_match() -> None:
+    prompt = {"a": {"class_type": "X", "inputs": {"x": ["b", 0]}}, "b": {"class_type": "X", "inputs": {"x": ["a", 0]}},
+              "c": {"class_type": "X", "inputs": {"x": ["gone", 0]}}}
+    table = _table(prompt)
+    assert asyncio.run(table.key("a")) != asyncio.run(_table(prompt).key("a"))
+    assert asyncio.run(table.key("c")) != asyncio.run(_table(prompt).key("c"))
+
+
+def test_keying_is_linear_in_graph_size() -> None:
+    def seconds(n: int) -> float:
+        prompt = _chain(n)
+        start = time.perf_counter()
+        asyncio.run(_table(prompt).key(str(n - 1)))
+        return time.perf_counter() - start
+
+    seconds(100)
+    small, large = seconds(2000), seconds(8000)
+    assert large < small * 4 * 2.5  # quadratic would be 16 times
