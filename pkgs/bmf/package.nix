@@ -1,0 +1,98 @@
+# BabitMF (BMF) 0.2.0, the C++ media-graph runtime behind comfyx's `--engine bmf`, built from
+# its pinned source against nixpkgs' FFmpeg and libraries instead of the PyPI wheel (whose
+# binaries want FFmpeg 4's sonames and exist for CPython <= 3.12 only).
+#
+# Source: non-cone sparse checkout without bmf_lite/ (the mobile SDK, not built here; two of its
+# GIFs were missing from the mirror the hash was computed from). BMF's CMake fetches its
+# dependencies from GitHub unless BMF_LOCAL_DEPENDENCIES/HMP_LOCAL_DEPENDENCIES are off; with
+# them off it finds nixpkgs' pybind11, fmt, spdlog, dlpack and nlohmann_json, and only stduuid
+# (always fetched) is handed over as a pinned source.
+{
+  lib,
+  buildPythonPackage,
+  fetchFromGitHub,
+  comfyxSources,
+  setuptools,
+  cmake,
+  ninja,
+  pkg-config,
+  pybind11,
+  fmt,
+  spdlog,
+  dlpack,
+  nlohmann_json,
+  libuuid,
+  ffmpeg_6 ? null,
+  ffmpeg,
+  numpy,
+  python3,
+}:
+let
+  s = comfyxSources.bmf;
+  stduuid = fetchFromGitHub { inherit (comfyxSources.stduuid) owner repo rev hash; };
+  ffmpeg' = if ffmpeg_6 != null then ffmpeg_6 else ffmpeg;
+in
+buildPythonPackage {
+  pname = "bmf";
+  inherit (s) version;
+  pyproject = true;
+
+  src = fetchFromGitHub {
+    inherit (s) owner repo rev hash;
+    sparseCheckout = [ "/*" ] ++ map (p: "!/${p}") s.exclude;
+    nonConeMode = true;
+  };
+
+  # BMF's FindLibuuid.cmake downloads libuuid-cmake; nixpkgs' libuuid is found directly.
+  postPatch = ''
+    cat > cmake/FindLibuuid.cmake <<'CMAKE'
+    find_path(Libuuid_INCLUDE_DIRS uuid/uuid.h REQUIRED)
+    find_library(Libuuid_LIBRARIES uuid REQUIRED)
+    set(Libuuid_FOUND YES)
+    CMAKE
+  '';
+
+  build-system = [ setuptools ];
+  nativeBuildInputs = [
+    cmake
+    ninja
+    pkg-config
+  ];
+  buildInputs = [
+    pybind11
+    fmt
+    spdlog
+    dlpack
+    nlohmann_json
+    libuuid
+    ffmpeg'
+  ];
+  dependencies = [ numpy ];
+  dontUseCmakeConfigure = true; # setup.py drives CMake
+
+  env = {
+    GIT_SHA = s.rev; # setup.py embeds its first 7 characters
+    CMAKE_ARGS = lib.concatStringsSep " " [
+      "-DBMF_LOCAL_DEPENDENCIES=OFF"
+      "-DHMP_LOCAL_DEPENDENCIES=OFF"
+      "-DBMF_ENABLE_CUDA=OFF"
+      "-DHMP_ENABLE_CUDA=OFF"
+      "-DHMP_ENABLE_TORCH=OFF"
+      "-DHMP_ENABLE_OPENCV=OFF"
+      "-DBMF_ENABLE_TEST=OFF"
+      "-DFETCHCONTENT_FULLY_DISCONNECTED=ON"
+      "-DFETCHCONTENT_SOURCE_DIR_STDUUID=${stduuid}"
+    ];
+  };
+
+  pythonImportsCheck = [ "bmf" ];
+
+  passthru = { inherit stduuid; };
+
+  meta = {
+    description = "Babit Multimedia Framework: C++ media-graph runtime with Python bindings";
+    homepage = "https://github.com/BabitMF/bmf";
+    license = lib.licenses.asl20;
+    platforms = lib.platforms.linux;
+  };
+}

@@ -1,0 +1,42 @@
+# torch_xla 2.9.0 from PyPI (ABI-bound to torch 2.9.0). It declares no torch dependency itself.
+{
+  lib,
+  buildPythonPackage,
+  fetchComfyxWheel,
+  comfyxSources,
+  autoPatchelfHook,
+  python,
+  torch,
+  libtpu,
+  absl-py,
+  numpy,
+  pyyaml,
+  requests,
+}:
+buildPythonPackage {
+  pname = "torch-xla";
+  inherit (comfyxSources.torch-xla) version;
+  format = "wheel";
+  src = fetchComfyxWheel "torch-xla";
+
+  nativeBuildInputs = [ autoPatchelfHook ];
+  preFixup = ''
+    addAutoPatchelfSearchPath "${torch}/${python.sitePackages}/torch/lib"
+  '';
+  dependencies = [
+    torch
+    libtpu
+    absl-py
+    numpy
+    pyyaml
+    requests
+  ];
+  # Importing torch_xla starts no device; PJRT_DEVICE=CPU keeps the check off any TPU.
+  preInstallCheck = "export PJRT_DEVICE=CPU";
+  pythonImportsCheck = [ "torch_xla" ];
+  meta = {
+    license = lib.licenses.bsd3;
+    platforms = [ "x86_64-linux" ];
+    sourceProvenance = [ lib.sourceTypes.binaryNativeCode ];
+  };
+}
