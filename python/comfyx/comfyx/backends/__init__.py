@@ -1,52 +1,135 @@
-"""Accelerator backends: which one ComfyUI runs on, and checks that it really can.
+"""Accelerator backends: which device ComfyUI runs on, and checks that it really can.
 
-``auto`` leaves the choice to ComfyUI (CUDA, then XPU, then CPU). A named backend is
-a promise: if the hardware or the torch build cannot keep it, start-up stops with a
-message saying why instead of silently running somewhere else.
+A named backend is a promise: if the hardware or the torch build cannot keep it,
+start-up stops with a message saying why instead of silently running somewhere else.
+``auto`` picks CUDA, then Intel XPU, then a TPU (torch_xla), then the CPU, and logs
+what it picked and why.
+
+The choice is made once ``torch`` is imported by ComfyUI's ``main.py`` (after it has
+set the device environment variables) and before ``comfy.model_management`` reads
+``args.cpu``: that is the only moment both facts are known and nothing is decided yet.
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
 from types import ModuleType
 
+from comfyx.backends import intel, tpu
 from comfyx.backends.probe import probe_accelerators
 from comfyx.comfyui.hooks import after_import
 
 BACKENDS = ("auto", "cuda", "ipex", "tpu", "cpu")
+BACKEND_ENV = "COMFYX_BACKEND"
 
-__all__ = ["BACKENDS", "BackendUnavailableError", "comfyui_args", "install", "probe_accelerators"]
+__all__ = [
+    "BACKENDS", "BACKEND_ENV", "BackendUnavailableError", "add_arguments", "comfyui_args", "configure",
+    "install", "probe_accelerators",
+]
+
+log = logging.getLogger("comfyx.backends")
 
 
 class BackendUnavailableError(RuntimeError):
     """The requested backend cannot run here; the message says why."""
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` (default ``$COMFYX_BACKEND`` or auto) and the TPU options, all comfyx's own."""
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default=os.environ.get(BACKEND_ENV) or "auto",
+        help=f"accelerator backend; auto picks CUDA, then Intel XPU, then TPU, then CPU "
+        f"(default: ${BACKEND_ENV} or auto)",
+    )
+    tpu.settings.add_arguments(parser)
+
+
+def configure(args: argparse.Namespace) -> str:
+    """Apply the parsed backend options; returns the backend to launch with."""
+    if args.backend not in BACKENDS:  # a bad $COMFYX_BACKEND bypasses argparse's choices
+        raise BackendUnavailableError(f"unknown backend {args.backend!r}; choose one of {', '.join(BACKENDS)}")
+    settings = tpu.settings.from_args(args)
+    tpu.settings.set_current(settings)
+    if settings.enable is True:
+        if args.backend not in ("auto", "tpu"):
+            raise BackendUnavailableError(f"--tpu-enable contradicts --backend {args.backend}")
+        return "tpu"
+    if settings.enable is False and args.backend == "tpu":
+        raise BackendUnavailableError("--tpu-disable contradicts --backend tpu")
+    return args.backend
+
+
 def comfyui_args(backend: str, args: list[str]) -> list[str]:
     """ComfyUI's command line for ``backend``: the user's flags, plus what the backend needs."""
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "tpu":
-        raise BackendUnavailableError("the TPU (torch_xla) backend is not part of this comfyx build yet")
+    # tpu runs ComfyUI in its CPU mode anyway, and ipex with --cpu means IPEX on the CPU
+    if backend == "cuda" and "--cpu" in args:
+        raise BackendUnavailableError("--backend cuda contradicts ComfyUI's --cpu flag")
     if backend == "cpu" and "--cpu" not in args:
         return ["--cpu", *args]
-    if backend in ("cuda", "ipex") and "--cpu" in args:
-        raise BackendUnavailableError(f"--backend {backend} contradicts ComfyUI's --cpu flag")
+    if backend == "tpu" and "--use-pytorch-cross-attention" not in args:
+        # One SDPA op per attention block; ComfyUI's CPU default (sub-quadratic attention)
+        # chunks by free memory in Python, which XLA would trace as many shapes.
+        return ["--use-pytorch-cross-attention", *args]
     return list(args)
 
 
 def install(backend: str) -> None:
-    """Check, once ComfyUI has chosen its device, that it is the one ``backend`` asked for."""
-    if backend in ("cuda", "ipex"):
-        after_import("comfy.model_management", lambda mm: _check_device(mm, backend))
+    """Register the hooks that select and set up ``backend`` while ComfyUI starts."""
+    def on_cli_args(cli_args: ModuleType) -> None:
+        after_import("torch", lambda torch: _select(backend, cli_args.args, torch))
+
+    after_import("comfy.cli_args", on_cli_args)
 
 
-def _check_device(model_management: ModuleType, backend: str) -> None:
-    import torch
+def _select(backend: str, comfy_args: argparse.Namespace, torch: ModuleType) -> None:
+    """Decide the device before ``comfy.model_management`` is imported (it reads ``args.cpu``)."""
+    chosen, why = _resolve(backend, comfy_args, torch)
+    log.info("comfyx backend %s: %s", chosen, why)
+    if chosen in ("cpu", "tpu") or (chosen == "ipex" and not intel.xpu_available(torch)):
+        comfy_args.cpu = True  # ComfyUI's own CPU mode; tpu and ipex-on-CPU build on it
+    if chosen == "ipex":
+        intel.install(torch)
+    elif chosen == "tpu":
+        tpu.install()
 
-    if backend == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailableError(
-            f"--backend cuda: torch {torch.__version__} sees no CUDA device "
-            f"(built with CUDA {torch.version.cuda or 'none'})"
-        )
-    if backend == "ipex" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
-        raise BackendUnavailableError(f"--backend ipex: torch {torch.__version__} sees no Intel XPU device")
+
+def _resolve(backend: str, comfy_args: argparse.Namespace, torch: ModuleType) -> tuple[str, str]:
+    if backend == "cpu" or (backend == "auto" and comfy_args.cpu):
+        return "cpu", "requested"
+    if backend == "cuda":
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                f"--backend cuda: torch {torch.__version__} sees no CUDA device "
+                f"(built with CUDA {torch.version.cuda or 'none'})")
+        return "cuda", torch.cuda.get_device_name(0)
+    if backend == "ipex":
+        problem = intel.backend_problem(torch)
+        if problem:
+            raise BackendUnavailableError(f"--backend ipex: {problem}")
+        return "ipex", intel.describe(torch)
+    if backend == "tpu":
+        problem = tpu.backend_problem()
+        if problem:
+            raise BackendUnavailableError(f"--backend tpu: {problem}")
+        return "tpu", tpu.describe()
+    return _auto(torch)
+
+
+def _auto(torch: ModuleType) -> tuple[str, str]:
+    if torch.cuda.is_available():
+        return "cuda", f"CUDA device {torch.cuda.get_device_name(0)}"
+    if intel.xpu_available(torch):
+        return "ipex", intel.describe(torch)
+    reasons = [f"cuda: torch {torch.__version__} sees no CUDA device", "xpu: no Intel XPU device"]
+    if tpu.settings.current().enable is False:
+        reasons.append("tpu: disabled by --tpu-disable")
+    else:
+        problem = tpu.auto_problem()
+        if problem is None:
+            return "tpu", tpu.describe()
+        reasons.append(f"tpu: {problem}")
+    return "cpu", "no accelerator (" + "; ".join(reasons) + ")"

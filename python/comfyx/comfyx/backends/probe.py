@@ -28,7 +28,7 @@ def _none(reason: str) -> dict:
     return {"available": False, "devices": [], "reason": reason}
 
 
-def _cuda(torch) -> dict:  # noqa: ANN001 - the torch module
+def _cuda(torch) -> dict:
     if not torch.cuda.is_available():
         built = torch.version.cuda
         why = "torch is a CPU-only build" if built is None else f"no CUDA device visible (torch built for CUDA {built})"
@@ -45,7 +45,7 @@ def _cuda(torch) -> dict:  # noqa: ANN001 - the torch module
     return {"available": True, "devices": devices, "reason": "", "cuda_version": torch.version.cuda}
 
 
-def _xpu(torch) -> dict:  # noqa: ANN001 - the torch module
+def _xpu(torch) -> dict:
     if not hasattr(torch, "xpu"):
         return _none(f"torch {torch.__version__} has no torch.xpu")
     if not torch.xpu.is_available():
@@ -65,7 +65,11 @@ def _xla() -> dict:
         import torch_xla.runtime as xr
 
         devices = [str(d) for d in xm.get_xla_supported_devices()]
-        return {"available": bool(devices), "devices": devices, "reason": "" if devices else "no XLA device",
-                "pjrt_device": os.environ.get("PJRT_DEVICE") or xr.device_type()}
-    except Exception as err:  # torch_xla raises many kinds of errors when no runtime is configured
+        device_type = xr.device_type()
+    except Exception as err:  # noqa: BLE001 - torch_xla raises many kinds of errors when no runtime is configured
         return _none(f"torch_xla could not start a runtime: {type(err).__name__}: {err}")
+    if device_type != "TPU" and not os.environ.get("PJRT_DEVICE"):
+        # torch_xla's silent fallback to its CPU client is no accelerator; PJRT_DEVICE=CPU asks for it
+        return _none(f"torch_xla found no TPU (it would fall back to PJRT {device_type}; set PJRT_DEVICE to use it)")
+    return {"available": bool(devices), "devices": devices, "reason": "" if devices else "no XLA device",
+            "pjrt_device": device_type}

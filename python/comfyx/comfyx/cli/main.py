@@ -6,8 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from comfyx import PINNED_COMFYUI_COMMIT, PINNED_COMFYUI_VERSION, __version__
-from comfyx.backends import BACKENDS
+from comfyx import PINNED_COMFYUI_COMMIT, PINNED_COMFYUI_VERSION, __version__, backends
 from comfyx.engine import ENGINES
 
 EXIT_USAGE = 2
@@ -83,10 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_launch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--comfyui", metavar="DIR", help="ComfyUI checkout (default: $COMFYUI_PATH, then the current directory)")
     parser.add_argument("--engine", choices=ENGINES, default="stock", help="prompt executor (default: %(default)s)")
-    parser.add_argument(
-        "--backend", choices=BACKENDS, default="auto",
-        help="accelerator backend; auto lets ComfyUI pick CUDA, then XPU, then CPU (default: %(default)s)",
-    )
+    backends.add_arguments(parser)  # --backend and the TPU options: comfyx's, never passed to ComfyUI
 
 
 def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -105,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown and args.command not in ("serve", "run"):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.comfyui_args = unknown + passthrough
+    if args.command in ("serve", "run"):
+        try:
+            args.backend = backends.configure(args)
+        except backends.BackendUnavailableError as err:
+            parser.error(str(err))
 
     if args.command == "serve":
         from comfyx.cli.serve import serve
