@@ -64,6 +64,8 @@ class HeadlessRun:
 
     def install(self) -> None:
         after_import("server", self._replace_listener)
+        # Our renderer draws the step bars; ComfyUI's own tqdm bars would draw them twice.
+        after_import("comfy.utils", lambda utils: utils.set_progress_bar_enabled(False))
 
     def _replace_listener(self, server_module: ModuleType) -> None:
         run = self

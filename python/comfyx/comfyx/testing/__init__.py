@@ -1,0 +1,1 @@
+"""Test support that runs real ComfyUI: fixtures, a `comfyx serve` client, a tiny checkpoint."""
