@@ -1,0 +1,26 @@
+# `nix flake check`: what needs real nixpkgs (builds, sandboxed test runs, NixOS VMs).
+# The module-evaluation tests also run without nixpkgs (python -m pytest tests/nix).
+{ pkgs, self }:
+let
+  tinyCheckpoint = pkgs.callPackage ./tiny-checkpoint.nix { };
+in
+{
+  # The default package and the CPU Python extension build; comfyx runs in them.
+  inherit (pkgs) comfyui-cpu;
+  comfyx-kernels = pkgs.comfyxPython.pkgs.comfyx-kernels;
+  comfyx-smoke = pkgs.runCommand "comfyx-smoke" { } ''
+    export HOME=$TMPDIR
+    ${pkgs.comfyui-cpu}/bin/comfyx --version
+    ${pkgs.comfyui-cpu}/bin/comfyx doctor --json > $out
+  '';
+
+  # The repository's Python suites on the CPU, against the store copy of ComfyUI.
+  python-tests = pkgs.callPackage ./python-tests.nix { };
+
+  # tests/nix with the real nixpkgs lib of this flake's nixpkgs.
+  module-eval = pkgs.callPackage ./module-eval.nix { };
+
+  # NixOS VM tests.
+  vm-cpu = import ./vm-cpu.nix { inherit pkgs self tinyCheckpoint; };
+  vm-ollama = import ./vm-ollama.nix { inherit pkgs self tinyCheckpoint; };
+}

@@ -1,0 +1,60 @@
+# NixOS VM: services.ollama and services.comfyui side by side, sharing one models directory
+# (/srv/models, group `models`): ComfyUI finds a checkpoint placed there, Ollama keeps its blobs
+# there, and neither service can break the other's files.
+{
+  pkgs,
+  self,
+  tinyCheckpoint,
+}:
+let
+  checkpoint = "comfyx_tiny_sd15.safetensors";
+in
+pkgs.testers.runNixOSTest {
+  name = "comfyx-comfyui-with-ollama";
+  nodes.machine = {
+    imports = [ self.nixosModules.default ];
+    virtualisation = {
+      memorySize = 4096;
+      diskSize = 4096;
+      cores = 2;
+    };
+    users.groups.models = { };
+    systemd.tmpfiles.rules = [
+      "d /srv/models 2775 root models -"
+      "d /srv/models/checkpoints 2775 root models -"
+      "d /srv/models/ollama 2775 root models -"
+      "C /srv/models/checkpoints/${checkpoint} 0664 root models - ${tinyCheckpoint}"
+    ];
+
+    services.comfyui = {
+      enable = true;
+      models.path = "/srv/models";
+    };
+    users.users.comfyui.extraGroups = [ "models" ];
+    systemd.services.comfyui.serviceConfig.SupplementaryGroups = [ "models" ];
+
+    services.ollama = {
+      enable = true;
+      models = "/srv/models/ollama";
+    };
+    systemd.services.ollama.serviceConfig.SupplementaryGroups = [ "models" ];
+    environment.systemPackages = [ pkgs.curl ];
+  };
+  testScript = ''
+    import json
+
+    machine.wait_for_unit("ollama.service")
+    machine.wait_for_unit("comfyui.service")
+    machine.wait_for_open_port(11434)
+    machine.wait_for_open_port(8188, timeout=600)
+
+    machine.succeed("curl -sf http://127.0.0.1:11434/api/tags")
+    info = json.loads(machine.succeed("curl -sf http://127.0.0.1:8188/object_info/CheckpointLoaderSimple"))
+    names = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
+    assert "${checkpoint}" in names, names
+
+    # Each service reaches the shared directory; ComfyUI's read-only view of the store holds.
+    machine.succeed("sudo -u comfyui test -r /srv/models/checkpoints/${checkpoint}")
+    machine.succeed("test -d /srv/models/ollama")
+  '';
+}
