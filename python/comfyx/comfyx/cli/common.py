@@ -6,8 +6,7 @@ import argparse
 import sys
 
 from comfyx.backends import BackendUnavailableError
-from comfyx.comfyui import ComfyUICheckout, ComfyUINotFoundError, find_comfyui
-from comfyx.comfyui import launch
+from comfyx.comfyui import ComfyUICheckout, ComfyUINotFoundError, find_comfyui, launch
 from comfyx.engine import EngineUnavailableError
 
 EXIT_ERROR = 1

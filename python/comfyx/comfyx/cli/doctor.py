@@ -126,8 +126,12 @@ def _inductor_default_cache() -> str | None:
 
 
 def render_text(data: dict) -> str:
-    lines = [f"comfyx {data['comfyx']['version']} on Python {data['python']['version']} "
-             f"({data['platform']['system']} {data['platform']['machine']}, {data['platform']['cpu_count']} CPUs)"]
+    system = data["platform"]
+    header = (
+        f"comfyx {data['comfyx']['version']} on Python {data['python']['version']} "
+        f"({system['system']} {system['machine']}, {system['cpu_count']} CPUs)"
+    )
+    lines = [header]
     lines.append("versions:")
     lines += [f"  {name:15} {version or 'not found'}" for name, version in data["versions"].items()]
     lines.append("accelerators:")
@@ -147,13 +151,17 @@ def render_text(data: dict) -> str:
     else:
         lines.append(f"comfyui: not found: {comfyui['reason']}")
     lines.append("engines:")
-    lines += [f"  {name:7} {'ok' if e['available'] else 'unavailable: ' + e['reason']}" for name, e in data["engines"].items()]
+    lines += [f"  {name:7} {_availability(e)}" for name, e in data["engines"].items()]
     lines.append("kernel backends:")
     kernels = data["kernel_backends"]
     if "error" in kernels:
         lines.append(f"  {kernels['error']}")
     else:
-        lines += [f"  {name:7} {'ok' if k['available'] else 'unavailable: ' + k['reason']}" for name, k in kernels.items()]
+        lines += [f"  {name:7} {_availability(k)}" for name, k in kernels.items()]
     lines.append("paths:")
     lines += [f"  {name:18} {value}" for name, value in data["paths"].items()]
     return "\n".join(lines)
+
+
+def _availability(entry: dict) -> str:
+    return "ok" if entry["available"] else f"unavailable: {entry['reason']}"

@@ -73,14 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
         "requirements into the running interpreter (for people without Nix).",
         allow_abbrev=False,
     )
-    install.add_argument("directory", nargs="?", metavar="DIR", help="where to clone (default: comfyx's data directory)")
+    install.add_argument(
+        "directory", nargs="?", metavar="DIR", help="where to clone (default: comfyx's data directory)"
+    )
     install.add_argument("--repo", metavar="URL", help="clone from this URL or mirror instead of GitHub")
     install.add_argument("--no-requirements", action="store_true", help="clone only; do not pip install requirements")
     return parser
 
 
 def _add_launch_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--comfyui", metavar="DIR", help="ComfyUI checkout (default: $COMFYUI_PATH, then the current directory)")
+    parser.add_argument(
+        "--comfyui", metavar="DIR", help="ComfyUI checkout (default: $COMFYUI_PATH, then the current directory)"
+    )
     parser.add_argument("--engine", choices=ENGINES, default="stock", help="prompt executor (default: %(default)s)")
     backends.add_arguments(parser)  # --backend and the TPU options: comfyx's, never passed to ComfyUI
 

@@ -67,7 +67,8 @@ def report(result: RunResult, workflow: dict) -> int:
     if result.status == "interrupted":
         say(f"interrupted at node {node_id} ({node_type})")
         return EXIT_INTERRUPTED
-    say(f"error: node {node_id} ({node_type}) failed: {error.get('exception_type')}: {(error.get('exception_message') or '').strip()}")
+    message = (error.get("exception_message") or "").strip()
+    say(f"error: node {node_id} ({node_type}) failed: {error.get('exception_type')}: {message}")
     traceback = "".join(error.get("traceback") or [])
     if traceback:
         print(traceback, file=sys.stderr, end="")

@@ -70,13 +70,13 @@ class HeadlessRun:
     def _replace_listener(self, server_module: ModuleType) -> None:
         run = self
 
-        async def start_multi_address(server, addresses, call_on_start=None, verbose=True):  # noqa: ANN001
+        async def start_multi_address(server, addresses, call_on_start=None, verbose=True):
             run.result = await run._run(server)
             raise _Finished
 
         server_module.PromptServer.start_multi_address = start_multi_address
 
-    async def _run(self, server) -> RunResult:  # noqa: ANN001 - ComfyUI's PromptServer
+    async def _run(self, server) -> RunResult:
         import execution
 
         prompt_id = str(uuid.uuid4())
@@ -88,10 +88,10 @@ class HeadlessRun:
         history = await asyncio.get_running_loop().run_in_executor(None, _wait_for_history, server, prompt_id)
         return _result_from_history(prompt_id, history)
 
-    def _tee_events(self, server) -> None:  # noqa: ANN001
+    def _tee_events(self, server) -> None:
         send_sync = server.send_sync
 
-        def tee(event, data, sid=None):  # noqa: ANN001 - PromptServer.send_sync's signature
+        def tee(event, data, sid=None):
             if isinstance(event, str) and isinstance(data, dict):
                 self.on_event(event, data)
             send_sync(event, data, sid)
@@ -107,7 +107,7 @@ def is_finished(exc: BaseException) -> bool:
     return isinstance(exc, _Finished)
 
 
-def _wait_for_history(server, prompt_id: str) -> dict:  # noqa: ANN001
+def _wait_for_history(server, prompt_id: str) -> dict:
     while True:
         history = server.prompt_queue.get_history(prompt_id=prompt_id)
         if prompt_id in history:

@@ -49,7 +49,7 @@ class _CallbackLoader(importlib.abc.Loader):
 
 
 class _AfterImportFinder(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname, path, target=None):  # noqa: ANN001 - MetaPathFinder protocol
+    def find_spec(self, fullname, path, target=None):
         with _lock:
             callbacks = _pending.pop(fullname, None)
         if callbacks is None:

@@ -52,12 +52,12 @@ def install_comfyui(target: Path, repo: str = PINNED_COMFYUI_REPO, requirements:
 def install_requirements(checkout: Path) -> None:
     """pip-install ComfyUI's requirements into the interpreter running comfyx."""
     command = [sys.executable, "-m", "pip", "install", "-r", str(checkout / "requirements.txt"), *_EXTRA_REQUIREMENTS]
-    if subprocess.run(command).returncode != 0:
+    if subprocess.run(command, check=False).returncode != 0:
         raise InstallError(f"installing ComfyUI's requirements failed: {' '.join(command)}")
 
 
 def _git(*args: str, action: str) -> None:
-    proc = subprocess.run(["git", *args], capture_output=True, text=True)
+    proc = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise InstallError(f"could not {action}: {detail} (offline? --repo URL clones from a mirror)")

@@ -39,9 +39,8 @@ SD_VAE = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3
 
 def build_state_dict(seed: int = 0) -> dict:
     """The checkpoint's tensors (fp16), with the key prefixes of an SD1.5 checkpoint."""
-    import torch
-
     import comfy.cli_args
+    import torch
 
     comfy.cli_args.args.cpu = True  # building weights needs no accelerator; don't probe for one
     import comfy.ops
@@ -62,7 +61,7 @@ def build_state_dict(seed: int = 0) -> dict:
     return state
 
 
-def _seeded_like(name: str, tensor, generator):  # noqa: ANN001, ANN202 - torch types
+def _seeded_like(name: str, tensor, generator):
     import torch
 
     if not tensor.is_floating_point():

@@ -75,6 +75,7 @@ def run_comfyx() -> Callable[..., subprocess.CompletedProcess]:
     """Run the ``comfyx`` command as a user would; returns the completed process (text output)."""
 
     def run(*args: str, timeout: float = 600, **kwargs: object) -> subprocess.CompletedProcess:
-        return subprocess.run([*comfyx_command(), *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+        command = [*comfyx_command(), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
 
     return run

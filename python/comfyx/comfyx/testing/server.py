@@ -13,6 +13,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import websocket  # websocket-client
 
@@ -64,7 +65,7 @@ class ComfyxServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> ComfyxServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -5,7 +5,6 @@ import json
 import platform
 
 import pytest
-
 from comfyx.cli.main import build_parser, split_passthrough
 
 

@@ -5,11 +5,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from comfyx import PINNED_COMFYUI_VERSION
 from comfyx.testing.server import PromptRejectedError
 from comfyx.testing.workflows import txt2img
+from PIL import Image
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
@@ -33,7 +32,7 @@ FAILING_NODE = textwrap.dedent('''
 
 
 @pytest.fixture
-def failing_node_args(tmp_path, tiny_models):
+def failing_node_args(tmp_path, comfyui):
     nodes = tmp_path / "test_nodes"
     nodes.mkdir()
     (nodes / "comfyx_test_fail.py").write_text(FAILING_NODE)
@@ -122,13 +121,13 @@ def test_run_node_error_names_the_node(run_comfyx, comfyui, failing_node_args, t
     assert "node 2 (ComfyxTestFail) failed: ValueError: the test node fails on purpose" in result.stderr
 
 
-def test_server_survives_a_node_error_and_runs_the_next_prompt(comfyx_server, tiny_models, failing_node_args, tmp_path):
+def test_server_survives_a_node_error_and_runs_the_next_prompt(comfyx_server, failing_node_args, tmp_path):
     server = comfyx_server(*failing_node_args, "--output-directory", str(tmp_path))
     failed = server.run_prompt(failing_workflow())
     error = failed.first("execution_error")
     assert error["node_id"] == "2" and error["node_type"] == "ComfyxTestFail"
     assert error["exception_message"].strip() == "the test node fails on purpose"
-    ok = server.run_prompt({"1": failing_workflow()["1"],
-                            "3": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "after"}}})
+    save = {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "after"}}
+    ok = server.run_prompt({"1": failing_workflow()["1"], "3": save})
     assert "execution_success" in ok.event_types()
     assert_png(tmp_path / "after_00001_.png", size=(8, 8))

@@ -33,13 +33,13 @@ def test_missing_module_keeps_its_callbacks_for_a_later_import(tmp_path, monkeyp
     calls = []
     after_import("late_mod", lambda m: calls.append(m.__name__))
     try:
-        import late_mod  # noqa: F401
+        import late_mod
     except ImportError:
         pass
     assert calls == []
     (tmp_path / "late_mod.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
-    import late_mod  # noqa: F401, F811
+    import late_mod  # noqa: F401
 
     assert calls == ["late_mod"]
     sys.modules.pop("late_mod")

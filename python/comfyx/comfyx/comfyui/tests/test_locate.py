@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-
 from comfyx import PINNED_COMFYUI_COMMIT, PINNED_COMFYUI_VERSION
 from comfyx.comfyui.locate import ComfyUINotFoundError, find_comfyui, read_checkout
 
