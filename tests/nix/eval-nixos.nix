@@ -93,6 +93,7 @@ in
     inherit (cfg.server) host port cors;
     modelsPath = cfg.models.path;
     inherit (cfg.models) autoDownload;
+    modelFiles = cfg.models.files; # forces every field through its type
     cache = cfg.models.cache;
     backend = cfg.backend;
     inherit (cfg) openFirewall;
