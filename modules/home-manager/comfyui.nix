@@ -104,7 +104,8 @@ in
       }
     ];
 
-    home.packages = [ package ] ++ lib.optional cfg.development.enable package.env or package;
+    # The environment also has a bin/comfyx; the package's (which sets COMFYUI_PATH) wins.
+    home.packages = [ (lib.hiPrio package) ] ++ lib.optional cfg.development.enable package.env or package;
 
     home.file =
       lib.mapAttrs' (

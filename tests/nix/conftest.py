@@ -46,9 +46,10 @@ def run(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
-def evaluate(harness: str, module: str) -> dict:
-    """Evaluate tests/nix/<harness> with `module` (a Nix expression) as the user's configuration."""
-    proc = _eval(harness, module)
+def evaluate(harness: str, module: str | None = None, **args: str) -> dict:
+    """Evaluate tests/nix/<harness> with `module` (a Nix expression) as the user's configuration
+    and `args` as further Nix-expression arguments."""
+    proc = _eval(harness, module, **args)
     if proc.returncode != 0:
         raise AssertionError(f"evaluation failed:\n{proc.stderr}")
     return json.loads(proc.stdout)
@@ -62,14 +63,15 @@ def evaluation_error(harness: str, module: str) -> str:
     return proc.stderr
 
 
-def _eval(harness: str, module: str) -> subprocess.CompletedProcess[str]:
+def _eval(harness: str, module: str | None, **args: str) -> subprocess.CompletedProcess[str]:
     exe = nix_instantiate()
     lib = nixpkgs_lib()
-    return run([
-        exe, "--eval", "--strict", "--json", str(HERE / harness),
-        "--arg", "lib", f"import {lib}",
-        "--arg", "userModule", module,
-    ])
+    if module is not None:
+        args["userModule"] = module
+    argv = [exe, "--eval", "--strict", "--json", str(HERE / harness), "--arg", "lib", f"import {lib}"]
+    for name, value in args.items():
+        argv += ["--arg", name, value]
+    return run(argv)
 
 
 @pytest.fixture
@@ -101,3 +103,14 @@ def nixos_error():
 def home():
     """Evaluate programs.comfyui with a configuration (Nix expression) -> the harness's JSON."""
     return lambda module: evaluate("eval-home-manager.nix", module)
+
+
+@pytest.fixture
+def flake():
+    """The flake's outputs and the ComfyUI source's fetch (eval-flake.nix); `package` replaces
+    pkgs/comfyui-src/package.nix by another copy of it."""
+
+    def evaluate_flake(package: Path | None = None) -> dict:
+        return evaluate("eval-flake.nix", **({"comfyuiSrcPackage": str(package)} if package else {}))
+
+    return evaluate_flake

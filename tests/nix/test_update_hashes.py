@@ -1,0 +1,124 @@
+"""pkgs/update-hashes.py: its NAR hash of a git tree equals Nix's, and it reports mismatches."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "pkgs" / "update-hashes.py"
+
+spec = importlib.util.spec_from_file_location("update_hashes", SCRIPT)
+update_hashes = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(update_hashes)
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> tuple[Path, str]:
+    """A small repository with an executable, a symlink, nested and soon-excluded paths."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    work = tmp_path / "work"
+    (work / "a" / "b").mkdir(parents=True)
+    (work / "drop" / "deep").mkdir(parents=True)
+    (work / "README").write_text("hello\n")
+    (work / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (work / "run.sh").chmod(0o755)
+    (work / "a" / "b" / "data.bin").write_bytes(bytes(range(256)) * 3)
+    (work / "a" / "big.json").write_text("{}\n")
+    (work / "drop" / "deep" / "x").write_text("x\n")
+    (work / "link").symlink_to("a/b/data.bin")
+    (work / "Z-upper").write_text("sorts before lowercase in NAR\n")
+    git(work, "init", "-q")
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "init")
+    return work, git(work, "rev-parse", "HEAD").strip()
+
+
+def nix_hash_path(path: Path) -> str:
+    exe = shutil.which("nix")
+    if exe is None:
+        pytest.skip("nix is not installed (Debian: apt-get install nix-bin)")
+    return subprocess.run(
+        [exe, "--extra-experimental-features", "nix-command", "hash", "path", str(path)],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+
+
+def checkout(work: Path, rev: str, dest: Path, exclude: list[str]) -> Path:
+    """What a non-cone sparse checkout without `exclude` leaves (less .git)."""
+    shutil.copytree(work, dest, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+    for p in exclude:
+        target = dest / p
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    return dest
+
+
+def test_nar_hash_matches_nix(repo, tmp_path):
+    work, rev = repo
+    ours = update_hashes.github_tree_hash(str(work / ".git"), rev, [])
+    assert ours == nix_hash_path(checkout(work, rev, tmp_path / "full", []))
+
+
+def test_excluded_paths_leave_no_trace(repo, tmp_path):
+    work, rev = repo
+    exclude = ["drop", "a/big.json"]
+    ours = update_hashes.github_tree_hash(str(work / ".git"), rev, exclude)
+    assert ours == nix_hash_path(checkout(work, rev, tmp_path / "sparse", exclude))
+    assert ours != update_hashes.github_tree_hash(str(work / ".git"), rev, [])
+
+
+def test_reports_mismatch_and_writes_fix(repo, tmp_path, capsys):
+    work, rev = repo
+    wheel_dir = tmp_path / "wheels"
+    wheel_dir.mkdir()
+    wheel = wheel_dir / "demo-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"not really a wheel")
+    wheel_hash = "sha256-" + base64.b64encode(hashlib.sha256(b"not really a wheel").digest()).decode()
+    right = update_hashes.github_tree_hash(str(work / ".git"), rev, [])
+    sources = tmp_path / "sources.json"
+    sources.write_text(json.dumps({
+        "_comment": "test",
+        "tree": {"type": "github", "owner": "o", "repo": "r", "rev": rev, "hash": "sha256-" + "B" * 43 + "="},
+        "demo": {"type": "pypi-wheel", "pname": "demo", "version": "1.0", "python": "py3", "abi": "none",
+                 "platform": "any", "hash": wheel_hash},
+        "absent": {"type": "pypi-wheel", "pname": "absent", "version": "1", "python": "py3", "abi": "none",
+                   "platform": "any", "hash": wheel_hash},
+    }))
+    args = ["--sources", str(sources), "--git", f"o/r={work / '.git'}", "--files", str(wheel_dir)]
+    assert update_hashes.main(args) == 1
+    out = capsys.readouterr().out
+    assert "MISMATCH  tree" in out and "ok        demo" in out and "skip      absent" in out
+    assert update_hashes.main([*args, "--write"]) == 1
+    assert json.loads(sources.read_text())["tree"]["hash"] == right
+    assert update_hashes.main(args) == 0
+
+
+def test_fetchpypi_url():
+    entry = {"pname": "torch_xla", "version": "2.9.0", "python": "cp313", "abi": "cp313",
+             "platform": "manylinux_2_28_x86_64"}
+    assert update_hashes.wheel_url(entry) == (
+        "https://files.pythonhosted.org/packages/cp313/t/torch_xla/"
+        "torch_xla-2.9.0-cp313-cp313-manylinux_2_28_x86_64.whl")
+
+
+def test_pinned_comfyui_hash_recomputes():
+    git_dir = os.environ.get("COMFYX_COMFYUI_GIT")
+    if not git_dir:
+        pytest.skip("COMFYX_COMFYUI_GIT is not set: name a git directory holding ComfyUI's pinned commit")
+    s = json.loads((REPO / "pkgs" / "sources.json").read_text())["comfyui"]
+    assert update_hashes.github_tree_hash(git_dir, s["rev"], s["exclude"]) == s["hash"]
