@@ -1,7 +1,9 @@
 """Prompt executors comfyx can put behind ComfyUI's queue.
 
 ``stock`` is ComfyUI's own ``execution.PromptExecutor``; ``bmf`` runs prompts on the
-BMF graph runtime. :func:`install` is called before ComfyUI's ``main.py`` runs.
+BMF graph runtime (:mod:`comfyx.engine.adapter`). :func:`install` is called before
+ComfyUI's ``main.py`` runs, so it imports nothing of ComfyUI: it registers a hook
+that replaces the executor once ComfyUI imports its ``execution`` module.
 """
 
 from __future__ import annotations
@@ -15,11 +17,16 @@ class EngineUnavailableError(RuntimeError):
 
 def install(name: str) -> None:
     """Make ComfyUI's prompt worker use engine ``name``."""
-    if name == "stock":
-        return
+    if name not in ENGINES:
+        raise EngineUnavailableError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    reason = unavailable_reason(name)
+    if reason is not None:
+        raise EngineUnavailableError(reason)
     if name == "bmf":
-        raise EngineUnavailableError(unavailable_reason("bmf") or "the BMF engine failed to install")
-    raise EngineUnavailableError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+        from comfyx.comfyui.hooks import after_import
+        from comfyx.engine.adapter.hook import install_into
+
+        after_import("execution", install_into)
 
 
 def unavailable_reason(name: str) -> str | None:
@@ -27,5 +34,7 @@ def unavailable_reason(name: str) -> str | None:
     if name == "stock":
         return None
     if name == "bmf":
-        return "the BMF engine is not part of this comfyx build yet"
+        from comfyx.engine.core.pool import bmf_unavailable_reason
+
+        return bmf_unavailable_reason()
     return f"unknown engine {name!r}"

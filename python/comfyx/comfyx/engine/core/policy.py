@@ -1,13 +1,17 @@
 """Which nodes may run at the same time.
 
-The stated policy: a node that handles models or latents — any input or output of a
-type in :data:`DEVICE_TYPES` (models, text encoders, VAEs, latents, conditioning,
-...) — runs in the *device lane*, which has one slot: at most one such node runs at
-any moment, so concurrent branches never hold more than one node's worth of working
-memory on the accelerator (ComfyUI's model manager keeps managing which models stay
-loaded, as it does for the stock executor). Every other node (file and image I/O,
-API calls, text, numbers) runs in the *shared lane*, in parallel up to the number of
-pool workers.
+The stated policy, per node class:
+
+- a node that handles models or latents — any input or output of a type in
+  :data:`DEVICE_TYPES` (models, text encoders, VAEs, latents, conditioning, ...) —
+  needs the *device lane*, which has one slot: at most one such node runs at any
+  moment, so concurrent branches never hold more than one node's working memory on
+  the accelerator (ComfyUI's model manager still decides which models stay loaded);
+- an output node (``OUTPUT_NODE``) needs the *output lane*, also one slot: output
+  nodes pick file names by looking at what is already on disk (SaveImage's counter),
+  so two of them at once could write the same file;
+- every other node (downloads, API calls, file reads, image and text work) runs in
+  parallel with the rest, up to the number of pool workers.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ DEVICE_TYPES = frozenset({
 
 
 class Lane(Enum):
-    SHARED = "shared"
     DEVICE = "device"
+    OUTPUT = "output"
 
 
 def node_types(node_class: Any) -> set[str]:
@@ -41,25 +45,31 @@ def node_types(node_class: Any) -> set[str]:
     return types
 
 
-def lane_for(types: Iterable[str]) -> Lane:
-    """The lane a node with these input/output types runs in."""
-    return Lane.DEVICE if any(t in DEVICE_TYPES for t in types) else Lane.SHARED
+def lanes_for(node_class: Any) -> frozenset[Lane]:
+    """The single-slot lanes a node class needs (none: it runs alongside anything)."""
+    lanes = set()
+    if any(t in DEVICE_TYPES for t in node_types(node_class)):
+        lanes.add(Lane.DEVICE)
+    if getattr(node_class, "OUTPUT_NODE", False):
+        lanes.add(Lane.OUTPUT)
+    return frozenset(lanes)
 
 
 class Limiter:
-    """Slots per lane for one event loop: ``workers`` in all, one for the device lane."""
+    """Slots for one event loop: ``workers`` in all, one per lane."""
 
-    def __init__(self, workers: int, device_slots: int = 1):
-        if workers < 1 or device_slots < 1:
-            raise ValueError("a limiter needs at least one worker and one device slot")
+    def __init__(self, workers: int):
+        if workers < 1:
+            raise ValueError("a limiter needs at least one worker")
         self._all = asyncio.Semaphore(workers)
-        self._device = asyncio.Semaphore(min(device_slots, workers))
+        self._lanes = {lane: asyncio.Semaphore(1) for lane in Lane}
 
     @contextlib.asynccontextmanager
-    async def slot(self, lane: Lane) -> AsyncIterator[None]:
-        """Hold a slot of ``lane`` for the duration of the block."""
+    async def slot(self, lanes: Iterable[Lane]) -> AsyncIterator[None]:
+        """Hold a slot of each of ``lanes`` (always taken in the same order) and a worker."""
         async with contextlib.AsyncExitStack() as stack:
-            if lane is Lane.DEVICE:
-                await stack.enter_async_context(self._device)
+            for lane in Lane:
+                if lane in lanes:
+                    await stack.enter_async_context(self._lanes[lane])
             await stack.enter_async_context(self._all)
             yield

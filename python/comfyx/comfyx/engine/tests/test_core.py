@@ -9,7 +9,7 @@ import time
 import pytest
 
 from comfyx.engine.core.keys import ContentKey, KeyTable
-from comfyx.engine.core.policy import Lane, Limiter, lane_for, node_types
+from comfyx.engine.core.policy import Lane, Limiter, lanes_for, node_types
 from comfyx.engine.core.pool import WorkerPool, bmf_unavailable_reason
 
 needs_bmf = pytest.mark.skipif(bmf_unavailable_reason() is not None, reason=str(bmf_unavailable_reason()))
@@ -78,22 +78,32 @@ class SaveText:
     OUTPUT_NODE = True
 
 
+class Downloader:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"url": ("STRING",)}}
+
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "fetch"
+
+
 def test_lanes_follow_declared_types() -> None:
     assert node_types(CheckpointLoader) == {"MODEL", "CLIP", "VAE"}
-    assert lane_for(node_types(CheckpointLoader)) is Lane.DEVICE
+    assert lanes_for(CheckpointLoader) == {Lane.DEVICE}
     assert node_types(SaveText) == {"STRING", "IMAGE"}
-    assert lane_for(node_types(SaveText)) is Lane.SHARED
+    assert lanes_for(SaveText) == {Lane.OUTPUT}
+    assert lanes_for(Downloader) == set()
 
 
-@pytest.mark.parametrize(("lane", "expected"), [(Lane.DEVICE, 1), (Lane.SHARED, 3)])
-def test_limiter_caps_concurrency_per_lane(lane: Lane, expected: int) -> None:
+@pytest.mark.parametrize(("lanes", "expected"), [({Lane.DEVICE}, 1), ({Lane.OUTPUT, Lane.DEVICE}, 1), (set(), 3)])
+def test_limiter_caps_concurrency_per_lane(lanes: set[Lane], expected: int) -> None:
     async def main() -> int:
         limiter = Limiter(workers=3)
         running = peak = 0
 
         async def job() -> None:
             nonlocal running, peak
-            async with limiter.slot(lane):
+            async with limiter.slot(lanes):
                 running += 1
                 peak = max(peak, running)
                 await asyncio.sleep(0.01)

@@ -1,0 +1,157 @@
+"""ComfyUI's own caches (``comfy_execution.caching``), keyed in O(1) per node, plus a loader cache.
+
+The cache classes, their modes (classic, ``--cache-lru N``, ``--cache-none``) and the
+IS_CHANGED / fingerprint lookups are ComfyUI's; only the key set is ours
+(:mod:`comfyx.engine.core.keys`), which removes the executor's O(N²) keying.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any
+
+import execution
+import nodes
+import psutil
+from comfy_execution.caching import (
+    CacheKeySet,
+    CacheKeySetID,
+    DependencyAwareCache,
+    HierarchicalCache,
+    LRUCache,
+    include_unique_id_in_input,
+    to_hashable,
+)
+from comfy_execution.graph import DynamicPrompt
+
+from comfyx.engine.core.keys import KeyTable, is_link
+from comfyx.engine.core.policy import DEVICE_TYPES
+
+log = logging.getLogger(__name__)
+
+LOADER_CACHE_ENV = "COMFYX_LOADER_CACHE"
+DEFAULT_LOADER_CACHE = 4
+MIN_FREE_RAM_FRACTION = 0.15
+
+
+class FastInputSignature(CacheKeySet):
+    """``CacheKeySetInputSignature`` with Merkle keys (same inputs to the key, same hits)."""
+
+    def __init__(self, dynprompt: DynamicPrompt, node_ids: Any, is_changed_cache: Any):
+        super().__init__(dynprompt, node_ids, is_changed_cache)
+        self.dynprompt = dynprompt
+        self.is_changed_cache = is_changed_cache
+        self._table = KeyTable(self._node, self._immediate, to_hashable)
+
+    async def add_keys(self, node_ids: Any) -> None:
+        for node_id in node_ids:
+            if node_id in self.keys or not self.dynprompt.has_node(node_id):
+                continue
+            node = self.dynprompt.get_node(node_id)
+            self.keys[node_id] = await self._table.key(node_id)
+            self.subcache_keys[node_id] = (node_id, node["class_type"])
+
+    def _node(self, node_id: str) -> dict | None:
+        return self.dynprompt.get_node(node_id) if self.dynprompt.has_node(node_id) else None
+
+    async def _immediate(self, node_id: str, node: dict) -> tuple:
+        class_type = node["class_type"]
+        class_def = nodes.NODE_CLASS_MAPPINGS[class_type]
+        parts = [class_type, to_hashable(await self.is_changed_cache.get(node_id))]
+        if getattr(class_def, "NOT_IDEMPOTENT", False) or include_unique_id_in_input(class_type):
+            parts.append(node_id)
+        return tuple(parts)
+
+
+def is_loader(node: dict) -> bool:
+    """A node that only reads constants and produces a model-like object (any loader node)."""
+    class_def = nodes.NODE_CLASS_MAPPINGS.get(node["class_type"])
+    if class_def is None or getattr(class_def, "OUTPUT_NODE", False):
+        return False
+    if any(is_link(value) for value in node["inputs"].values()):
+        return False
+    returns = getattr(class_def, "RETURN_TYPES", ())
+    return any(t in DEVICE_TYPES and t not in ("LATENT", "CONDITIONING") for t in returns if isinstance(t, str))
+
+
+class LoaderKeepingCache(HierarchicalCache):
+    """ComfyUI's classic output cache that keeps loader outputs across prompts.
+
+    The classic cache drops every output the next prompt does not use, so alternating
+    two workflows reloads their checkpoints each time. Outputs of loader nodes
+    (:func:`is_loader`) are kept instead in a bounded least-recently-used store and put
+    back when a later prompt has the same key. Eviction drops the last reference, and
+    ComfyUI's model manager forgets the model as it does when the stock cache drops it
+    (``cleanup_models_gc``); a kept model stays in the model manager's list and is
+    unloaded by it under memory pressure like any other.
+    """
+
+    def __init__(self, key_class: type, capacity: int):
+        super().__init__(key_class)
+        self.capacity = capacity
+        self.kept: OrderedDict[Hashable, Any] = OrderedDict()
+        self._loader_keys: set[Hashable] = set()
+
+    async def set_prompt(self, dynprompt: DynamicPrompt, node_ids: Any, is_changed_cache: Any) -> None:
+        await super().set_prompt(dynprompt, node_ids, is_changed_cache)
+        for key in self.cache_key_set.get_used_keys():
+            if key in self.kept and key not in self.cache:
+                self.cache[key] = self.kept.pop(key)
+
+    def set(self, node_id: str, value: Any) -> None:
+        super().set(node_id, value)
+        if self.dynprompt.get_parent_node_id(node_id) is None and is_loader(self.dynprompt.get_node(node_id)):
+            self._loader_keys.add(self.cache_key_set.get_data_key(node_id))
+
+    def _clean_cache(self) -> None:
+        used = set(self.cache_key_set.get_used_keys())
+        for key in [k for k in self.cache if k not in used]:
+            value = self.cache.pop(key)
+            if key in self._loader_keys:
+                self.kept[key] = value
+                self.kept.move_to_end(key)
+        self._loader_keys &= set(self.cache) | set(self.kept)
+        while self.kept and (len(self.kept) > self.capacity or _ram_is_short()):
+            self.kept.popitem(last=False)
+
+
+def _ram_is_short() -> bool:
+    memory = psutil.virtual_memory()
+    return memory.available < memory.total * MIN_FREE_RAM_FRACTION
+
+
+def loader_cache_capacity() -> int:
+    """How many loader outputs to keep across prompts (``COMFYX_LOADER_CACHE``, 0 disables)."""
+    raw = os.environ.get(LOADER_CACHE_ENV, str(DEFAULT_LOADER_CACHE))
+    try:
+        value = int(raw)
+    except ValueError:
+        log.warning("%s=%r is not a number; using %d", LOADER_CACHE_ENV, raw, DEFAULT_LOADER_CACHE)
+        return DEFAULT_LOADER_CACHE
+    return max(value, 0)
+
+
+class FastCacheSet(execution.CacheSet):
+    """ComfyUI's ``CacheSet`` (same three modes) with :class:`FastInputSignature` keys."""
+
+    def init_classic_cache(self) -> None:
+        capacity = loader_cache_capacity()
+        if capacity:
+            self.outputs = LoaderKeepingCache(FastInputSignature, capacity)
+        else:
+            self.outputs = HierarchicalCache(FastInputSignature)
+        self.ui = HierarchicalCache(FastInputSignature)
+        self.objects = HierarchicalCache(CacheKeySetID)
+
+    def init_lru_cache(self, cache_size: int) -> None:
+        self.outputs = LRUCache(FastInputSignature, max_size=cache_size)
+        self.ui = LRUCache(FastInputSignature, max_size=cache_size)
+        self.objects = HierarchicalCache(CacheKeySetID)
+
+    def init_dependency_aware_cache(self) -> None:
+        self.outputs = DependencyAwareCache(FastInputSignature)
+        self.ui = DependencyAwareCache(FastInputSignature)
+        self.objects = DependencyAwareCache(CacheKeySetID)

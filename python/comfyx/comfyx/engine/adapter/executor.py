@@ -1,0 +1,135 @@
+"""``execution.PromptExecutor`` for the BMF engine, and the per-prompt choice of executor.
+
+:class:`BmfPromptExecutor` is ComfyUI's own ``PromptExecutor`` (same loop, same
+per-node ``execute``, same events and history) with three things changed: its caches
+are keyed in O(1) per node (:mod:`.caching`), node functions that can overlap with
+other ready nodes run on BMF workers (:mod:`.running`), and engine failures are
+contained: one before any node ran falls back to the stock executor (logged with
+the reason); one after is reported as an ``execution_error`` and nothing re-runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from typing import Any
+
+import execution
+
+from comfyx.engine.adapter.caching import FastCacheSet
+from comfyx.engine.adapter.running import PromptRun, current_run
+from comfyx.engine.core.policy import Limiter
+from comfyx.engine.core.pool import WorkerPool
+
+log = logging.getLogger("comfyx.engine")
+
+FORCE_ENV = "BMF_COMFY_FORCE"
+WORKERS_ENV = "COMFYX_ENGINE_WORKERS"
+DEFAULT_WORKERS = 8
+
+StockPromptExecutor = execution.PromptExecutor
+
+
+def use_bmf(extra_data: dict) -> bool:
+    """``BMF_COMFY_FORCE=0`` runs a prompt on BMF only when its ``extra_data.enable_bmf`` is truthy."""
+    if os.environ.get(FORCE_ENV, "1").strip() not in ("0", "false", "no", "off"):
+        return True
+    return bool(extra_data.get("enable_bmf"))
+
+
+def worker_count() -> int:
+    raw = os.environ.get(WORKERS_ENV, str(DEFAULT_WORKERS))
+    try:
+        return max(int(raw), 1)
+    except ValueError:
+        log.warning("%s=%r is not a number; using %d workers", WORKERS_ENV, raw, DEFAULT_WORKERS)
+        return DEFAULT_WORKERS
+
+
+class BmfPromptExecutor(StockPromptExecutor):
+    """Drop-in for ``execution.PromptExecutor`` (same constructor, attributes and ``execute``)."""
+
+    def __init__(self, server: Any, cache_type: Any = False, cache_size: int | None = None):
+        self._pool: WorkerPool | None = None
+        self.stock = StockPromptExecutor(server, cache_type=cache_type, cache_size=cache_size)
+        super().__init__(server, cache_type=cache_type, cache_size=cache_size)
+
+    def reset(self) -> None:
+        self.caches = FastCacheSet(cache_type=self.cache_type, cache_size=self.cache_size)
+        self.status_messages = []
+        self.success = True
+        if hasattr(self, "stock"):
+            self.stock.reset()
+
+    def execute(self, prompt: dict, prompt_id: str, extra_data: dict = {}, execute_outputs: list = []) -> None:  # noqa: B006 - ComfyUI's signature
+        if not use_bmf(extra_data):
+            self._run_stock(prompt, prompt_id, extra_data, execute_outputs)
+            return
+        try:
+            pool = self._worker_pool()
+        except Exception as exc:
+            log.warning("comfyx BMF engine unavailable (%s); running prompt %s on the stock executor", exc, prompt_id)
+            self._run_stock(prompt, prompt_id, extra_data, execute_outputs)
+            return
+        run = PromptRun(pool=pool, limiter=Limiter(pool.size))
+        token = current_run.set(run)
+        try:
+            super().execute(prompt, prompt_id, extra_data, execute_outputs)
+        except Exception as exc:
+            run.drain()
+            if run.started == 0:
+                log.warning("comfyx BMF engine failed before any node ran (%s: %s); running prompt %s on the "
+                            "stock executor", type(exc).__name__, exc, prompt_id, exc_info=True)
+                self._run_stock(prompt, prompt_id, extra_data, execute_outputs)
+            else:
+                self._report_engine_failure(prompt_id, run, exc)
+        finally:
+            current_run.reset(token)
+            run.drain()
+
+    def handle_execution_error(self, prompt_id: str, prompt: dict, current_outputs: Any, executed: set,
+                               error: dict, ex: Exception) -> None:
+        run = current_run.get()
+        # ComfyUI reports no inputs when an async node fails; a node we offloaded keeps its inputs in the report.
+        if run is not None and "current_inputs" in error and not error["current_inputs"]:
+            inputs = run.inputs.get(error["node_id"])
+            if inputs is not None:
+                error = {**error, "current_inputs": {
+                    name: [execution.format_value(x) for x in values] for name, values in inputs.items()}}
+        super().handle_execution_error(prompt_id, prompt, current_outputs, executed, error, ex)
+
+    def _run_stock(self, prompt: dict, prompt_id: str, extra_data: dict, execute_outputs: list) -> None:
+        self.stock.execute(prompt, prompt_id, extra_data, execute_outputs)
+        self.history_result = self.stock.history_result
+        self.status_messages = self.stock.status_messages
+        self.success = self.stock.success
+
+    def _worker_pool(self) -> WorkerPool:
+        if self._pool is None:
+            self._pool = WorkerPool(worker_count())
+        return self._pool
+
+    def _report_engine_failure(self, prompt_id: str, run: PromptRun, exc: Exception) -> None:
+        log.error("comfyx BMF engine failed during prompt %s; not re-running it", prompt_id, exc_info=exc)
+        node_id = None
+        class_type = None
+        if run.dynprompt is not None:
+            node_id = next(reversed(run.inputs), None) or next(iter(run.dynprompt.original_prompt), None)
+            if node_id is not None:
+                class_type = run.dynprompt.get_node(node_id)["class_type"]
+        self.success = False
+        self.add_message("execution_error", {
+            "prompt_id": prompt_id,
+            "node_id": node_id,
+            "node_type": class_type,
+            "executed": [],
+            "exception_message": f"comfyx BMF engine error: {exc}",
+            "exception_type": execution.full_type_name(type(exc)),
+            "traceback": traceback.format_tb(sys.exc_info()[2] or exc.__traceback__),
+            "current_inputs": {},
+            "current_outputs": [],
+        }, broadcast=False)
+        self.history_result = {"outputs": {}, "meta": {}}
+        self.server.last_node_id = None

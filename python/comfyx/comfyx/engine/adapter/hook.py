@@ -1,0 +1,18 @@
+"""Swap ComfyUI's ``execution.PromptExecutor`` for the BMF engine's (no file patching)."""
+
+from __future__ import annotations
+
+import logging
+from types import ModuleType
+
+log = logging.getLogger("comfyx.engine")
+
+
+def install_into(execution: ModuleType) -> None:
+    """Called right after ComfyUI imports ``execution``; main.py's worker then builds our executor."""
+    from comfyx.engine.adapter import running
+    from comfyx.engine.adapter.executor import BmfPromptExecutor
+
+    running.install()
+    execution.PromptExecutor = BmfPromptExecutor
+    log.info("comfyx: prompts run on the BMF engine")

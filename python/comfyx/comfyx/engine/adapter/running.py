@@ -1,0 +1,194 @@
+"""Running a node's function: inline as ComfyUI does, or on a BMF worker when it can overlap.
+
+ComfyUI's executor already overlaps *async* nodes: the node's coroutine becomes a
+task, the node is set aside with an external block, and the executor goes on with
+other ready nodes. We reuse exactly that path for synchronous nodes: when other
+nodes are ready or running, the node's function is handed to a BMF worker and
+presented to ComfyUI as a coroutine. Everything else about the node (inputs,
+lazy checks, ExecutionBlocker, list mapping, expansion, caching, events) stays in
+ComfyUI's own ``execution.execute``. A node alone in the graph's frontier runs
+inline on the executor thread, exactly as in stock ComfyUI, with no hand-off cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import threading
+from concurrent.futures import Future, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import execution
+import nodes
+import torch
+from comfy_api.internal import _ComfyNodeInternal, is_class, make_locked_method_func
+from comfy_execution.graph import DynamicPrompt, ExecutionList
+from comfy_execution.graph_utils import GraphBuilder
+from comfy_execution.utils import get_executing_context
+
+from comfyx.engine.core.policy import Lane, Limiter, lanes_for
+from comfyx.engine.core.pool import WorkerPool
+
+
+@dataclass
+class PromptRun:
+    """What the engine tracks while one prompt runs."""
+
+    pool: WorkerPool
+    limiter: Limiter
+    dynprompt: DynamicPrompt | None = None
+    execution_list: ExecutionList | None = None
+    started: int = 0  # node functions called so far
+    in_flight: int = 0
+    futures: list[Future] = field(default_factory=list)
+    inputs: dict[str, dict] = field(default_factory=dict)  # real node id -> inputs of its last offloaded call
+    lanes: dict[type, frozenset[Lane]] = field(default_factory=dict)
+
+    def should_offload(self, unique_id: str) -> bool:
+        """Hand the node to a worker only when something else could run meanwhile."""
+        if self.in_flight:
+            return True
+        ready = self.execution_list
+        if ready is None:
+            return False
+        return any(n != unique_id and ready.blockCount[n] == 0 for n in ready.pendingNodes)
+
+    def lanes_of(self, node_class: type) -> frozenset[Lane]:
+        if node_class not in self.lanes:
+            self.lanes[node_class] = lanes_for(node_class)
+        return self.lanes[node_class]
+
+    def drain(self) -> None:
+        """Wait for every job this prompt handed to a worker (none outlives its prompt)."""
+        wait(self.futures)
+
+
+current_run: contextvars.ContextVar[PromptRun | None] = contextvars.ContextVar("comfyx_prompt_run", default=None)
+
+_stock_map_node_over_list = execution._async_map_node_over_list
+
+
+async def map_node_over_list(prompt_id, unique_id, obj, input_data_all, func, allow_interrupt=False,
+                             execution_block_cb=None, pre_execute_cb=None, hidden_inputs=None):
+    """ComfyUI's ``_async_map_node_over_list``, with the node function offloaded when useful."""
+    run = current_run.get()
+    node_class = obj if is_class(obj) else type(obj)
+    calls_function = run is not None and allow_interrupt and func == getattr(node_class, "FUNCTION", None)
+    if calls_function:
+        run.started += 1
+    if (calls_function and not inspect.iscoroutinefunction(getattr(node_class, func))
+            and run.should_offload(unique_id)):
+        run.inputs[run.dynprompt.get_real_node_id(unique_id)] = input_data_all
+        obj = OffloadedNode(obj, func, run, unique_id, hidden_inputs)
+    return await _stock_map_node_over_list(prompt_id, unique_id, obj, input_data_all, func, allow_interrupt,
+                                           execution_block_cb, pre_execute_cb, hidden_inputs)
+
+
+class OffloadedNode:
+    """Stands in for a node object; its function is a coroutine that runs the real one on a worker.
+
+    Calls of one node (one per list index) run one after another in index order, and
+    after one fails the rest do not run — as in ComfyUI's synchronous loop.
+    """
+
+    def __init__(self, target: Any, func: str, run: PromptRun, unique_id: str, hidden_inputs: Any):
+        self._target = target
+        self._func = func
+        self._run = run
+        self._unique_id = unique_id
+        self._hidden_inputs = hidden_inputs
+        self._lock = asyncio.Lock()
+        self._failed: BaseException | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name == self._func:
+            return self._call
+        return getattr(self._target, name)
+
+    def _function(self) -> Any:
+        target = self._target
+        node_class = target if is_class(target) else type(target)
+        if issubclass(node_class, _ComfyNodeInternal):
+            node_class.VALIDATE_CLASS()
+            clone = node_class.PREPARE_CLASS_CLONE(self._hidden_inputs)
+            return make_locked_method_func(node_class, self._func, clone)
+        return getattr(target, self._func)
+
+    async def _call(self, **inputs: Any) -> Any:
+        context = get_executing_context()
+        index = context.list_index if context is not None else None
+        run = self._run
+        async with self._lock:
+            if self._failed is not None:
+                raise self._failed
+            function = self._function()
+            node_class = self._target if is_class(self._target) else type(self._target)
+            run.in_flight += 1
+            try:
+                async with run.limiter.slot(run.lanes_of(node_class)):
+                    future = run.pool.submit(contextvars.copy_context().run, _call_in_worker, function, inputs,
+                                             self._unique_id, index)
+                    run.futures.append(future)
+                    return await asyncio.wrap_future(future)
+            except BaseException as exc:
+                self._failed = exc
+                raise
+            finally:
+                run.in_flight -= 1
+
+
+def _call_in_worker(function: Any, inputs: dict, unique_id: str, index: int | None) -> Any:
+    nodes.before_node_execution()  # interrupted meanwhile: do not start
+    if index is not None:
+        GraphBuilder.set_default_prefix(unique_id, index, 0)
+    with torch.inference_mode():
+        return function(**inputs)
+
+
+class TrackedExecutionList(ExecutionList):
+    """ComfyUI's ``ExecutionList``, registered with the running prompt so offloading can see the frontier."""
+
+    def __init__(self, dynprompt: DynamicPrompt, output_cache: Any):
+        super().__init__(dynprompt, output_cache)
+        run = current_run.get()
+        if run is not None:
+            run.dynprompt = dynprompt
+            run.execution_list = self
+
+
+_prefix = threading.local()
+
+
+def _prefix_state() -> list:
+    if not hasattr(_prefix, "state"):
+        _prefix.state = ["", 0, 0]
+    return _prefix.state
+
+
+def _set_default_prefix(cls: type, prefix_root: str, call_index: int, graph_index: int = 0) -> None:
+    _prefix.state = [prefix_root, call_index, graph_index]
+
+
+def _alloc_prefix(cls: type, root: str | None = None, call_index: int | None = None,
+                  graph_index: int | None = None) -> str:
+    state = _prefix_state()
+    root = state[0] if root is None else root
+    call_index = state[1] if call_index is None else call_index
+    graph_index = state[2] if graph_index is None else graph_index
+    state[2] += 1
+    return f"{root}.{call_index}.{graph_index}."
+
+
+def install() -> None:
+    """Put the offloading map function, the tracked list and per-thread GraphBuilder prefixes in place.
+
+    Without a running BMF prompt each behaves exactly as ComfyUI's own; the
+    GraphBuilder prefix becomes per thread, so expansion nodes running at once on
+    different workers cannot take each other's node ids.
+    """
+    execution._async_map_node_over_list = map_node_over_list
+    execution.ExecutionList = TrackedExecutionList
+    GraphBuilder.set_default_prefix = classmethod(_set_default_prefix)
+    GraphBuilder.alloc_prefix = classmethod(_alloc_prefix)
