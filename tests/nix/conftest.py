@@ -114,3 +114,9 @@ def flake():
         return evaluate("eval-flake.nix", **({"comfyuiSrcPackage": str(package)} if package else {}))
 
     return evaluate_flake
+
+
+@pytest.fixture
+def comfyui_package():
+    """pkgs/comfyui for a backend with stand-in Python packages (eval-packages.nix)."""
+    return lambda backend: evaluate("eval-packages.nix", backend=f'"{backend}"')
