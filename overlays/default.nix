@@ -18,7 +18,7 @@ in
   ];
 
   comfyui-src = final.callPackage ../pkgs/comfyui-src/package.nix { };
-  bmf = final.callPackage ../pkgs/bmf/package.nix { python3 = final.comfyxPython; };
+  bmf = final.comfyxPython.pkgs.bmf;
   comfyuiNodes = final.callPackage ../pkgs/comfyui-nodes { };
 
   comfyui-cpu = comfyui "cpu";

@@ -25,7 +25,6 @@
   ffmpeg_6 ? null,
   ffmpeg,
   numpy,
-  python3,
 }:
 let
   s = comfyxSources.bmf;

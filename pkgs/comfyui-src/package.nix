@@ -8,8 +8,8 @@
 # hash of the commit's tree without that file, which pkgs/update-hashes.py recomputes from git.
 {
   lib,
+  stdenvNoCC,
   fetchFromGitHub,
-  applyPatches,
   comfyxSources,
 }:
 let
@@ -27,16 +27,27 @@ let
     else
       [ ];
 in
-applyPatches {
-  name = "comfyui-src-${s.version}";
+# Not applyPatches: with no patches it returns the fetch itself, without the passthru below.
+stdenvNoCC.mkDerivation {
+  pname = "comfyui-src";
+  inherit (s) version;
   src = fetchFromGitHub {
     inherit (s) owner repo rev hash;
     sparseCheckout = [ "/*" ] ++ map (p: "!/${p}") s.exclude;
     nonConeMode = true;
   };
   patches = map (n: patchDir + "/${n}") patchNames;
+  dontConfigure = true;
+  dontBuild = true;
+  installPhase = ''
+    runHook preInstall
+    cp -r . $out
+    runHook postInstall
+  '';
+  # The pinned tree plus our patches, nothing else (no shebang rewriting, no stripping).
+  dontFixup = true;
   passthru = {
-    inherit (s) version rev;
+    inherit (s) rev;
     # The source lacks these paths; see the comment at the top.
     missing = s.exclude;
   };

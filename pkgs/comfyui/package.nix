@@ -12,7 +12,6 @@
   replaceVars,
   runtimeShell,
   comfyui-src,
-  bmf,
   backend,
   withBmf ? false,
   extraPythonPackages ? (ps: [ ]),
@@ -64,7 +63,7 @@ let
     requirements ps
     ++ backendPackages ps
     ++ [ ps.comfyx ]
-    ++ lib.optional withBmf (ps.toPythonModule bmf)
+    ++ lib.optional withBmf ps.bmf
     ++ extraPythonPackages ps
   );
   launcher = replaceVars ./comfyui.sh {

@@ -119,4 +119,5 @@ def flake():
 @pytest.fixture
 def comfyui_package():
     """pkgs/comfyui for a backend with stand-in Python packages (eval-packages.nix)."""
-    return lambda backend: evaluate("eval-packages.nix", backend=f'"{backend}"')
+    return lambda backend, bmf=False: evaluate(
+        "eval-packages.nix", backend=f'"{backend}"', withBmf="true" if bmf else "false")

@@ -18,7 +18,7 @@ let
   src = import comfyuiSrcPackage {
     inherit lib;
     fetchFromGitHub = args: args;
-    applyPatches = args: args;
+    stdenvNoCC.mkDerivation = args: args;
     comfyxSources = builtins.fromJSON (builtins.readFile ../../pkgs/sources.json);
   };
 in
@@ -43,7 +43,7 @@ in
   pythonPackageNames = builtins.attrNames (import ../../pkgs/python-packages.nix { } { });
 
   comfyuiSrc = {
-    inherit (src) name;
+    inherit (src) pname version;
     patches = map toString src.patches;
     fetch = {
       inherit (src.src)

@@ -3,6 +3,7 @@
 {
   lib,
   backend,
+  withBmf ? false,
 }:
 let
   comfyxSources = builtins.fromJSON (builtins.readFile ../../pkgs/sources.json);
@@ -58,6 +59,7 @@ let
       "comfyui-embedded-docs"
       "comfyx"
       "comfyx-kernels"
+      "bmf"
     ] (n: stub n { })
     // {
       callPackage = path: _: stub (lib.removeSuffix ".nix" (baseNameOf path)) { };
@@ -90,7 +92,7 @@ let
       throw "unexpected callPackage ${toString path}";
 
   drv = import ../../pkgs/comfyui/package.nix {
-    inherit lib callPackage backend;
+    inherit lib callPackage backend withBmf;
     stdenvNoCC.mkDerivation = attrs: attrs;
     makeWrapper = "makeWrapper";
     replaceVars = path: vars: vars;
@@ -99,7 +101,6 @@ let
       version = "0.3.64";
       outPath = "/nix/store/src";
     };
-    bmf = stub "bmf" { };
   };
   env = drv.passthru.env;
   torch = lib.findFirst (p: p.name == "torch" || p.name == "torch-bin") null env.packages;

@@ -34,7 +34,7 @@ def test_modules_and_overlay(flake):
     assert f["modules"]["homeManager"].endswith("modules/home-manager/comfyui.nix")
     assert {"comfyui-cpu", "comfyui-cuda", "comfyui-ipex", "comfyui-tpu", "comfyui-src", "bmf",
             "comfyuiNodes", "comfyxSources", "pythonPackagesExtensions"} <= set(f["overlayNames"])
-    assert {"comfyx", "comfyx-kernels", "comfyui-frontend-package", "comfyui-workflow-templates",
+    assert {"comfyx", "comfyx-kernels", "bmf", "comfyui-frontend-package", "comfyui-workflow-templates",
             "comfyui-embedded-docs"} == set(f["pythonPackageNames"])
 
 

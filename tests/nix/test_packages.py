@@ -78,3 +78,9 @@ def test_launcher(comfyui_package):
     r = comfyui_package("tpu")
     assert r["pname"] == "comfyui-tpu" and r["version"] == "0.3.64"
     assert r["launcher"] == {"backend": "tpu", "comfyui-src": "/nix/store/src", "withBmf": False}
+
+
+def test_bmf_engine_adds_bmf(comfyui_package):
+    assert "bmf" not in comfyui_package("cuda")["packages"]
+    r = comfyui_package("cuda", bmf=True)
+    assert "bmf" in r["packages"] and r["launcher"]["withBmf"] is True
