@@ -43,7 +43,7 @@ def nixpkgs_lib() -> Path:
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=REPO)
+    return subprocess.run(args, check=False, capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
 def evaluate(harness: str, module: str | None = None, **args: str) -> dict:

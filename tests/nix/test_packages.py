@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 # ComfyUI v0.3.64's requirements.txt (a125cd84), by distribution name.
-REQUIREMENTS_0_3_64 = """
-comfyui-frontend-package comfyui-workflow-templates comfyui-embedded-docs torch torchsde
-torchvision torchaudio numpy einops transformers tokenizers sentencepiece safetensors aiohttp
-yarl pyyaml pillow scipy tqdm psutil alembic sqlalchemy av kornia spandrel pydantic
-pydantic-settings
-""".split()
+REQUIREMENTS_0_3_64 = [
+    "comfyui-frontend-package", "comfyui-workflow-templates", "comfyui-embedded-docs", "torch", "torchsde",
+    "torchvision", "torchaudio", "numpy", "einops", "transformers", "tokenizers", "sentencepiece",
+    "safetensors", "aiohttp", "yarl", "pyyaml", "pillow", "scipy", "tqdm", "psutil", "alembic", "sqlalchemy",
+    "av", "kornia", "spandrel", "pydantic", "pydantic-settings",
+]
 
 
 def normalize(name: str) -> str:

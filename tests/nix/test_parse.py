@@ -22,7 +22,7 @@ def test_every_nix_file_parses(nix_files):
     assert len(nix_files) > 10, nix_files  # the listing itself works
     failures = {}
     for path in nix_files:
-        proc = subprocess.run([exe, "--parse", str(path)], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run([exe, "--parse", str(path)], check=False, capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
             failures[str(path.relative_to(REPO))] = proc.stderr.strip()
     assert failures == {}
