@@ -70,6 +70,6 @@
         default = import ./pkgs/dev-shell.nix { inherit pkgs; };
       });
 
-      formatter = forAllSystems (pkgs: pkgs.nixfmt-rfc-style);
+      formatter = forAllSystems (pkgs: pkgs.nixfmt); # the RFC 166 style, nixpkgs' own
     };
 }

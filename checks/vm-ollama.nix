@@ -37,7 +37,10 @@ pkgs.testers.runNixOSTest {
       enable = true;
       models = "/srv/models/ollama";
     };
-    systemd.services.ollama.serviceConfig.SupplementaryGroups = [ "models" ];
+    systemd.services.ollama.serviceConfig = {
+      SupplementaryGroups = [ "models" ];
+      ReadWritePaths = [ "/srv/models/ollama" ];
+    };
     environment.systemPackages = [ pkgs.curl ];
   };
   testScript = ''

@@ -17,7 +17,7 @@ pkgs.mkShell {
     comfyui.env
     pkgs.cmake
     pkgs.ninja
-    pkgs.nixfmt-rfc-style
+    pkgs.nixfmt
     pkgs.ruff
   ];
   env.COMFYUI_PATH = "${pkgs.comfyui-src}";

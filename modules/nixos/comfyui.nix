@@ -356,7 +356,9 @@ in
         }
 
         # Links into the store left by an earlier configuration go; declared ones come back below.
-        find ${lib.escapeShellArg cfg.models.path} -type l -lname '${builtins.storeDir}/*' -delete
+        # Folders this user cannot read (another service's, in a shared models directory) are
+        # skipped rather than failing the start.
+        find ${lib.escapeShellArg cfg.models.path} -type l -lname '${builtins.storeDir}/*' -delete || true
       ''
       + lib.concatMapStrings (
         m:
