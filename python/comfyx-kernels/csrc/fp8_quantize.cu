@@ -1,0 +1,309 @@
+// Per-tensor fp8 quantize / dequantize and one-pass dynamic (amax + quantize) quantize.
+//
+// Each thread owns chunks of 16 elements: 16-byte vector loads and one 16-byte fp8 store when
+// the chunk is whole, element by element for the tail (numel % 16 != 0 is handled, never read
+// or written past the end). Math: fp32 IEEE divide, saturate to the largest finite value
+// (NaN stays NaN), round to nearest even — the same as the eager backend.
+#include <cooperative_groups.h>
+
+#include <algorithm>
+
+#include "common.cuh"
+#include "kernels.h"
+
+namespace comfyx {
+namespace {
+
+constexpr int kChunk = 16;  // elements per chunk
+constexpr int kThreads = 256;
+
+// Raw storage of one chunk of input: 16 elements of T as 16-byte words.
+template <typename T>
+struct Chunk {
+  static constexpr int kWords = kChunk * sizeof(T) / 16;
+  uint4 words[kWords];
+
+  __device__ __forceinline__ void load(const T* source) {
+    const uint4* from = reinterpret_cast<const uint4*>(source);
+#pragma unroll
+    for (int i = 0; i < kWords; ++i) words[i] = __ldg(from + i);
+  }
+  __device__ __forceinline__ void load_tail(const T* source, int count) {
+    T* values = reinterpret_cast<T*>(words);
+#pragma unroll
+    for (int i = 0; i < kChunk; ++i) values[i] = i < count ? source[i] : from_float<T>(0.0f);
+  }
+  __device__ __forceinline__ float get(int i) const {
+    return to_float(reinterpret_cast<const T*>(words)[i]);
+  }
+};
+
+// max that keeps NaN (like torch.amax), so a NaN input gives a NaN scale on every backend.
+__device__ __forceinline__ float nan_max(float a, float b) {
+  float result;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(result) : "f"(a), "f"(b));
+  return result;
+}
+
+template <typename T>
+__device__ __forceinline__ float chunk_amax(const Chunk<T>& chunk) {
+  float amax = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kChunk; ++i) amax = nan_max(amax, fabsf(chunk.get(i)));
+  return amax;
+}
+
+// Quantizes a loaded chunk and stores `count` fp8 values (16 as one vector store). Every
+// array index is a compile-time constant so nothing spills to local memory.
+template <typename T>
+__device__ __forceinline__ void store_quantized(const Chunk<T>& chunk, float scale,
+                                                __nv_fp8_interpretation_t kind,
+                                                __nv_fp8_storage_t* out, int count) {
+  uint32_t words[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const uint32_t low = __nv_cvt_float2_to_fp8x2(
+        make_float2(__fdiv_rn(chunk.get(4 * j), scale), __fdiv_rn(chunk.get(4 * j + 1), scale)),
+        __NV_SATFINITE, kind);
+    const uint32_t high = __nv_cvt_float2_to_fp8x2(
+        make_float2(__fdiv_rn(chunk.get(4 * j + 2), scale), __fdiv_rn(chunk.get(4 * j + 3), scale)),
+        __NV_SATFINITE, kind);
+    words[j] = low | (high << 16);
+  }
+  if (count == kChunk) {
+    *reinterpret_cast<uint4*>(out) = make_uint4(words[0], words[1], words[2], words[3]);
+    return;
+  }
+#pragma unroll
+  for (int i = 0; i < kChunk; ++i) {
+    if (i < count) out[i] = __nv_fp8_storage_t(words[i / 4] >> (8 * (i % 4)));
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ void quantize_chunk(const T* x, __nv_fp8_storage_t* out, int64_t n,
+                                               int64_t chunk_index, float scale,
+                                               __nv_fp8_interpretation_t kind) {
+  const int64_t start = chunk_index * kChunk;
+  if (start >= n) return;
+  const int count = n - start >= kChunk ? kChunk : int(n - start);
+  Chunk<T> chunk;
+  if (count == kChunk) chunk.load(x + start); else chunk.load_tail(x + start, count);
+  store_quantized(chunk, scale, kind, out + start, count);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) quantize_kernel(const T* __restrict__ x,
+                                                            const float* __restrict__ scale,
+                                                            __nv_fp8_storage_t* __restrict__ out,
+                                                            int64_t n,
+                                                            __nv_fp8_interpretation_t kind) {
+  const int64_t chunk = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  quantize_chunk(x, out, n, chunk, __ldg(scale), kind);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) dequantize_kernel(
+    const __nv_fp8_storage_t* __restrict__ x, const float* __restrict__ scale,
+    T* __restrict__ out, int64_t n, __nv_fp8_interpretation_t kind) {
+  const int64_t start = (int64_t(blockIdx.x) * kThreads + threadIdx.x) * kChunk;
+  if (start >= n) return;
+  const int count = n - start >= kChunk ? kChunk : int(n - start);
+  // The scale is rounded to the output type first, as eager's x.to(out) * scale.to(out);
+  // the float product of two such values is exact, so one rounding gives the same result.
+  const float s = to_float(from_float<T>(__ldg(scale)));
+  uint4 packed = make_uint4(0, 0, 0, 0);
+  if (count == kChunk) {
+    packed = __ldg(reinterpret_cast<const uint4*>(x + start));
+  } else {
+    uint32_t* words = reinterpret_cast<uint32_t*>(&packed);
+#pragma unroll
+    for (int i = 0; i < kChunk; ++i) {
+      if (i < count) words[i / 4] |= uint32_t(x[start + i]) << (8 * (i % 4));
+    }
+  }
+  const uint32_t* words = reinterpret_cast<const uint32_t*>(&packed);
+  Chunk<T> values;
+  T* value = reinterpret_cast<T*>(values.words);
+#pragma unroll
+  for (int i = 0; i < kChunk; ++i) {
+    const auto byte = __nv_fp8_storage_t(words[i / 4] >> (8 * (i % 4)));
+    value[i] = from_float<T>(__half2float(__half(__nv_cvt_fp8_to_halfraw(byte, kind))) * s);
+  }
+  if (count == kChunk) {
+    uint4* to = reinterpret_cast<uint4*>(out + start);
+#pragma unroll
+    for (int i = 0; i < Chunk<T>::kWords; ++i) to[i] = values.words[i];
+    return;
+  }
+#pragma unroll
+  for (int i = 0; i < kChunk; ++i) {
+    if (i < count) out[start + i] = value[i];
+  }
+}
+
+__device__ __forceinline__ float block_max(float value) {
+  __shared__ float warp_max[kThreads / 32];
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) {
+    value = nan_max(value, __shfl_xor_sync(0xffffffffu, value, offset));
+  }
+  if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = value;
+  __syncthreads();
+  value = threadIdx.x < kThreads / 32 ? warp_max[threadIdx.x] : 0.0f;
+  if (threadIdx.x < 32) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) {
+      value = nan_max(value, __shfl_xor_sync(0xffffffffu, value, offset));
+    }
+  }
+  return value;  // valid in warp 0
+}
+
+// One launch, no host round trip: the grid (all blocks co-resident, cooperative launch)
+// computes amax through per-block partials and one grid barrier, then quantizes. The first
+// kHeld chunks of each thread stay in registers across the barrier; any further chunks are
+// read again (mostly from L2) after it.
+template <typename T, int kHeld>
+__global__ void __launch_bounds__(kThreads, 4) dynamic_quantize_kernel(
+    const T* __restrict__ x, float* __restrict__ partials, float* __restrict__ scale_out,
+    __nv_fp8_storage_t* __restrict__ out, int64_t n, __nv_fp8_interpretation_t kind,
+    float fp8_max) {
+  namespace cg = cooperative_groups;
+  const int64_t threads = int64_t(gridDim.x) * kThreads;
+  const int64_t first = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  Chunk<T> held[kHeld];
+#pragma unroll
+  for (int k = 0; k < kHeld; ++k) {
+    const int64_t start = (first + k * threads) * kChunk;
+    if (start + kChunk <= n) {
+      held[k].load(x + start);
+    } else if (start < n) {
+      held[k].load_tail(x + start, int(n - start));
+    }
+  }
+  float amax = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kHeld; ++k) {
+    if (first + k * threads < chunks) amax = nan_max(amax, chunk_amax(held[k]));
+  }
+  for (int64_t c = first + kHeld * threads; c < chunks; c += threads) {
+    Chunk<T> chunk;
+    const int64_t start = c * kChunk;
+    if (start + kChunk <= n) chunk.load(x + start); else chunk.load_tail(x + start, int(n - start));
+    amax = nan_max(amax, chunk_amax(chunk));
+  }
+  amax = block_max(amax);
+  if (threadIdx.x == 0) partials[blockIdx.x] = amax;
+  cg::this_grid().sync();
+
+  __shared__ float shared_scale;
+  if (threadIdx.x < 32) {
+    float total = 0.0f;
+    for (int b = threadIdx.x; b < gridDim.x; b += 32) total = nan_max(total, __ldcg(partials + b));
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) {
+      total = nan_max(total, __shfl_xor_sync(0xffffffffu, total, offset));
+    }
+    if (threadIdx.x == 0) {
+      // float32 tiny as the floor: all-zero input gives zeros, not NaN.
+      shared_scale = nan_max(__fdiv_rn(total, fp8_max), 1.17549435e-38f);
+      if (blockIdx.x == 0) *scale_out = shared_scale;
+    }
+  }
+  __syncthreads();
+  const float scale = shared_scale;
+#pragma unroll
+  for (int k = 0; k < kHeld; ++k) {
+    const int64_t start = (first + k * threads) * kChunk;
+    if (start < n) {
+      store_quantized(held[k], scale, kind, out + start, n - start >= kChunk ? kChunk : int(n - start));
+    }
+  }
+  for (int64_t c = first + kHeld * threads; c < chunks; c += threads) {
+    quantize_chunk(x, out, n, c, scale, kind);
+  }
+}
+
+// Registers held per thread: 64 bytes of input, which keeps 4+ blocks per multiprocessor.
+template <typename T>
+constexpr int kHeldChunks = sizeof(T) == 4 ? 2 : 4;
+
+template <typename T>
+int co_resident_blocks(int device) {
+  static int cached[64] = {};
+  if (device < 0 || device >= 64) throw std::invalid_argument("device index out of range");
+  if (cached[device] == 0) {
+    int per_sm = 0, sms = 0;
+    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                   &per_sm, dynamic_quantize_kernel<T, kHeldChunks<T>>, kThreads, 0),
+               "occupancy of dynamic quantize");
+    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
+               "multiprocessor count");
+    cached[device] = per_sm * sms;
+  }
+  return cached[device];
+}
+
+int64_t chunk_blocks(int64_t n) {
+  return (n + int64_t(kThreads) * kChunk - 1) / (int64_t(kThreads) * kChunk);
+}
+
+}  // namespace
+
+void quantize_fp8(std::uintptr_t x, std::uintptr_t scale, std::uintptr_t out, std::int64_t n,
+                  int float_type, int fp8_type, std::uintptr_t stream) {
+  if (n == 0) return;
+  const auto kind = fp8_interpretation(Fp8Type(fp8_type));
+  dispatch_float(FloatType(float_type), [&]<typename T>() {
+    quantize_kernel<T><<<chunk_blocks(n), kThreads, 0, reinterpret_cast<cudaStream_t>(stream)>>>(
+        reinterpret_cast<const T*>(x), reinterpret_cast<const float*>(scale),
+        reinterpret_cast<__nv_fp8_storage_t*>(out), n, kind);
+  });
+  check_cuda(cudaGetLastError(), "quantize_fp8 launch");
+}
+
+void dequantize_fp8(std::uintptr_t x, std::uintptr_t scale, std::uintptr_t out, std::int64_t n,
+                    int fp8_type, int float_type, std::uintptr_t stream) {
+  if (n == 0) return;
+  const auto kind = fp8_interpretation(Fp8Type(fp8_type));
+  dispatch_float(FloatType(float_type), [&]<typename T>() {
+    dequantize_kernel<T><<<chunk_blocks(n), kThreads, 0, reinterpret_cast<cudaStream_t>(stream)>>>(
+        reinterpret_cast<const __nv_fp8_storage_t*>(x), reinterpret_cast<const float*>(scale),
+        reinterpret_cast<T*>(out), n, kind);
+  });
+  check_cuda(cudaGetLastError(), "dequantize_fp8 launch");
+}
+
+int dynamic_quantize_max_blocks(int device) {
+  int sms = 0, threads_per_sm = 0;
+  check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "SM count");
+  check_cuda(cudaDeviceGetAttribute(&threads_per_sm, cudaDevAttrMaxThreadsPerMultiProcessor, device),
+             "threads per SM");
+  return sms * (threads_per_sm / kThreads);  // no more blocks than can be co-resident
+}
+
+void quantize_fp8_dynamic(std::uintptr_t x, std::uintptr_t partials, int partials_capacity,
+                          std::uintptr_t scale, std::uintptr_t out, std::int64_t n,
+                          int float_type, int fp8_type, int device, std::uintptr_t stream) {
+  auto kind = fp8_interpretation(Fp8Type(fp8_type));
+  float fp8_max = kind == __NV_E4M3 ? 448.0f : 57344.0f;
+  dispatch_float(FloatType(float_type), [&]<typename T>() {
+    const int64_t blocks = std::min<int64_t>(
+        std::max<int64_t>(chunk_blocks(n), 1),
+        std::min<int64_t>(co_resident_blocks<T>(device), partials_capacity));
+    auto* in = reinterpret_cast<const T*>(x);
+    auto* p = reinterpret_cast<float*>(partials);
+    auto* sc = reinterpret_cast<float*>(scale);
+    auto* o = reinterpret_cast<__nv_fp8_storage_t*>(out);
+    void* args[] = {&in, &p, &sc, &o, &n, &kind, &fp8_max};
+    check_cuda(cudaLaunchCooperativeKernel(
+                   reinterpret_cast<void*>(dynamic_quantize_kernel<T, kHeldChunks<T>>),
+                   dim3(unsigned(blocks)), dim3(kThreads), args, 0,
+                   reinterpret_cast<cudaStream_t>(stream)),
+               "quantize_fp8_dynamic launch");
+  });
+}
+
+}  // namespace comfyx

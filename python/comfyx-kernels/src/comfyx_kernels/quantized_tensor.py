@@ -1,0 +1,299 @@
+"""QuantizedTensor: a torch.Tensor subclass holding fp8 data and a scale.
+
+It looks like a tensor of its original dtype (shape and dtype of the float tensor). Matrix
+products of two QuantizedTensors run on fp8 tensor cores via torch._scaled_mm; shape ops keep
+the data quantized; any other op dequantizes its QuantizedTensor arguments (warning once per op).
+`__tensor_flatten__` / `__tensor_unflatten__` let torch.compile trace through it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils._pytree import tree_map
+
+from .layouts import TensorCoreFP8Layout, layout_named
+
+logger = logging.getLogger(__name__)
+aten = torch.ops.aten
+
+_HANDLERS: dict[Any, Callable] = {}
+_warned_fallback: set[str] = set()
+
+
+def _handles(*ops: Any) -> Callable:
+    def decorate(handler: Callable) -> Callable:
+        for op in ops:
+            _HANDLERS[op] = handler
+        return handler
+
+    return decorate
+
+
+class QuantizedTensor(torch.Tensor):
+    _qdata: torch.Tensor
+    _scale: torch.Tensor
+    _layout_name: str
+    _orig_dtype: torch.dtype
+
+    # The layout travels by name: torch.compile can trace a str argument, not a class.
+    @staticmethod
+    def __new__(
+        cls,
+        qdata: torch.Tensor,
+        scale: torch.Tensor,
+        orig_dtype: torch.dtype,
+        layout: str = TensorCoreFP8Layout.name,
+    ) -> QuantizedTensor:
+        return torch.Tensor._make_wrapper_subclass(
+            cls,
+            qdata.shape,
+            strides=qdata.stride(),
+            dtype=orig_dtype,
+            device=qdata.device,
+            requires_grad=False,
+        )
+
+    def __init__(
+        self,
+        qdata: torch.Tensor,
+        scale: torch.Tensor,
+        orig_dtype: torch.dtype,
+        layout: str = TensorCoreFP8Layout.name,
+    ):
+        if scale.numel() != 1 or scale.dtype != torch.float32:
+            raise ValueError(
+                "scale must be one float32 element, "
+                f"got {scale.dtype} of shape {tuple(scale.shape)}"
+            )
+        self._qdata = qdata
+        self._scale = scale.reshape(())
+        self._orig_dtype = orig_dtype
+        self._layout_name = layout
+
+    @property
+    def _layout(self) -> type[TensorCoreFP8Layout]:
+        return layout_named(self._layout_name)
+
+    @classmethod
+    def from_float(
+        cls,
+        tensor: torch.Tensor,
+        layout: str | type[TensorCoreFP8Layout] = TensorCoreFP8Layout.name,
+        scale: torch.Tensor | float | None = None,
+        dtype: torch.dtype = torch.float8_e4m3fn,
+    ) -> QuantizedTensor:
+        """Quantize `tensor`; scale=None derives it from the tensor's amax on its device.
+
+        `layout` is a layout class or its name (ComfyUI passes "TensorCoreFP8Layout").
+        """
+        name = layout if isinstance(layout, str) else layout.name
+        qdata, scale = layout_named(name).quantize(tensor, scale, dtype)
+        return cls(qdata, scale, tensor.dtype, name)
+
+    def dequantize(self) -> torch.Tensor:
+        return self._layout.dequantize(self._qdata, self._scale, self._orig_dtype)
+
+    @property
+    def qdata(self) -> torch.Tensor:
+        return self._qdata
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self._scale
+
+    def __repr__(self) -> str:
+        return (
+            f"QuantizedTensor({self._layout.name}, shape={tuple(self.shape)}, "
+            f"qdtype={self._qdata.dtype}, dtype={self._orig_dtype})"
+        )
+
+    def __tensor_flatten__(self) -> tuple[list[str], tuple[str, torch.dtype]]:
+        return ["_qdata", "_scale"], (self._layout_name, self._orig_dtype)
+
+    @staticmethod
+    def __tensor_unflatten__(inner, context, outer_size, outer_stride) -> QuantizedTensor:
+        layout_name, orig_dtype = context
+        return QuantizedTensor(inner["_qdata"], inner["_scale"], orig_dtype, layout_name)
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        handler = _HANDLERS.get(func) or _HANDLERS.get(func.overloadpacket)
+        if handler is not None:
+            return handler(func, args, kwargs)
+        return _dequantizing_fallback(func, args, kwargs)
+
+    # Grad-free inference type: no autograd subclass machinery needed for torch_function.
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+
+def _dequantize_any(value: Any) -> Any:
+    return value.dequantize() if isinstance(value, QuantizedTensor) else value
+
+
+def _dequantizing_fallback(func, args, kwargs, why: str = "has no fp8 implementation"):
+    message = f"{func} {why}"
+    if message not in _warned_fallback:
+        _warned_fallback.add(message)
+        logger.warning("QuantizedTensor: %s; dequantizing", message)
+    return func(*tree_map(_dequantize_any, args), **tree_map(_dequantize_any, kwargs))
+
+
+def _rewrap(source: QuantizedTensor, qdata: torch.Tensor) -> QuantizedTensor:
+    return QuantizedTensor(qdata, source._scale, source._orig_dtype, source._layout_name)
+
+
+# ---- shape and bookkeeping ops keep the data quantized (fp8 maps 1:1 to elements) ----
+
+
+@_handles(
+    aten.view.default,
+    aten.reshape.default,
+    aten._unsafe_view.default,
+    aten.t.default,
+    aten.transpose.int,
+    aten.detach.default,
+    aten.alias.default,
+)
+def _shape_op(func, args, kwargs):
+    source = args[0]
+    return _rewrap(source, func(source._qdata, *args[1:], **kwargs))
+
+
+@_handles(aten.clone.default)
+def _clone(func, args, kwargs):
+    source = args[0]
+    return QuantizedTensor(
+        func(source._qdata, **kwargs),
+        source._scale.clone(),
+        source._orig_dtype,
+        source._layout_name,
+    )
+
+
+@_handles(aten._to_copy.default)
+def _to_copy(func, args, kwargs):
+    # .to(device) moves the quantized data; .to(float dtype) changes the dtype it stands for.
+    source = args[0]
+    dtype = kwargs.pop("dtype", None) or source._orig_dtype
+    device = kwargs.get("device")
+    qdata = func(source._qdata, **kwargs)
+    scale = source._scale.to(device=device) if device is not None else source._scale
+    return QuantizedTensor(qdata, scale, dtype, source._layout_name)
+
+
+@_handles(aten.copy_.default)
+def _copy_(func, args, kwargs):
+    destination, source = args[0], args[1]
+    if not isinstance(destination, QuantizedTensor):
+        return destination.copy_(source.dequantize())
+    if isinstance(source, QuantizedTensor):
+        destination._qdata.copy_(source._qdata)
+        destination._scale.copy_(source._scale)
+    else:  # keep the destination's scale, as loading a weight into a quantized layer does
+        qdata, _ = destination._layout.quantize(
+            source.to(destination.device), destination._scale, destination._qdata.dtype
+        )
+        destination._qdata.copy_(qdata)
+    return destination
+
+
+# ---- matrix products: fp8 tensor cores when both operands are quantized ----
+
+
+def _scaled_mm_problem(a: torch.Tensor, b: torch.Tensor) -> str | None:
+    """Why torch._scaled_mm cannot take fp8 a (M, K) @ b (K, N), or None."""
+    if a.device.type != "cuda":
+        return f"fp8 matmul needs a CUDA device, operands are on {a.device}"
+    capability = torch.cuda.get_device_capability(a.device)
+    if capability < TensorCoreFP8Layout.MIN_CAPABILITY:
+        return "fp8 matmul needs sm_89 or newer, device is sm_{}{}".format(*capability)
+    if a.shape[1] % 16 or b.shape[1] % 16:
+        return f"fp8 matmul needs K and N divisible by 16, got K={a.shape[1]} N={b.shape[1]}"
+    if a.dtype == b.dtype == torch.float8_e5m2:
+        return "fp8 matmul cannot multiply two e5m2 operands"
+    return None
+
+
+def _fp8_matmul(a, b, bias, out_dtype: torch.dtype, fallback: Callable[[], torch.Tensor]):
+    problem = _scaled_mm_problem(a._qdata, b._qdata)
+    if problem is not None:
+        if problem not in _warned_fallback:
+            _warned_fallback.add(problem)
+            logger.warning("QuantizedTensor: %s; dequantizing", problem)
+        return fallback()
+    a_data = a._qdata.contiguous()  # row-major A
+    b_data = b._qdata if b._qdata.stride(0) == 1 else b._qdata.t().contiguous().t()  # col-major B
+    return torch._scaled_mm(
+        a_data,
+        b_data,
+        scale_a=a._scale,
+        scale_b=b._scale,
+        bias=None if bias is None else bias.to(out_dtype),
+        out_dtype=out_dtype,
+    )
+
+
+_ONE_QUANTIZED = "got one fp8 operand (fp8 matmul needs both; see fp8_linear)"
+
+
+def _both_quantized(a: Any, b: Any) -> bool:
+    return isinstance(a, QuantizedTensor) and isinstance(b, QuantizedTensor)
+
+
+@_handles(aten.mm.default)
+def _mm(func, args, kwargs):
+    a, b = args
+    if not _both_quantized(a, b):
+        return _dequantizing_fallback(func, args, kwargs, _ONE_QUANTIZED)
+    return _fp8_matmul(
+        a, b, None, a._orig_dtype, lambda: _dequantizing_fallback(func, args, kwargs)
+    )
+
+
+@_handles(aten.addmm.default)
+def _addmm(func, args, kwargs):
+    bias, a, b = args[:3]
+    plain_add = len(args) == 3 and kwargs.get("beta", 1) == 1 and kwargs.get("alpha", 1) == 1
+    if not (_both_quantized(a, b) and plain_add and bias.ndim == 1):
+        return _dequantizing_fallback(func, args, kwargs, _ONE_QUANTIZED)
+    return _fp8_matmul(
+        a, b, bias, a._orig_dtype, lambda: _dequantizing_fallback(func, args, kwargs)
+    )
+
+
+@_handles(aten.linear.default)
+def _linear(func, args, kwargs):
+    x, weight = args[0], args[1]
+    bias = args[2] if len(args) > 2 else kwargs.get("bias")
+    if not _both_quantized(x, weight):
+        return _dequantizing_fallback(func, args, kwargs, _ONE_QUANTIZED)
+    x2d = _rewrap(x, x._qdata.reshape(-1, x.shape[-1]))
+    out = _fp8_matmul(
+        x2d,
+        _rewrap(weight, weight._qdata.t()),
+        bias,
+        x._orig_dtype,
+        lambda: torch.nn.functional.linear(x.dequantize(), weight.dequantize(), bias),
+    )
+    return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
+def fp8_linear(
+    x: torch.Tensor,
+    weight: QuantizedTensor,
+    bias: torch.Tensor | None = None,
+    input_scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """x @ weight.T + bias with x quantized to fp8 first (static `input_scale`, or dynamic).
+
+    The activation path ComfyUI's fp8 layers take: one quantize kernel, one cuBLASLt fp8 GEMM.
+    """
+    if not isinstance(weight, QuantizedTensor):
+        raise TypeError(f"fp8_linear needs a QuantizedTensor weight, got {type(weight).__name__}")
+    qx = QuantizedTensor.from_float(x, weight._layout_name, input_scale, torch.float8_e4m3fn)
+    return torch.nn.functional.linear(qx, weight, bias)

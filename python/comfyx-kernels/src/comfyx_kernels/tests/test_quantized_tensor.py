@@ -1,0 +1,151 @@
+import logging
+
+import pytest
+import torch
+
+from comfyx_kernels.layouts import TensorCoreFP8Layout
+from comfyx_kernels.quantized_tensor import QuantizedTensor, fp8_linear
+
+from .helpers import assert_bit_equal, device
+
+
+def random_weight(out_features=64, in_features=48, dtype=torch.bfloat16):
+    return torch.randn(out_features, in_features, device=device(), dtype=dtype)
+
+
+def test_from_float_and_dequantize():
+    w = random_weight()
+    qw = QuantizedTensor.from_float(w)
+    assert qw.shape == w.shape and qw.dtype == w.dtype and qw.device == w.device
+    assert qw.qdata.dtype == torch.float8_e4m3fn
+    assert qw.scale.item() == pytest.approx(w.abs().max().item() / 448, rel=1e-6)
+    # e4m3 keeps 3 mantissa bits (relative error ≤ 2^-4 for normal values), then the product
+    # is rounded to bfloat16 (≤ 2^-8 more); subnormals are off by at most half of 2^-9 scale.
+    error = (qw.dequantize().float() - w.float()).abs()
+    assert (error <= w.float().abs() * (2**-4 + 2**-7) + qw.scale.item() * 2**-10).all()
+
+
+def test_static_scale_and_e5m2():
+    w = random_weight()
+    qw = QuantizedTensor.from_float(w, scale=0.01, dtype=torch.float8_e5m2)
+    assert qw.scale.item() == pytest.approx(0.01)
+    assert qw.qdata.dtype == torch.float8_e5m2
+    with pytest.raises(ValueError, match="float8_e4m3fn or float8_e5m2"):
+        QuantizedTensor.from_float(w, dtype=torch.int8)
+
+
+def test_shape_ops_stay_quantized():
+    qw = QuantizedTensor.from_float(random_weight())
+    for result, shape in [
+        (qw.t(), (48, 64)),
+        (qw.view(48, 64), (48, 64)),
+        (qw.reshape(-1), (64 * 48,)),
+        (qw.detach(), (64, 48)),
+        (qw.clone(), (64, 48)),
+        (qw.transpose(0, 1), (48, 64)),
+    ]:
+        assert isinstance(result, QuantizedTensor), result
+        assert tuple(result.shape) == shape
+        assert result.scale.item() == qw.scale.item()
+    assert_bit_equal(qw.t().dequantize(), qw.dequantize().t())
+
+
+def test_to_moves_data_and_changes_logical_dtype():
+    qw = QuantizedTensor.from_float(random_weight())
+    half = qw.to(torch.float16)
+    assert isinstance(half, QuantizedTensor) and half.dtype == torch.float16
+    assert_bit_equal(half.qdata, qw.qdata)
+    moved = qw.to("cpu")
+    assert isinstance(moved, QuantizedTensor) and moved.qdata.device.type == "cpu"
+
+
+def test_copy_into_quantized_keeps_its_scale():
+    qw = QuantizedTensor.from_float(random_weight(), scale=0.02)
+    source = random_weight()
+    qw.copy_(source)
+    assert qw.scale.item() == pytest.approx(0.02)
+    expected, _ = TensorCoreFP8Layout.quantize(source, 0.02)
+    assert_bit_equal(qw.qdata, expected)
+    other = QuantizedTensor.from_float(random_weight())
+    qw.copy_(other)
+    assert_bit_equal(qw.qdata, other.qdata)
+    assert qw.scale.item() == other.scale.item()
+
+
+def test_other_ops_dequantize_with_one_warning(caplog):
+    qw = QuantizedTensor.from_float(random_weight())
+    with caplog.at_level(logging.WARNING):
+        doubled = qw * 2
+        qw * 3
+    assert type(doubled) is torch.Tensor
+    assert_bit_equal(doubled, qw.dequantize() * 2)
+    assert sum("aten.mul.Tensor" in r.message for r in caplog.records) <= 1
+
+
+def test_linear_matches_dequantized_math():
+    w = random_weight()
+    x = torch.randn(3, 7, 48, device=device(), dtype=torch.bfloat16)
+    bias = torch.randn(64, device=device(), dtype=torch.bfloat16)
+    qw = QuantizedTensor.from_float(w)
+    qx = QuantizedTensor.from_float(x)
+    both = torch.nn.functional.linear(qx, qw, bias)
+    reference = torch.nn.functional.linear(
+        qx.dequantize().float(), qw.dequantize().float(), bias.float()
+    )
+    assert both.shape == (3, 7, 64) and both.dtype == torch.bfloat16
+    torch.testing.assert_close(both.float(), reference, rtol=2e-2, atol=2e-2)
+    weight_only = torch.nn.functional.linear(x, qw, bias)  # dequantizes the weight
+    torch.testing.assert_close(
+        weight_only.float(),
+        torch.nn.functional.linear(x.float(), qw.dequantize().float(), bias.float()),
+        rtol=2e-2,
+        atol=2e-2,
+    )
+    dynamic = fp8_linear(x, qw, bias)
+    torch.testing.assert_close(dynamic, both, rtol=0, atol=0)
+
+
+def test_mm_and_addmm():
+    a = QuantizedTensor.from_float(torch.randn(32, 64, device=device()))
+    b = QuantizedTensor.from_float(torch.randn(64, 16, device=device()))
+    bias = torch.randn(16, device=device())
+    expected = a.dequantize() @ b.dequantize()
+    torch.testing.assert_close(torch.mm(a, b), expected, rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(torch.addmm(bias, a, b), expected + bias, rtol=1e-2, atol=1e-2)
+
+
+def test_fp8_linear_needs_quantized_weight():
+    with pytest.raises(TypeError, match="QuantizedTensor weight"):
+        fp8_linear(torch.randn(2, 4), torch.randn(4, 4))
+
+
+def test_state_dict_of_module_round_trips():
+    layer = torch.nn.Linear(48, 64, device=device(), dtype=torch.bfloat16)
+    layer.weight = torch.nn.Parameter(
+        QuantizedTensor.from_float(layer.weight.detach()), requires_grad=False
+    )
+    state = layer.state_dict()
+    assert isinstance(state["weight"], QuantizedTensor)
+    fresh = torch.nn.Linear(48, 64, device=device(), dtype=torch.bfloat16)
+    fresh.weight = torch.nn.Parameter(
+        QuantizedTensor.from_float(torch.zeros(64, 48, device=device(), dtype=torch.bfloat16)),
+        requires_grad=False,
+    )
+    fresh.load_state_dict(state)
+    assert_bit_equal(fresh.weight.qdata, layer.weight.qdata)
+    assert fresh.weight.scale.item() == layer.weight.scale.item()
+
+
+COMPILE_BACKENDS = ["aot_eager"] + (["inductor"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("compile_backend", COMPILE_BACKENDS)
+def test_torch_compile_traces_through(compile_backend):
+    qw = QuantizedTensor.from_float(random_weight())
+    x = torch.randn(5, 48, device=device(), dtype=torch.bfloat16)
+
+    def forward(x, weight):
+        return torch.nn.functional.linear(x, weight) * 2 + fp8_linear(x, weight)
+
+    compiled = torch.compile(forward, backend=compile_backend, fullgraph=True)
+    torch.testing.assert_close(compiled(x, qw), forward(x, qw), rtol=1e-2, atol=1e-2)
