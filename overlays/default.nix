@@ -11,6 +11,7 @@ in
   # Every fixed-output pin except flake.lock; rechecked by pkgs/update-hashes.py.
   comfyxSources = builtins.fromJSON (builtins.readFile ../pkgs/sources.json);
   fetchComfyxWheel = final.callPackage ../pkgs/fetch-wheel.nix { };
+  fetchComfyxSource = final.callPackage ../pkgs/fetch-source.nix { };
   comfyxPython = final.python313;
 
   pythonPackagesExtensions = prev.pythonPackagesExtensions ++ [

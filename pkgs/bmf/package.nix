@@ -10,7 +10,7 @@
 {
   lib,
   buildPythonPackage,
-  fetchFromGitHub,
+  fetchComfyxSource,
   comfyxSources,
   setuptools,
   cmake,
@@ -28,7 +28,7 @@
 }:
 let
   s = comfyxSources.bmf;
-  stduuid = fetchFromGitHub { inherit (comfyxSources.stduuid) owner repo rev hash; };
+  stduuid = fetchComfyxSource "stduuid";
   ffmpeg' = if ffmpeg_6 != null then ffmpeg_6 else ffmpeg;
 in
 buildPythonPackage {
@@ -36,11 +36,7 @@ buildPythonPackage {
   inherit (s) version;
   pyproject = true;
 
-  src = fetchFromGitHub {
-    inherit (s) owner repo rev hash;
-    sparseCheckout = [ "/*" ] ++ map (p: "!/${p}") s.exclude;
-    nonConeMode = true;
-  };
+  src = fetchComfyxSource "bmf";
 
   # BMF's FindLibuuid.cmake downloads libuuid-cmake; nixpkgs' libuuid is found directly.
   postPatch = ''

@@ -9,7 +9,7 @@
 {
   lib,
   stdenvNoCC,
-  fetchFromGitHub,
+  fetchComfyxSource,
   comfyxSources,
 }:
 let
@@ -39,14 +39,11 @@ let
 
   fromSources =
     name: args:
-    let
-      s = comfyxSources.${name};
-    in
     mkComfyUINode (
       {
         pname = name;
-        inherit (s) version;
-        src = fetchFromGitHub { inherit (s) owner repo rev hash; };
+        inherit (comfyxSources.${name}) version;
+        src = fetchComfyxSource name;
       }
       // args
     );

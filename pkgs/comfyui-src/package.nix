@@ -1,15 +1,15 @@
 # ComfyUI's source at the pinned commit, with every patches/comfyui/*.patch applied in name
 # order (the directory is read at evaluation time, so new patches need no change here).
 #
-# The fetch is a non-cone sparse checkout that leaves out the paths listed under `exclude` in
-# sources.json: comfy/text_encoders/llama_tokenizer/tokenizer.json (8 MB, only the
-# HunyuanVideo / llama text encoders read it) could not be obtained where the pin was made, and a
-# fixed-output hash must be computed from the exact tree it names. The hash is therefore the NAR
-# hash of the commit's tree without that file, which pkgs/update-hashes.py recomputes from git.
+# sources.json excludes comfy/text_encoders/llama_tokenizer/tokenizer.json from the fetch: that
+# 8 MB file (read only by the HunyuanVideo / llama text encoders, not on the SD1.5/SDXL path)
+# could not be obtained where the pin was made, and a fixed-output hash must be computed from
+# the exact tree it names. Dropping `exclude` there (and recomputing the hash with
+# pkgs/update-hashes.py from a complete clone) restores the full tree.
 {
   lib,
   stdenvNoCC,
-  fetchFromGitHub,
+  fetchComfyxSource,
   comfyxSources,
 }:
 let
@@ -31,11 +31,7 @@ in
 stdenvNoCC.mkDerivation {
   pname = "comfyui-src";
   inherit (s) version;
-  src = fetchFromGitHub {
-    inherit (s) owner repo rev hash;
-    sparseCheckout = [ "/*" ] ++ map (p: "!/${p}") s.exclude;
-    nonConeMode = true;
-  };
+  src = fetchComfyxSource "comfyui";
   patches = map (n: patchDir + "/${n}") patchNames;
   dontConfigure = true;
   dontBuild = true;
@@ -49,6 +45,6 @@ stdenvNoCC.mkDerivation {
   passthru = {
     inherit (s) rev;
     # The source lacks these paths; see the comment at the top.
-    missing = s.exclude;
+    missing = s.exclude or [ ];
   };
 }

@@ -15,11 +15,14 @@ let
   system = "x86_64-linux";
   names = lib.mapAttrs (_: v: builtins.attrNames v);
 
-  src = import comfyuiSrcPackage {
-    inherit lib;
+  comfyxSources = builtins.fromJSON (builtins.readFile ../../pkgs/sources.json);
+  fetchComfyxSource = import ../../pkgs/fetch-source.nix {
+    inherit lib comfyxSources;
     fetchFromGitHub = args: args;
+  };
+  src = import comfyuiSrcPackage {
+    inherit lib comfyxSources fetchComfyxSource;
     stdenvNoCC.mkDerivation = args: args;
-    comfyxSources = builtins.fromJSON (builtins.readFile ../../pkgs/sources.json);
   };
 in
 {
@@ -45,15 +48,8 @@ in
   comfyuiSrc = {
     inherit (src) pname version;
     patches = map toString src.patches;
-    fetch = {
-      inherit (src.src)
-        owner
-        repo
-        rev
-        hash
-        sparseCheckout
-        nonConeMode
-        ;
-    };
+    fetch = src.src;
+    # An entry without `exclude` fetches the whole tree (no sparse checkout).
+    wholeTree = fetchComfyxSource "stduuid";
   };
 }

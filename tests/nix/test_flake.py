@@ -44,6 +44,8 @@ def test_comfyui_source_fetch(flake):
     assert fetch["rev"] == "a125cd84b054a57729b5eecab930ca9408719832"
     assert fetch["nonConeMode"] is True
     assert fetch["sparseCheckout"] == ["/*", "!/comfy/text_encoders/llama_tokenizer/tokenizer.json"]
+    assert fetch["hash"].startswith("sha256-")
+    assert set(flake()["comfyuiSrc"]["wholeTree"]) == {"owner", "repo", "rev", "hash"}
 
 
 def test_every_comfyui_patch_is_applied_in_name_order(flake, tmp_path):
