@@ -10,8 +10,9 @@ Instead each pin is recomputed from the thing it names:
   (`--git OWNER/REPO=GIT_DIR`), less the `exclude`d paths (the same paths the Nix source leaves
   out with a non-cone sparse checkout). Every blob is re-hashed against its git object id first,
   so a damaged mirror cannot produce a wrong pin.
-* flake.lock inputs: printed as "not rechecked" (their tarballs live on GitHub; the pin's
-  provenance is written next to it in the report).
+* flake.lock inputs: the NAR hash of an unpacked copy of the input (`--flake-input NAME=DIR`,
+  e.g. the extracted GitHub tarball of the locked revision); without one they are reported as
+  skipped, since their tarballs live on GitHub.
 
 Exit status: 0 when nothing differs, 1 on a mismatch, 2 on usage errors. `--write` stores the
 recomputed hashes instead of only reporting them.
@@ -161,6 +162,38 @@ class HashWriter:
         self.h.update(b)
 
 
+def nar_dir(path: Path, out) -> None:
+    """Write the NAR of a file-system path (what `nix hash path` hashes)."""
+    if path.is_symlink():
+        out.write(nar_str(b"(") + nar_str(b"type") + nar_str(b"symlink") + nar_str(b"target")
+                  + nar_str(bytes(path.readlink())) + nar_str(b")"))
+    elif path.is_dir():
+        out.write(nar_str(b"(") + nar_str(b"type") + nar_str(b"directory"))
+        for child in sorted(path.iterdir(), key=lambda p: p.name.encode()):
+            out.write(nar_str(b"entry") + nar_str(b"(") + nar_str(b"name") + nar_str(child.name.encode())
+                      + nar_str(b"node"))
+            nar_dir(child, out)
+            out.write(nar_str(b")"))
+        out.write(nar_str(b")"))
+    else:
+        out.write(nar_str(b"(") + nar_str(b"type") + nar_str(b"regular"))
+        if path.stat().st_mode & 0o100:
+            out.write(nar_str(b"executable") + nar_str(b""))
+        out.write(nar_str(b"contents") + nar_str(path.read_bytes()) + nar_str(b")"))
+
+
+def path_hash(path: Path) -> str:
+    w = HashWriter()
+    w.write(nar_str(b"nix-archive-1"))
+    nar_dir(path, w)
+    return sri(w.h.digest())
+
+
+def flake_lock_inputs(lock_file: Path) -> dict[str, dict]:
+    lock = json.loads(lock_file.read_text())
+    return {name: node["locked"] for name, node in lock["nodes"].items() if "locked" in node}
+
+
 def github_tree_hash(git_dir: str, rev: str, exclude: list[str]) -> str:
     git = Git(git_dir)
     w = HashWriter()
@@ -179,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--git", action="append", default=[], metavar="OWNER/REPO=GIT_DIR",
                     help="local git directory holding a pinned GitHub repository")
     ap.add_argument("--download", action="store_true", help="fetch PyPI files that --files lacks")
+    ap.add_argument("--flake-lock", type=Path, default=HERE.parent / "flake.lock")
+    ap.add_argument("--flake-input", action="append", default=[], metavar="NAME=DIR",
+                    help="unpacked copy of a flake.lock input at its locked revision")
     ap.add_argument("--only", action="append", default=[], help="recheck only these entries")
     ap.add_argument("--write", action="store_true", help="store recomputed hashes in the sources file")
     args = ap.parse_args(argv)
@@ -192,6 +228,20 @@ def main(argv: list[str] | None = None) -> int:
         gits[key.lower()] = path
 
     mismatches = checked = 0
+    copies = dict(arg.partition("=")[::2] for arg in args.flake_input)
+    for name, locked in sorted(flake_lock_inputs(args.flake_lock).items()):
+        if args.only and f"flake:{name}" not in args.only:
+            continue
+        if name not in copies:
+            print(f"skip      flake:{name}: no --flake-input {name}=DIR (an unpacked copy of {locked.get('rev')})")
+            continue
+        checked += 1
+        got = path_hash(Path(copies[name]))
+        if got == locked["narHash"]:
+            print(f"ok        flake:{name} {got}")
+        else:
+            mismatches += 1
+            print(f"MISMATCH  flake:{name}: locked {locked['narHash']}, computed {got}")
     for name, e in sorted(sources.items()):
         if name.startswith("_") or (args.only and name not in args.only):
             continue

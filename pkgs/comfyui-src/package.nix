@@ -15,13 +15,12 @@
 let
   s = comfyxSources.comfyui;
   patchDir = ../../patches/comfyui;
+  # attrNames is sorted, so patches apply in name order (10-foo.patch before 20-bar.patch).
   patchNames =
     if builtins.pathExists patchDir then
-      lib.sort lib.lessThan (
-        builtins.attrNames (
-          lib.filterAttrs (n: type: type == "regular" && lib.hasSuffix ".patch" n) (
-            builtins.readDir patchDir
-          )
+      builtins.attrNames (
+        lib.filterAttrs (n: type: type == "regular" && lib.hasSuffix ".patch" n) (
+          builtins.readDir patchDir
         )
       )
     else

@@ -122,3 +122,27 @@ def test_pinned_comfyui_hash_recomputes():
         pytest.skip("COMFYX_COMFYUI_GIT is not set: name a git directory holding ComfyUI's pinned commit")
     s = json.loads((REPO / "pkgs" / "sources.json").read_text())["comfyui"]
     assert update_hashes.github_tree_hash(git_dir, s["rev"], s["exclude"]) == s["hash"]
+
+
+def test_directory_nar_hash_matches_nix(repo, tmp_path):
+    work, rev = repo
+    tree = checkout(work, rev, tmp_path / "tree", [])
+    assert update_hashes.path_hash(tree) == nix_hash_path(tree)
+
+
+def test_flake_inputs_are_rechecked_from_an_unpacked_copy(repo, tmp_path, capsys):
+    work, rev = repo
+    tree = checkout(work, rev, tmp_path / "tree", [])
+    lock = tmp_path / "flake.lock"
+    locked = {"type": "github", "owner": "o", "repo": "r", "rev": rev, "narHash": update_hashes.path_hash(tree)}
+    lock.write_text(json.dumps({"nodes": {"root": {"inputs": {"dep": "dep"}}, "dep": {"locked": locked}},
+                                "root": "root", "version": 7}))
+    sources = tmp_path / "sources.json"
+    sources.write_text("{}")
+    base = ["--sources", str(sources), "--flake-lock", str(lock)]
+    assert update_hashes.main(base) == 0
+    assert "skip      flake:dep" in capsys.readouterr().out
+    assert update_hashes.main([*base, "--flake-input", f"dep={tree}"]) == 0
+    (tree / "README").write_text("changed\n")
+    assert update_hashes.main([*base, "--flake-input", f"dep={tree}"]) == 1
+    assert "MISMATCH  flake:dep" in capsys.readouterr().out
