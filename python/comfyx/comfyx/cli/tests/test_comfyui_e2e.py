@@ -1,12 +1,15 @@
 """`comfyx serve` and `comfyx run` on a real ComfyUI checkout (COMFYUI_PATH), CPU only."""
 
 import json
+import signal
+import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 from comfyx import PINNED_COMFYUI_VERSION
-from comfyx.testing.server import PromptRejectedError
+from comfyx.testing.server import PromptRejectedError, comfyx_command
 from comfyx.testing.workflows import txt2img
 from PIL import Image
 
@@ -131,3 +134,24 @@ def test_server_survives_a_node_error_and_runs_the_next_prompt(comfyx_server, fa
     ok = server.run_prompt({"1": failing_workflow()["1"], "3": save})
     assert "execution_success" in ok.event_types()
     assert_png(tmp_path / "after_00001_.png", size=(8, 8))
+
+
+def test_run_ctrl_c_interrupts_and_exits_130(comfyui, tiny_models, tmp_path):
+    workflow = tmp_path / "long.json"
+    workflow.write_text(json.dumps(txt2img(steps=500, prefix="never")))
+    process = subprocess.Popen(
+        [*comfyx_command(), "run", str(workflow), "--comfyui", str(comfyui), "--output-dir", str(tmp_path / "out"),
+         "--", "--cpu", *tiny_models.comfyui_args()],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    seen = ""
+    for line in process.stderr:  # wait until sampling has started
+        seen += line
+        if "▶ 5 KSampler" in line:
+            break
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, seen + stderr
+    assert "interrupted" in stderr and stdout == ""
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
