@@ -228,14 +228,16 @@ def _fp8_matmul(a, b, bias, out_dtype: torch.dtype, fallback: Callable[[], torch
         return fallback()
     a_data = a._qdata.contiguous()  # row-major A
     b_data = b._qdata if b._qdata.stride(0) == 1 else b._qdata.t().contiguous().t()  # col-major B
-    return torch._scaled_mm(
+    fused_bias = bias is not None and out_dtype != torch.float32  # cuBLASLt: no fp32 bias
+    out = torch._scaled_mm(
         a_data,
         b_data,
         scale_a=a._scale,
         scale_b=b._scale,
-        bias=None if bias is None else bias.to(out_dtype),
+        bias=bias.to(out_dtype) if fused_bias else None,
         out_dtype=out_dtype,
     )
+    return out + bias if bias is not None and not fused_bias else out
 
 
 _ONE_QUANTIZED = "got one fp8 operand (fp8 matmul needs both; see fp8_linear)"

@@ -67,6 +67,12 @@ def test_rope_freqs_dtypes_and_longer_freqs(backend, freqs_dtype):
     # freqs for more positions than x has are trimmed, as comfy-kitchen does.
     x = rope_input(1, 3, 10, 16, "BHLD", torch.bfloat16)
     freqs = freqs_for(1, 14, 8, "BHLD", freqs_dtype)
+    if backend == "cuda" and freqs_dtype != torch.float32:
+        # The CUDA kernels take float32 freqs (what ComfyUI passes); the refusal says so.
+        refused = pytest.raises(comfyx_kernels.NoCapableBackendError, match="freqs_cis has dtype")
+        with refused, comfyx_kernels.use_backend(backend):
+            comfyx_kernels.apply_rope1(x, freqs)
+        return
     with comfyx_kernels.use_backend(backend):
         out = comfyx_kernels.apply_rope1(x, freqs)
     expected = eager.apply_rope1(x.cpu(), freqs.cpu())
