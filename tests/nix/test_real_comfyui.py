@@ -110,8 +110,8 @@ def test_launcher_keeps_state_outside_comfyui(tmp_path, comfyui_dir, comfyx_exe)
 
 def test_nixos_unit_command_line_runs(tmp_path, comfyui_dir, comfyx_exe, nixos):
     data, port = tmp_path / "state", free_port()
-    r = nixos("{ services.comfyui = { enable = true; dataDir = \"%s\"; server.port = %d; "
-              "server.cors = true; models.cache.size = 4; }; }" % (data, port))
+    r = nixos(f'{{ services.comfyui = {{ enable = true; dataDir = "{data}"; server.port = {port}; '
+              "server.cors = true; models.cache.size = 4; }; }")
     argv = shlex.split(r["unit"]["serviceConfig"]["ExecStart"])
     argv[0] = comfyx_exe
     argv[argv.index("--comfyui") + 1] = str(comfyui_dir)
