@@ -5,8 +5,9 @@
 # Source: non-cone sparse checkout without bmf_lite/ (the mobile SDK, not built here; two of its
 # GIFs were missing from the mirror the hash was computed from). BMF's CMake fetches its
 # dependencies from GitHub unless BMF_LOCAL_DEPENDENCIES/HMP_LOCAL_DEPENDENCIES are off; with
-# them off it finds nixpkgs' pybind11, fmt, spdlog, dlpack and nlohmann_json, and only stduuid
-# (always fetched) is handed over as a pinned source.
+# them off it finds nixpkgs' pybind11, fmt, spdlog, dlpack, nlohmann_json, backward-cpp, gtest
+# and benchmark, and only stduuid (always fetched) is handed over as a pinned source. This set of
+# flags and dependencies was checked with a CMake configure against Debian's packages.
 {
   lib,
   buildPythonPackage,
@@ -21,6 +22,9 @@
   spdlog,
   dlpack,
   nlohmann_json,
+  backward-cpp,
+  gtest,
+  gbenchmark,
   libuuid,
   ffmpeg_6 ? null,
   ffmpeg,
@@ -59,6 +63,9 @@ buildPythonPackage {
     spdlog
     dlpack
     nlohmann_json
+    backward-cpp
+    gtest # hmp's CMake requires GTest and benchmark even with its tests off
+    gbenchmark
     libuuid
     ffmpeg'
   ];
@@ -74,6 +81,7 @@ buildPythonPackage {
       "-DHMP_ENABLE_CUDA=OFF"
       "-DHMP_ENABLE_TORCH=OFF"
       "-DHMP_ENABLE_OPENCV=OFF"
+      "-DHMP_ENABLE_JNI=OFF"
       "-DBMF_ENABLE_TEST=OFF"
       "-DFETCHCONTENT_FULLY_DISCONNECTED=ON"
       "-DFETCHCONTENT_SOURCE_DIR_STDUUID=${stduuid}"
