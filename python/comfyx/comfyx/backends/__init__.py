@@ -6,7 +6,7 @@ start-up stops with a message saying why instead of silently running somewhere e
 what it picked and why.
 
 The choice is made once ``torch`` is imported by ComfyUI's ``main.py`` (after it has
-set the device environment variables) and before ``comfy.model_management`` reads
+set the device environment variables and imported ``cuda_malloc``) and before ``comfy.model_management`` reads
 ``args.cpu``: that is the only moment both facts are known and nothing is decided yet.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from types import ModuleType
 
 from comfyx.backends import intel, tpu
@@ -79,10 +80,14 @@ def comfyui_args(backend: str, args: list[str]) -> list[str]:
 
 def install(backend: str) -> None:
     """Register the hooks that select and set up ``backend`` while ComfyUI starts."""
-    def on_cli_args(cli_args: ModuleType) -> None:
+    def after_cuda_malloc(_: ModuleType) -> None:
+        cli_args = sys.modules["comfy.cli_args"]
         after_import("torch", lambda torch: _select(backend, cli_args.args, torch))
 
-    after_import("comfy.cli_args", on_cli_args)
+    # main.py imports cuda_malloc after setting the device environment and right before torch;
+    # cuda_malloc itself probes importlib.util.find_spec("torch"), which an import hook
+    # registered earlier would take for the import and lose.
+    after_import("cuda_malloc", after_cuda_malloc)
 
 
 def _select(backend: str, comfy_args: argparse.Namespace, torch: ModuleType) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -20,10 +21,7 @@ log = logging.getLogger("comfyx.backends.intel")
 
 IPEX_DIST = "intel-extension-for-pytorch"
 
-# IPEX's bf16 weight prepack on CPU needs one of these (its own error message names them).
-_BF16_PREPACK_ISAS = ({"avx512bw", "avx512vl", "avx512dq"}, {"avx_ne_convert"})
-
-_OPTIMIZED = "_comfyx_ipex_optimized"
+_WEIGHTS_AT_OPTIMIZE = "_comfyx_ipex_weights"  # ComfyUI's weight-patch id when IPEX saw the module
 
 
 def xpu_available(torch: ModuleType) -> bool:
@@ -93,43 +91,54 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
     return set()
 
 
-def bf16_prepack_problem(flags: set[str]) -> str | None:
-    """Why IPEX's bf16 weight prepack cannot run on a CPU with ``flags``, or None."""
-    if any(isa <= flags for isa in _BF16_PREPACK_ISAS):
+def bf16_prepack_problem(onednn_bf16: bool, flags: set[str], max_isa: str | None) -> str | None:
+    """Why IPEX's bf16 weight prepack cannot run, given oneDNN's answer, or None.
+
+    oneDNN decides (IPEX asserts on ``onednn_has_bf16_support``); the CPU's flags and
+    ``ONEDNN_MAX_CPU_ISA`` only explain its answer.
+    """
+    if onednn_bf16:
         return None
-    have = sorted(f for f in flags if f.startswith(("avx", "amx")))
-    return ("IPEX's bf16 weight prepack needs AVX-512 (avx512bw/vl/dq) or AVX-NE-CONVERT; "
-            f"this CPU has {', '.join(have) or 'none of them'}")
+    have = ", ".join(sorted(f for f in flags if f.startswith(("avx", "amx")))) or "no AVX flags"
+    limit = f", limited by ONEDNN_MAX_CPU_ISA={max_isa}" if max_isa else ""
+    return (f"IPEX's bf16 weight prepack needs AVX-512 (avx512bw/vl/dq) or AVX-NE-CONVERT, which oneDNN "
+            f"cannot use here (CPU flags: {have}{limit})")
 
 
 def optimize(model, torch: ModuleType):
-    """``ipex.optimize`` for inference, or ``model`` unchanged with a warning saying why."""
-    if hasattr(model, _OPTIMIZED):  # decided once per module: ComfyUI reloads models often
-        return model
+    """``ipex.optimize`` for inference, or ``model`` unchanged with a warning saying why.
+
+    Weights are prepacked (IPEX replaces Conv2d/Linear by its own modules; about half the
+    conv time on a Xeon). BatchNorm folding is off: it returns a new ``fx.GraphModule``,
+    and ComfyUI keeps references to the module it loaded.
+    """
     weight = next(model.parameters())
     dtype = weight.dtype
     problem = ipex_problem(torch)
-    if problem is None and dtype == torch.bfloat16 and weight.device.type == "cpu":
-        problem = bf16_prepack_problem(cpu_flags())
     if problem is None and dtype != torch.float32 and dtype != torch.bfloat16:
         problem = f"comfyx runs IPEX with float32 or bfloat16 weights, not {dtype}"
+    if problem is None and dtype == torch.bfloat16 and weight.device.type == "cpu":
+        import intel_extension_for_pytorch as ipex
+
+        problem = bf16_prepack_problem(ipex._C.onednn_has_bf16_support(), cpu_flags(),
+                                       os.environ.get("ONEDNN_MAX_CPU_ISA"))
     if problem:
         log.warning("comfyx ipex: %s is left to plain torch: %s", type(model).__name__, problem)
-        setattr(model, _OPTIMIZED, False)
         return model
     import intel_extension_for_pytorch as ipex
 
     try:
         with torch.no_grad():
-            optimized = ipex.optimize(model.eval(), dtype=dtype, inplace=True)
+            optimized = ipex.optimize(model.eval(), dtype=dtype, inplace=True, conv_bn_folding=False,
+                                      linear_bn_folding=False)
     except (RuntimeError, AssertionError, NotImplementedError) as err:
         log.warning("comfyx ipex: ipex.optimize failed for %s (%s); using plain torch: %s",
                     type(model).__name__, dtype, err)
-        setattr(model, _OPTIMIZED, False)
         return model
-    setattr(optimized, _OPTIMIZED, True)
+    if optimized is not model:
+        raise RuntimeError("ipex.optimize(inplace=True) returned a new module; ComfyUI holds the old one")
     log.info("comfyx ipex: optimized %s (%s) with IPEX %s", type(model).__name__, dtype, ipex_version())
-    return optimized
+    return model
 
 
 def install(torch: ModuleType) -> None:
@@ -138,16 +147,30 @@ def install(torch: ModuleType) -> None:
 
 
 def _patch_model_load(model_management: ModuleType, torch: ModuleType) -> None:
-    model_management.args.disable_ipex_optimize = True  # ComfyUI's own TorchScript path, XPU only
+    args = model_management.args
+    if args.disable_ipex_optimize:
+        log.info("comfyx ipex: --disable-ipex-optimize: models run on plain torch")
+        return
+    args.disable_ipex_optimize = True  # turns off ComfyUI's own TorchScript (graph_mode) call on XPU
     original = model_management.LoadedModel.model_load
 
     def model_load(self, lowvram_model_memory=0, force_patch_weights=False):
         real_model = original(self, lowvram_model_memory, force_patch_weights)
-        if lowvram_model_memory > 0:  # partly offloaded weights move between devices: no prepack
-            return real_model
-        optimized = optimize(real_model, torch)
-        if optimized is not real_model:
-            raise RuntimeError("ipex.optimize(inplace=True) returned a new module; ComfyUI holds the old one")
-        return optimized
+        weights = getattr(real_model, "current_weight_patches_uuid", None)
+        if not hasattr(real_model, _WEIGHTS_AT_OPTIMIZE):
+            if lowvram_model_memory > 0:  # partly offloaded weights move between devices: no prepack
+                return real_model
+            optimize(real_model, torch)
+            setattr(real_model, _WEIGHTS_AT_OPTIMIZE, weights)  # decided once per module, success or not
+        elif getattr(real_model, _WEIGHTS_AT_OPTIMIZE) != weights and _prepacked(real_model):
+            # IPEX's modules hold prepacked copies: a weight ComfyUI writes now would be ignored
+            raise RuntimeError(
+                f"{type(real_model).__name__}'s weights were prepacked by IPEX with other weight patches "
+                "(LoRA) than this run uses; restart ComfyUI, or start with --disable-ipex-optimize")
+        return real_model
 
     model_management.LoadedModel.model_load = model_load
+
+
+def _prepacked(model) -> bool:
+    return any(type(m).__module__.startswith("intel_extension_for_pytorch") for m in model.modules())

@@ -16,13 +16,13 @@ def test_version_pair(torch_version, ipex, problem):
     assert intel.version_pair_problem(torch_version, ipex) == problem
 
 
-def test_bf16_prepack_needs_avx512_or_avx_ne_convert():
-    avx2_only = {"sse4_2", "avx", "avx2", "fma"}
-    problem = intel.bf16_prepack_problem(avx2_only)
-    assert problem is not None and "AVX-512" in problem and "avx, avx2" in problem
-    assert intel.bf16_prepack_problem(avx2_only | {"avx512bw", "avx512vl", "avx512dq"}) is None
-    assert intel.bf16_prepack_problem(avx2_only | {"avx_ne_convert"}) is None
-    assert intel.bf16_prepack_problem(avx2_only | {"avx512bw"}) is not None
+def test_bf16_prepack_message_explains_onednns_answer():
+    assert intel.bf16_prepack_problem(True, set(), None) is None
+    problem = intel.bf16_prepack_problem(False, {"sse4_2", "avx", "avx2", "fma"}, None)
+    assert problem is not None and "AVX-512 (avx512bw/vl/dq) or AVX-NE-CONVERT" in problem
+    assert "CPU flags: avx, avx2)" in problem
+    limited = intel.bf16_prepack_problem(False, {"avx2", "avx512bw"}, "AVX2")
+    assert limited.endswith("CPU flags: avx2, avx512bw, limited by ONEDNN_MAX_CPU_ISA=AVX2)")
 
 
 def test_cpu_flags_reads_the_kernels_list(tmp_path: Path):

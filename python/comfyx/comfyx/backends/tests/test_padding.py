@@ -4,7 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from comfyx.backends.tpu import padding
+from comfyx.backends.tpu import padding  # noqa: E402 - after the torch skip
 
 
 @pytest.mark.parametrize(("size", "multiple", "expected"), [(64, 8, 64), (65, 8, 72), (1, 8, 8), (97, 8, 104)])

@@ -139,9 +139,9 @@ def _sync_callback(callback, every: int):
 
 
 def _mark_step() -> None:
-    import torch_xla.core.xla_model as xm
+    import torch_xla
 
-    xm.mark_step()
+    torch_xla.sync()  # torch_xla 2.9's name for xm.mark_step()
 
 
 def _patch_vae(sd: ModuleType) -> None:
