@@ -42,6 +42,9 @@ buildPythonPackage {
 
   src = fetchComfyxSource "bmf";
 
+  # BMF pins an old fmt; nixpkgs' (9 and later) needs a formatter for the device-type enum.
+  patches = [ ./fmt-device-type.patch ];
+
   # BMF's FindLibuuid.cmake downloads libuuid-cmake; nixpkgs' libuuid is found directly.
   postPatch = ''
     cat > cmake/FindLibuuid.cmake <<'CMAKE'
