@@ -19,13 +19,13 @@ let
   # torch-bin (or torchvision-bin, torchaudio-bin) at the version of the wheel pinned as `name`.
   bin =
     drv: name:
-    drv.overridePythonAttrs (old: {
+    drv.overridePythonAttrs {
       inherit (comfyxSources.${name}) version;
       src = fetchComfyxWheel name;
       # The PyPI wheels list nvidia-* and an exact triton; the CUDA libraries come from
       # nixpkgs through torch-bin's own linking, and neither IPEX nor XLA uses Triton.
       dontCheckRuntimeDeps = true;
-    });
+    };
 
   wheelTorch = torch: vision: audio: self: super: {
     torch-bin = bin super.torch-bin torch;
