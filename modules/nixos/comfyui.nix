@@ -197,8 +197,9 @@ in
 
     nodes = {
       enable = mkOption {
+        # Only the node packages: callPackage also adds `override` and the set has mkComfyUINode.
         type = types.listOf (
-          types.enum (lib.filter (n: n != "mkComfyUINode") (builtins.attrNames comfyxPkgs.comfyuiNodes))
+          types.enum (builtins.attrNames (lib.filterAttrs (_: lib.isDerivation) comfyxPkgs.comfyuiNodes))
         );
         default = [ ];
         example = [ "comfyui-gguf" ];

@@ -43,6 +43,9 @@ rec {
     comfyui-ipex = comfyui "ipex";
     comfyui-tpu = comfyui "tpu";
     comfyuiNodes = {
+      # callPackage adds these to the set, which is not a node.
+      override = args: { };
+      overrideDerivation = f: { };
       mkComfyUINode = args: fakeDrv args.pname args;
       comfyui-gguf = fakeDrv "comfyui-gguf" {
         pythonDeps = ps: [

@@ -153,6 +153,7 @@ def test_bad_values_are_type_errors(nixos_error):
     assert "is not of type" in nixos_error(cfg("services.comfyui.server.port = 70000;"))
     assert "is not of type" in nixos_error(cfg('services.comfyui.backend.optimization = "fast";'))
     assert "is not of type" in nixos_error(cfg('services.comfyui.nodes.enable = [ "no-such-node" ];'))
+    assert "is not of type" in nixos_error(cfg('services.comfyui.nodes.enable = [ "override" ];'))
     model = '{ name = "a.safetensors"; url = "https://example.org/a"; hash = "%s"; type = "%s"; }'
     good_hash = "sha256-" + "A" * 42 + "E="
     assert "is not of type" in nixos_error(
