@@ -1,0 +1,217 @@
+"""Install a compile plan on a ModelPatcher clone through ComfyUI's APPLY_MODEL wrappers.
+
+The wrapper swaps the compiled modules into the (shared) BaseModel only for the duration
+of its own call and puts the originals back, as ComfyUI's ``TorchCompileModel`` does, so
+every other clone of the model keeps running eager. Weights stay the model's own
+parameters, which the compiled code reads as inputs: LoRA and other weight patches that
+ModelPatcher applies keep working without a recompile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from comfyx.compile import caches
+from comfyx.compile.metrics import (
+    CompileMetrics,
+    HostTimer,
+    counter_delta,
+    counter_snapshot,
+    device_timer,
+    synchronize,
+)
+from comfyx.compile.settings import CompilePlan, CompileSettings, plan_for
+from comfyx.compile.targets import compile_keys
+
+log = logging.getLogger(__name__)
+
+# ComfyUI's own key (comfy_api.torch_helpers.torch_compile.COMPILE_KEY): ours and
+# TorchCompileModel replace each other instead of compiling twice.
+COMPILE_KEY = "torch.compile"
+TORCH_COMPILE_KWARGS = "torch_compile_kwargs"
+
+# BaseModel -> {reuse key -> CompiledModel}. Weak on the BaseModel: the entries hold the
+# diffusion model's submodules, never the BaseModel, so it is freed when ComfyUI drops it.
+_registry: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, CompiledModel]] = weakref.WeakKeyDictionary()
+
+
+class CompiledModel:
+    """The compiled modules of one model under one plan, with their metrics."""
+
+    def __init__(
+        self,
+        base_model: torch.nn.Module,
+        keys: tuple[str, ...],
+        settings: CompileSettings,
+        plan: CompilePlan,
+        dirs: caches.CacheDirs,
+    ):
+        import comfy.utils
+
+        self.settings = settings
+        self.plan = plan
+        self.dirs = dirs
+        label = f"{type(base_model.diffusion_model).__name__} [{settings.mode}, {len(keys)} module(s)]"
+        self.metrics = CompileMetrics(label)
+        self.artifact_file: Path = caches.artifact_path(
+            dirs, f"{type(base_model.diffusion_model).__name__}|{keys[:1]}|{len(keys)}|{plan.key()}"
+        )
+        self.metrics.artifacts_loaded = caches.load_artifacts(self.artifact_file)
+        kwargs = plan.compile_kwargs()
+        self.modules = {key: torch.compile(comfy.utils.get_attr(base_model, key), **kwargs) for key in keys}
+        self._seen: set[tuple] = set()
+        # dynamo settings scoped to our calls, not set process-wide: other compiled models
+        # in the process keep theirs
+        self.dynamo_config = {
+            "recompile_limit": settings.dynamo_cache_size_limit,
+            "accumulated_recompile_limit": settings.dynamo_recompile_limit,
+            "force_parameter_static_shapes": settings.force_parameter_static_shapes,
+        }
+
+    def run(self, executor: Callable, args: tuple, kwargs: dict) -> Any:
+        x = args[0]
+        signature = _signature(args, kwargs)
+        before = counter_snapshot()
+        if signature not in self._seen:
+            self._seen.add(signature)
+            return self._first_call_at_shape(executor, args, kwargs, x, before)
+        timer = device_timer(x.device)
+        with HostTimer() as host, timer or contextlib.nullcontext():
+            out = executor(*args, **kwargs)
+        delta = counter_delta(before)
+        self.metrics.add_counts(delta)
+        if delta["frames_compiled"]:  # a guard failed at a known shape: a recompile
+            synchronize(x.device)
+            self._record_compile(_shape_text(x), host.seconds, delta)
+        else:
+            self.metrics.record_steady(_shape_text(x), timer, host.seconds)
+        return out
+
+    def _first_call_at_shape(
+        self, executor: Callable, args: tuple, kwargs: dict, x: torch.Tensor, before: dict[str, int]
+    ) -> Any:
+        # experimental_ptx means "fill the Triton/PTX caches before the real step": at least one
+        # warmup forward does that
+        runs = max(self.settings.warmup_runs, 1 if self.settings.experimental_ptx else 0)
+        synchronize(x.device)
+        with HostTimer() as host:
+            for _ in range(runs):
+                executor(*args, **kwargs)
+            out = executor(*args, **kwargs)
+            synchronize(x.device)
+        delta = counter_delta(before)
+        self.metrics.add_counts(delta)
+        self.metrics.warmup_runs_done += runs
+        first = self.metrics.first_step_s is None
+        if first:
+            self.metrics.first_step_s = host.seconds
+            self.metrics.first_step_counts = delta
+        self._record_compile(_shape_text(x), host.seconds, delta)
+        if runs:
+            log.info(
+                "comfyx compile: %d warmup forward(s) at %s ran in %.2f s (compiling included)",
+                runs,
+                _shape_text(x),
+                host.seconds,
+            )
+        if self.settings.experimental_ptx:
+            self.metrics.triton_kernels_cached = caches.count_triton_kernels(self.dirs.triton)
+            log.info(
+                "comfyx compile: experimental_ptx: warmup compiled the Triton kernels at %s; "
+                "%d compiled kernels (PTX + cubin) are now cached in %s",
+                _shape_text(x),
+                self.metrics.triton_kernels_cached,
+                self.dirs.triton,
+            )
+        return out
+
+    def _record_compile(self, shape: str, seconds: float, delta: dict[str, int]) -> None:
+        self.metrics.compiling_steps.append((shape, seconds, delta["frames_compiled"]))
+        if delta["frames_compiled"]:
+            self.metrics.artifacts_saved = caches.save_artifacts(self.artifact_file)
+        log.info(
+            "comfyx compile: %s at %s: %.2f s, %d dynamo frame(s) compiled, FX graph cache %d hit(s) / %d miss(es)",
+            self.metrics.label,
+            shape,
+            seconds,
+            delta["frames_compiled"],
+            delta["fx_cache_hits"],
+            delta["fx_cache_misses"],
+        )
+
+
+def apply_compile(model: Any, settings: CompileSettings) -> Any:
+    """A clone of ``model`` (a ComfyUI ModelPatcher) whose model calls run compiled."""
+    from comfy.patcher_extension import WrappersMP
+
+    plan = plan_for(settings)
+    dirs = caches.configure(settings.ptx_cache_dir)
+    clone = model.clone()
+    base = clone.model
+    keys = compile_keys(base, settings.compile_transformer_blocks_only)
+    compiled = _compiled_for(base, keys, settings, plan, dirs)
+    clone.remove_wrappers_with_key(WrappersMP.APPLY_MODEL, COMPILE_KEY)
+    clone.add_wrapper_with_key(WrappersMP.APPLY_MODEL, COMPILE_KEY, _wrapper(compiled))
+    clone.model_options[TORCH_COMPILE_KWARGS] = plan.compile_kwargs()
+    return clone
+
+
+def compiled_model_of(model: Any) -> CompiledModel | None:
+    """The CompiledModel a ModelPatcher runs through, if it was made by :func:`apply_compile`."""
+    from comfy.patcher_extension import WrappersMP
+
+    for wrapper in model.get_wrappers(WrappersMP.APPLY_MODEL, COMPILE_KEY):
+        compiled = getattr(wrapper, "comfyx_compiled", None)
+        if compiled is not None:
+            return compiled
+    return None
+
+
+def _compiled_for(
+    base: torch.nn.Module, keys: tuple[str, ...], settings: CompileSettings, plan: CompilePlan, dirs: caches.CacheDirs
+) -> CompiledModel:
+    if not settings.reuse_if_similar:
+        return CompiledModel(base, keys, settings, plan, dirs)
+    # everything but the reuse flag itself decides whether the compiled modules can be shared
+    key = (keys, dataclasses.replace(settings, reuse_if_similar=True))
+    per_model = _registry.setdefault(base, {})
+    if key not in per_model:
+        per_model[key] = CompiledModel(base, keys, settings, plan, dirs)
+    else:
+        log.info("comfyx compile: reusing the compiled modules of %s", per_model[key].metrics.label)
+    return per_model[key]
+
+
+def _wrapper(compiled: CompiledModel) -> Callable:
+    import comfy.utils
+
+    def comfyx_compile_wrapper(executor: Any, *args: Any, **kwargs: Any) -> Any:
+        originals = {}
+        try:
+            for key, module in compiled.modules.items():
+                originals[key] = comfy.utils.set_attr(executor.class_obj, key, module)
+            with torch._dynamo.config.patch(compiled.dynamo_config):
+                return compiled.run(executor, args, kwargs)
+        finally:
+            for key, module in originals.items():
+                comfy.utils.set_attr(executor.class_obj, key, module)
+
+    comfyx_compile_wrapper.comfyx_compiled = compiled
+    return comfyx_compile_wrapper
+
+
+def _signature(args: tuple, kwargs: dict) -> tuple:
+    tensors = [*args, *kwargs.values()]
+    return tuple((tuple(t.shape), t.dtype) for t in tensors if isinstance(t, torch.Tensor))
+
+
+def _shape_text(x: torch.Tensor) -> str:
+    return "x".join(str(size) for size in x.shape)

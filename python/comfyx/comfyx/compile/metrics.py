@@ -1,0 +1,154 @@
+"""What a compile cost and what it bought, measured on the model calls themselves.
+
+A "step" is one call of the model (one sampling step, the cfg pair batched). Steps that
+compiled are timed on the host after a device sync (their time is mostly compiling);
+the others are timed with device events, so measuring adds no sync to steady state.
+Compile counts and cache hits come from torch's own counters.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import torch
+from torch._dynamo.utils import counters
+
+# (counter group, counter name) -> our name
+_COUNTERS = {
+    ("frames", "ok"): "frames_compiled",
+    ("stats", "unique_graphs"): "graphs",
+    ("inductor", "fxgraph_cache_hit"): "fx_cache_hits",
+    ("inductor", "fxgraph_cache_miss"): "fx_cache_misses",
+    ("aot_autograd", "autograd_cache_hit"): "aot_cache_hits",
+    ("aot_autograd", "autograd_cache_miss"): "aot_cache_misses",
+}
+
+
+def counter_snapshot() -> dict[str, int]:
+    return {ours: int(counters[group][name]) for (group, name), ours in _COUNTERS.items()}
+
+
+def counter_delta(before: dict[str, int]) -> dict[str, int]:
+    now = counter_snapshot()
+    return {name: now[name] - before[name] for name in now}
+
+
+class _EventTimer:
+    """Times a region on the device without syncing; read later."""
+
+    def __init__(self, device: torch.device):
+        self._device = device
+        self._start = torch.cuda.Event(enable_timing=True)
+        self._end = torch.cuda.Event(enable_timing=True)
+
+    def __enter__(self) -> Self:
+        self._start.record(torch.cuda.current_stream(self._device))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._end.record(torch.cuda.current_stream(self._device))
+
+    def seconds(self) -> float:
+        self._end.synchronize()
+        return self._start.elapsed_time(self._end) / 1000.0
+
+
+@dataclass
+class CompileMetrics:
+    """Per compiled model (one model + compile plan)."""
+
+    label: str
+    first_step_s: float | None = None
+    warmup_runs_done: int = 0
+    compiling_steps: list[tuple[str, float, int]] = field(default_factory=list)  # (shape, s, frames)
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTERS.values(), 0))
+    first_step_counts: dict[str, int] = field(default_factory=dict)
+    artifacts_loaded: int = 0
+    artifacts_saved: int = 0
+    triton_kernels_cached: int | None = None
+    _steady: dict[str, list[float]] = field(default_factory=dict)  # shape -> step seconds
+    _pending: list[tuple[str, _EventTimer]] = field(default_factory=list)
+
+    def add_counts(self, delta: dict[str, int]) -> None:
+        for name, value in delta.items():
+            self.totals[name] += value
+
+    @property
+    def recompiles(self) -> int:
+        """Dynamo compiles after the first compiling step (new shapes, failed guards)."""
+        return sum(frames for _, _, frames in self.compiling_steps[1:])
+
+    @property
+    def caches_warm(self) -> bool:
+        """The first compile found its graphs in the caches (none had to be built)."""
+        counts = self.first_step_counts
+        return counts.get("fx_cache_hits", 0) > 0 and counts.get("fx_cache_misses", 0) == 0
+
+    def record_steady(self, shape: str, timer: _EventTimer | None, host_seconds: float) -> None:
+        # device events are read later, so that timing adds no sync to the sampling loop
+        if timer is None:
+            self._steady.setdefault(shape, []).append(host_seconds)
+        else:
+            self._pending.append((shape, timer))
+
+    def steady_step_times(self) -> dict[str, list[float]]:
+        """Step times (s) of the steps that did not compile, by input shape."""
+        for shape, timer in self._pending:
+            self._steady.setdefault(shape, []).append(timer.seconds())
+        self._pending.clear()
+        return {shape: list(times) for shape, times in self._steady.items()}
+
+    def summary(self) -> dict[str, Any]:
+        by_shape = {shape: statistics.median(times) * 1000 for shape, times in self.steady_step_times().items()}
+        first_shape = self.compiling_steps[0][0] if self.compiling_steps else None
+        return {
+            "model": self.label,
+            "first_step_s": self.first_step_s,
+            "warmup_runs": self.warmup_runs_done,
+            # at the first shape compiled: the workflow's own resolution
+            "steady_step_ms": by_shape.get(first_shape),
+            "steady_step_ms_by_shape": by_shape,
+            "steady_steps": sum(len(times) for times in self._steady.values()),
+            "recompiles": self.recompiles,
+            "compiling_steps": [{"shape": s, "seconds": t, "frames": f} for s, t, f in self.compiling_steps],
+            "caches_warm": self.caches_warm,
+            "artifacts_loaded": self.artifacts_loaded,
+            "artifacts_saved": self.artifacts_saved,
+            "triton_kernels_cached": self.triton_kernels_cached,
+            **self.totals,
+        }
+
+    def text(self) -> str:
+        s = self.summary()
+        steady = f"{s['steady_step_ms']:.2f} ms (median of {s['steady_steps']})" if s["steady_step_ms"] else "n/a"
+        first = f"{s['first_step_s']:.2f} s" if s["first_step_s"] is not None else "n/a"
+        return (
+            f"{s['model']}: first step {first} ({'warm' if s['caches_warm'] else 'cold'} caches), "
+            f"steady step {steady}, recompiles {s['recompiles']}, dynamo frames compiled "
+            f"{s['frames_compiled']}, FX graph cache {s['fx_cache_hits']} hits / {s['fx_cache_misses']} misses, "
+            f"artifacts loaded {s['artifacts_loaded']} / saved {s['artifacts_saved']}"
+        )
+
+
+def device_timer(device: torch.device) -> _EventTimer | None:
+    """An event timer on CUDA devices; None elsewhere (callers time on the host)."""
+    return _EventTimer(device) if device.type == "cuda" else None
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "xpu":
+        torch.xpu.synchronize(device)
+
+
+class HostTimer:
+    def __enter__(self) -> Self:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start

@@ -1,0 +1,85 @@
+"""The compile nodes on real ComfyUI (CPU, tiny SD1.5-architecture UNet, ComfyUI's KSampler).
+
+One scenario process compiles once and checks everything that follows from it; a second
+process with the same cache directory must start warm. Inductor's CPU backend compiles
+C++ with the system compiler, so the cold compile takes a minute or two on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
+
+SCENARIO = Path(__file__).with_name("scenario.py")
+
+
+def run_scenario(comfyui: Path, name: str, cache: Path) -> dict:
+    env = dict(os.environ, COMFYX_CACHE_DIR=str(cache))
+    for variable in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):  # the comfyx cache dir must hold them
+        env.pop(variable, None)
+    proc = subprocess.run([sys.executable, str(SCENARIO), "--comfyui", str(comfyui), name], env=env,
+                          capture_output=True, text=True, timeout=840, check=False)  # fmt: skip
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return json.loads(lines[-1].removeprefix("REPORT "))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("comfyx-cache")
+
+
+@pytest.fixture(scope="module")
+def report(comfyui: Path, cache: Path) -> dict:
+    return run_scenario(comfyui, "full", cache)
+
+
+def test_compiled_sampling_ran_dynamo_graphs_and_matches_eager(report):
+    first = report["first"]["metrics"]
+    assert first["frames_compiled"] >= 1 and first["graphs"] >= 1, first
+    assert first["fx_cache_misses"] >= 1 and not first["caches_warm"], first  # a fresh cache dir: cold
+    assert first["first_step_s"] > 0 and first["warmup_runs"] == 1
+    assert first["steady_steps"] >= 1 and first["steady_step_ms"] > 0  # the step after the compiling one
+    assert report["first"]["rel_err"] < 1e-4
+
+
+def test_same_model_and_config_does_not_recompile(report):
+    assert report["second_prompt"] == {"frames": 0, "same_compiled": True}
+
+
+def test_changed_config_compiles_afresh(report):
+    changed = report["changed_config"]
+    assert changed["frames"] >= 1 and not changed["same_compiled"]
+    assert changed["rel_err"] < 1e-4
+
+
+def test_the_model_other_nodes_share_stays_eager(report):
+    assert report["original"] == {
+        "frames": 0,
+        "identical_to_reference": True,
+        "has_compile_wrapper": False,
+        "diffusion_model_class": "UNetModel",
+    }
+
+
+def test_weight_patches_reach_the_compiled_model(report):
+    lora = report["lora"]
+    assert lora["rel_change_vs_unpatched"] > 1e-2  # the patch changed the result...
+    assert lora["rel_err_vs_eager_patched"] < 1e-4  # ...as it does in eager
+    assert lora["frames"] == 0  # weights are graph inputs: patching them needs no recompile
+
+
+def test_second_process_with_the_same_cache_dir_starts_warm(comfyui, cache, report):
+    assert (cache / "compile" / "inductor").is_dir() and any((cache / "compile" / "artifacts").iterdir())
+    warm = run_scenario(comfyui, "warm", cache)["metrics"]
+    assert warm["caches_warm"], warm
+    assert warm["fx_cache_hits"] >= 1 and warm["fx_cache_misses"] == 0, warm
+    assert warm["artifacts_loaded"] >= 1, warm
+    assert warm["first_step_s"] < report["first"]["metrics"]["first_step_s"]
