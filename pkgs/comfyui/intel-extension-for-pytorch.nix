@@ -5,6 +5,7 @@
   buildPythonPackage,
   fetchComfyxWheel,
   comfyxSources,
+  stdenv,
   autoPatchelfHook,
   python,
   torch,
@@ -19,6 +20,8 @@ buildPythonPackage {
   src = fetchComfyxWheel "intel-extension-for-pytorch";
 
   nativeBuildInputs = [ autoPatchelfHook ];
+  # Its libraries need libstdc++ and libgomp (the wheel's NEEDED entries) besides torch's.
+  buildInputs = [ stdenv.cc.cc.lib ];
   # libtorch*.so / libc10.so live inside the torch package, not in a lib/ directory.
   preFixup = ''
     addAutoPatchelfSearchPath "${torch}/${python.sitePackages}/torch/lib"

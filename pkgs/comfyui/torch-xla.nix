@@ -4,6 +4,7 @@
   buildPythonPackage,
   fetchComfyxWheel,
   comfyxSources,
+  stdenv,
   autoPatchelfHook,
   python,
   torch,
@@ -20,6 +21,11 @@ buildPythonPackage {
   src = fetchComfyxWheel "torch-xla";
 
   nativeBuildInputs = [ autoPatchelfHook ];
+  # _XLAC links libpython3.13 and libstdc++ (the wheel's NEEDED entries) besides torch's.
+  buildInputs = [
+    python
+    stdenv.cc.cc.lib
+  ];
   preFixup = ''
     addAutoPatchelfSearchPath "${torch}/${python.sitePackages}/torch/lib"
   '';
