@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One device run: install the carried wheels, GPU tests, compute-sanitizer memcheck, benchmark.
+# One device run: install the carried wheels, then the steps named as arguments (default:
+# tests bench memcheck): GPU tests, benchmark, compute-sanitizer memcheck.
 # Expects .whl/ with a cp312 comfyx_kernels wheel (built with nvcc) and comfy-kitchen's CUDA
 # package unpacked under .whl/ck_site. Results go to $OUT (or /tmp/out).
 set -uo pipefail
@@ -7,14 +8,20 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/comfyx_kernels-*.whl || exit 1
+# Python sources from this tree (newer than the wheel's); the wheel supplies the built extension.
+cp -r python/comfyx-kernels/src/comfyx_kernels/. /tmp/site/comfyx_kernels/
 export PYTHONPATH=/tmp/site:$PWD/.whl/ck_site
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import comfyx_kernels as c; print(c.list_backends())"
 # Tests from a copy outside the source tree, so they import the installed package.
 cp -r python/comfyx-kernels/src/comfyx_kernels/tests /tmp/kernel_tests
-(cd /tmp && timeout 300 python3 -m pytest -q -x -p no:cacheprovider --import-mode=importlib \
-  -o addopts="" kernel_tests 2>&1 | tail -25 | tee "$OUT/pytest.txt")
-(cd /tmp && timeout 240 compute-sanitizer --tool memcheck --error-exitcode 3 \
+STEPS=" ${*:-tests bench memcheck} "
+[[ $STEPS == *" tests "* ]] && (cd /tmp && timeout ${TEST_TIMEOUT:-200} python3 -m pytest -q -n 8 -p no:cacheprovider \
+  --import-mode=importlib -o addopts="" kernel_tests > "$OUT/pytest.txt" 2>&1; tail -15 "$OUT/pytest.txt")
+if [[ $STEPS == *" bench "* ]]; then
+  timeout ${BENCH_TIMEOUT:-220} python3 bench/kernels.py --out "$OUT" > "$OUT/bench.txt" 2>&1
+  grep -E "MET|MISS|copy:|Error|error" "$OUT/bench.txt" | tail -15
+fi
+[[ $STEPS == *" memcheck "* ]] && (cd /tmp && timeout ${MEMCHECK_TIMEOUT:-120} compute-sanitizer --tool memcheck --error-exitcode 3 \
   python3 -m kernel_tests.cuda_memcheck_cases > "$OUT/memcheck.txt" 2>&1; echo "memcheck exit $?" >> "$OUT/memcheck.txt")
-tail -5 "$OUT/memcheck.txt"
-timeout 400 python3 bench/kernels.py --out "$OUT" 2>&1 | tail -20
+[[ $STEPS == *" memcheck "* ]] && grep -E "FAIL|ERROR SUMMARY|exit" "$OUT/memcheck.txt" | tail -5

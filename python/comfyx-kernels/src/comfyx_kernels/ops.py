@@ -1,8 +1,9 @@
 """Public ops, named and shaped like comfy-kitchen's so callers can switch by changing an import.
 
-Outside torch.compile they go straight to the registry (lowest per-call overhead). While
-compiling they go through opaque `torch.ops.comfyx_kernels.*` custom ops, so Dynamo never
-traces into a backend (a nanobind call or a Triton autotuner) and the graph keeps one node.
+Plain tensors go straight to the registry (lowest per-call overhead). While compiling, or
+for tensor subclasses (FakeTensor during tracing, Parameter), they go through opaque
+`torch.ops.comfyx_kernels.*` custom ops, so tracing never reaches a backend (a nanobind call
+needs real memory) and the graph keeps one node per op.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ import torch
 from .registry import dispatch
 
 _DEFAULT_FP8 = torch.float8_e4m3fn
+
+
+def _traced(x: torch.Tensor) -> bool:
+    return type(x) is not torch.Tensor or torch.compiler.is_compiling()
 
 
 @torch.library.custom_op("comfyx_kernels::quantize_per_tensor_fp8", mutates_args=())
@@ -73,7 +78,7 @@ def quantize_per_tensor_fp8(
 
     `scale` is the float32 dequantization scale (one element, on x's device).
     """
-    if torch.compiler.is_compiling():
+    if _traced(x):
         return _quantize_op(x, scale, output_type)
     return dispatch("quantize_per_tensor_fp8", x=x, scale=scale, output_type=output_type)
 
@@ -82,7 +87,7 @@ def dequantize_per_tensor_fp8(
     x: torch.Tensor, scale: torch.Tensor, output_type: torch.dtype = torch.bfloat16
 ) -> torch.Tensor:
     """x * scale in `output_type` (float32, float16 or bfloat16)."""
-    if torch.compiler.is_compiling():
+    if _traced(x):
         return _dequantize_op(x, scale, output_type)
     return dispatch("dequantize_per_tensor_fp8", x=x, scale=scale, output_type=output_type)
 
@@ -91,21 +96,21 @@ def quantize_fp8_dynamic(
     x: torch.Tensor, output_type: torch.dtype = _DEFAULT_FP8
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Quantize with scale = amax(|x|) / fp8 max, computed on the device: returns (q, scale)."""
-    if torch.compiler.is_compiling():
+    if _traced(x):
         return _quantize_dynamic_op(x, output_type)
     return dispatch("quantize_fp8_dynamic", x=x, output_type=output_type)
 
 
 def apply_rope1(x: torch.Tensor, freqs_cis: torch.Tensor) -> torch.Tensor:
     """Interleaved RoPE on one tensor (pairs [2k, 2k+1]); freqs_cis is (..., D/2, 2, 2)."""
-    if torch.compiler.is_compiling():
+    if _traced(x):
         return _rope1_op(x, freqs_cis)
     return dispatch("apply_rope1", x=x, freqs_cis=freqs_cis)
 
 
 def apply_rope1_(x: torch.Tensor, freqs_cis: torch.Tensor) -> torch.Tensor:
     """apply_rope1 written into x (inference only); returns x."""
-    if torch.compiler.is_compiling():
+    if _traced(x):
         _rope1_inplace_op(x, freqs_cis)
     else:
         dispatch("apply_rope1_", x=x, freqs_cis=freqs_cis)
@@ -116,7 +121,7 @@ def apply_rope(
     xq: torch.Tensor, xk: torch.Tensor, freqs_cis: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """RoPE on queries and keys in one call; they may have different head counts."""
-    if torch.compiler.is_compiling():
+    if _traced(xq):
         return _rope1_op(xq, freqs_cis), _rope1_op(xk, freqs_cis)
     return dispatch("apply_rope", xq=xq, xk=xk, freqs_cis=freqs_cis)
 
@@ -125,7 +130,7 @@ def apply_rope_(
     xq: torch.Tensor, xk: torch.Tensor, freqs_cis: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """apply_rope written into xq and xk (inference only); returns (xq, xk)."""
-    if torch.compiler.is_compiling():
+    if _traced(xq):
         _rope1_inplace_op(xq, freqs_cis)
         _rope1_inplace_op(xk, freqs_cis)
     else:

@@ -156,7 +156,8 @@ def quantize_fp8_dynamic(
 def _rope_description(x: torch.Tensor, out: torch.Tensor, freqs: torch.Tensor) -> list[int]:
     """x seen as (batch, seq, heads, dim): heads is the axis the frequencies broadcast over."""
     f_strides = [
-        0 if size == 1 else stride for size, stride in zip(x.shape, freqs.stride()[:3], strict=True)
+        0 if size == 1 else stride
+        for size, stride in zip(x.shape[:3], freqs.stride()[:3], strict=True)
     ]
     heads, seq = (2, 1) if f_strides[2] == 0 and f_strides[1] != 0 else (1, 2)
     xs, os = x.stride(), out.stride()

@@ -64,7 +64,10 @@ def dequantize_per_tensor_fp8(
 
 
 def dynamic_scale(amax: torch.Tensor, output_type: torch.dtype) -> torch.Tensor:
-    return (amax.float() / FP8_MAX[output_type]).clamp_(min=MIN_DYNAMIC_SCALE)
+    # Divide by a device tensor: CUDA divides by a Python number as a multiply by its
+    # reciprocal, which rounds differently from the kernels' IEEE divide.
+    limit = torch.full((), FP8_MAX[output_type], dtype=torch.float32, device=amax.device)
+    return (amax.float() / limit).clamp_(min=MIN_DYNAMIC_SCALE)
 
 
 @register("eager", "quantize_fp8_dynamic", QUANTIZE_DYNAMIC)
