@@ -10,6 +10,7 @@
 # link those against nixpkgs' CUDA libraries, so ipex and tpu reuse it with another src.
 {
   lib,
+  cudaPackages,
   comfyxPython,
   fetchComfyxWheel,
   comfyxSources,
@@ -19,13 +20,16 @@ let
   # torch-bin (or torchvision-bin, torchaudio-bin) at the version of the wheel pinned as `name`.
   bin =
     drv: name:
-    drv.overridePythonAttrs {
+    drv.overridePythonAttrs (old: {
       inherit (comfyxSources.${name}) version;
       src = fetchComfyxWheel name;
+      # torch 2.9's libtorch_cuda.so also links NVSHMEM (libnvshmem_host.so.3), which a torch-bin
+      # of an older release does not bring; every other library it links, 2.8's too, is CUDA 12's.
+      buildInputs = (old.buildInputs or [ ]) ++ lib.optional (cudaPackages ? libnvshmem) cudaPackages.libnvshmem;
       # The PyPI wheels list nvidia-* and an exact triton; the CUDA libraries come from
       # nixpkgs through torch-bin's own linking, and neither IPEX nor XLA uses Triton.
       dontCheckRuntimeDeps = true;
-    };
+    });
 
   wheelTorch = torch: vision: audio: self: super: {
     torch-bin = bin super.torch-bin torch;

@@ -84,6 +84,7 @@ let
       import path (
         {
           inherit lib comfyxPython comfyxSources;
+          cudaPackages = { };
           fetchComfyxWheel = name: "wheel:${name}";
         }
         // args
