@@ -23,11 +23,16 @@ pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
 
 @pytest.fixture
-def comfyui_dir() -> Path:
+def comfyui_dir(tmp_path) -> Path:
+    """A private copy of COMFYUI_PATH (state of other runs left out), so that nothing else writing
+    into the shared checkout can disturb the before/after comparison."""
     path = os.environ.get("COMFYUI_PATH")
     if not path:
         pytest.skip("COMFYUI_PATH is not set: these tests start real ComfyUI v0.3.64 from that checkout")
-    return Path(path).resolve()
+    copy = tmp_path / "ComfyUI"
+    shutil.copytree(path, copy, symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__", ".git", "user", "temp", "*.db"))
+    return copy
 
 
 @pytest.fixture
