@@ -3,6 +3,16 @@
 { pkgs, self }:
 let
   tinyCheckpoint = pkgs.callPackage ./tiny-checkpoint.nix { };
+  # What every VM test machine has: our module, room for torch and the checkpoint, curl.
+  vmBase = {
+    imports = [ self.nixosModules.default ];
+    virtualisation = {
+      memorySize = 4096;
+      diskSize = 4096;
+      cores = 2;
+    };
+    environment.systemPackages = [ pkgs.curl ];
+  };
 in
 {
   # The default package and the CPU Python extension build; comfyx runs in them.
@@ -21,6 +31,6 @@ in
   module-eval = pkgs.callPackage ./module-eval.nix { };
 
   # NixOS VM tests.
-  vm-cpu = import ./vm-cpu.nix { inherit pkgs self tinyCheckpoint; };
-  vm-ollama = import ./vm-ollama.nix { inherit pkgs self tinyCheckpoint; };
+  vm-cpu = import ./vm-cpu.nix { inherit pkgs vmBase tinyCheckpoint; };
+  vm-ollama = import ./vm-ollama.nix { inherit pkgs vmBase tinyCheckpoint; };
 }

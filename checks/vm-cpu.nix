@@ -3,7 +3,7 @@
 # benchmark figure; it is printed and written to $out/benchmark.json.
 {
   pkgs,
-  self,
+  vmBase,
   tinyCheckpoint,
 }:
 let
@@ -15,12 +15,7 @@ in
 pkgs.testers.runNixOSTest {
   name = "comfyx-comfyui-cpu";
   nodes.machine = {
-    imports = [ self.nixosModules.default ];
-    virtualisation = {
-      memorySize = 4096;
-      diskSize = 4096;
-      cores = 2;
-    };
+    imports = [ vmBase ];
     services.comfyui = {
       enable = true;
       backend.type = "cpu";
@@ -30,7 +25,6 @@ pkgs.testers.runNixOSTest {
       "d /var/lib/comfyui/models/checkpoints 0750 comfyui comfyui -"
       "C /var/lib/comfyui/models/checkpoints/${checkpoint} - - - - ${tinyCheckpoint}"
     ];
-    environment.systemPackages = [ pkgs.curl ];
   };
   testScript = ''
     import json, os, time

@@ -3,7 +3,7 @@
 # there, and neither service can break the other's files.
 {
   pkgs,
-  self,
+  vmBase,
   tinyCheckpoint,
 }:
 let
@@ -12,12 +12,7 @@ in
 pkgs.testers.runNixOSTest {
   name = "comfyx-comfyui-with-ollama";
   nodes.machine = {
-    imports = [ self.nixosModules.default ];
-    virtualisation = {
-      memorySize = 4096;
-      diskSize = 4096;
-      cores = 2;
-    };
+    imports = [ vmBase ];
     users.groups.models = { };
     systemd.tmpfiles.rules = [
       "d /srv/models 2775 root models -"
@@ -41,7 +36,6 @@ pkgs.testers.runNixOSTest {
       SupplementaryGroups = [ "models" ];
       ReadWritePaths = [ "/srv/models/ollama" ];
     };
-    environment.systemPackages = [ pkgs.curl ];
   };
   testScript = ''
     import json
@@ -57,7 +51,7 @@ pkgs.testers.runNixOSTest {
     assert "${checkpoint}" in names, names
 
     # Each service reaches the shared directory; ComfyUI's read-only view of the store holds.
-    machine.succeed("sudo -u comfyui test -r /srv/models/checkpoints/${checkpoint}")
+    machine.succeed("runuser -u comfyui -- test -r /srv/models/checkpoints/${checkpoint}")
     machine.succeed("test -d /srv/models/ollama")
   '';
 }
