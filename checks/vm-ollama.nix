@@ -1,6 +1,6 @@
 # NixOS VM: services.ollama and services.comfyui side by side, sharing one models directory
-# (/srv/models, group `models`): ComfyUI finds a checkpoint placed there, Ollama keeps its blobs
-# there, and neither service can break the other's files.
+# (/srv/models, group `models`): both start, ComfyUI lists a checkpoint placed there, and Ollama
+# serves with its own models directory inside it.
 {
   pkgs,
   vmBase,
@@ -50,7 +50,7 @@ pkgs.testers.runNixOSTest {
     names = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
     assert "${checkpoint}" in names, names
 
-    # Each service reaches the shared directory; ComfyUI's read-only view of the store holds.
+    # ComfyUI's user reads the shared files through the `models` group.
     machine.succeed("runuser -u comfyui -- test -r /srv/models/checkpoints/${checkpoint}")
     machine.succeed("test -d /srv/models/ollama")
   '';
