@@ -7,12 +7,15 @@
   comfyui-src,
 }:
 let
+  # comfyx's `test` extra, read from its pyproject so that the two stay in step
+  # ("websocket-client>=1.6" -> ps.websocket-client).
+  testExtra =
+    ps:
+    map (
+      req: ps.${lib.toLower (builtins.head (builtins.match "([A-Za-z0-9_.-]+).*" req))}
+    ) (lib.importTOML ../python/comfyx/pyproject.toml).project.optional-dependencies.test;
   env = comfyui-cpu.override {
-    extraPythonPackages = ps: [
-      ps.pytest
-      ps.pytest-timeout
-      ps.comfyx-kernels
-    ];
+    extraPythonPackages = ps: testExtra ps ++ [ ps.comfyx-kernels ];
   };
   src = lib.fileset.toSource {
     root = ../.;
