@@ -59,7 +59,10 @@ def signature(model_patcher, noise: torch.Tensor, cfg: float, sampler, sigmas: t
         dtype += "+autocast-bfloat16"
     sampler_name = getattr(getattr(sampler, "sampler_function", None), "__name__", type(sampler).__name__)
     schedule = hashlib.sha1(sigmas.detach().float().cpu().numpy().tobytes()).hexdigest()[:10]
-    return Signature(model=f"{type(model).__name__}@{id(model):x}", shape=tuple(noise.shape), cfg=float(cfg),
+    # the architecture, not the object: XLA's programs depend on shapes, and ComfyUI loads a
+    # checkpoint anew whenever its cache dropped the loader's output
+    architecture = f"{type(model).__name__}:{type(model.model_config).__name__}:{model_patcher.model_size()}"
+    return Signature(model=architecture, shape=tuple(noise.shape), cfg=float(cfg),
                      sampler=sampler_name, schedule=schedule, steps=len(sigmas) - 1, dtype=dtype)
 
 
