@@ -7,13 +7,10 @@
   comfyui-src,
 }:
 let
-  # comfyx's `test` extra, read from its pyproject so that the two stay in step
-  # ("websocket-client>=1.6" -> ps.websocket-client).
+  # comfyx's `test` extra, read from its pyproject so that the two stay in step.
+  requirements = import ../pkgs/requirements.nix { inherit lib; };
   testExtra =
-    ps:
-    map (
-      req: ps.${lib.toLower (builtins.head (builtins.match "([A-Za-z0-9_.-]+).*" req))}
-    ) (lib.importTOML ../python/comfyx/pyproject.toml).project.optional-dependencies.test;
+    ps: requirements ps (lib.importTOML ../python/comfyx/pyproject.toml).project.optional-dependencies.test;
   env = comfyui-cpu.override {
     extraPythonPackages = ps: testExtra ps ++ [ ps.comfyx-kernels ];
   };

@@ -3,13 +3,12 @@
   lib,
   buildPythonPackage,
   hatchling,
-  packaging,
-  platformdirs,
-  tqdm,
+  python,
 }:
 let
   root = ../..;
   pyproject = lib.importTOML ../../python/comfyx/pyproject.toml;
+  requirements = import ../requirements.nix { inherit lib; };
 in
 buildPythonPackage {
   pname = "comfyx";
@@ -28,11 +27,8 @@ buildPythonPackage {
   sourceRoot = "source/python/comfyx";
 
   build-system = [ hatchling ];
-  dependencies = [
-    packaging
-    platformdirs
-    tqdm
-  ];
+  # pyproject's [project] dependencies, so that a dependency added there is added here.
+  dependencies = requirements python.pkgs pyproject.project.dependencies;
   # The `bmf` extra is satisfied by the bmf package built from source (pkgs/bmf), which the
   # ComfyUI environments add themselves; pip's babitmf wheel is not used.
 

@@ -121,3 +121,9 @@ def comfyui_package():
     """pkgs/comfyui for a backend with stand-in Python packages (eval-packages.nix)."""
     return lambda backend, bmf=False: evaluate(
         "eval-packages.nix", backend=f'"{backend}"', withBmf="true" if bmf else "false")
+
+
+@pytest.fixture
+def nix_eval():
+    """evaluate(harness, **args) for harnesses without a fixture of their own."""
+    return evaluate

@@ -84,3 +84,10 @@ def test_bmf_engine_adds_bmf(comfyui_package):
     assert "bmf" not in comfyui_package("cuda")["packages"]
     r = comfyui_package("cuda", bmf=True)
     assert "bmf" in r["packages"] and r["launcher"]["withBmf"] is True
+
+
+def test_pyproject_requirements_map_to_nixpkgs_names(nix_eval):
+    r = nix_eval("eval-requirements.nix")
+    assert set(r["dependencies"]) >= {"packaging", "platformdirs", "tqdm"}
+    assert "websocket-client" in r["test"] and "pytest" in r["test"]
+    assert r["samples"] == ["websocket-client", "pyyaml", "pytest-timeout", "tqdm"]
