@@ -60,6 +60,7 @@ def _xpu(torch) -> dict:
 def _xla() -> dict:
     if importlib.util.find_spec("torch_xla") is None:
         return _none("torch_xla is not installed")
+    requested = os.environ.get("PJRT_DEVICE")  # read first: torch_xla sets it when it falls back to CPU
     try:
         import torch_xla.core.xla_model as xm
         import torch_xla.runtime as xr
@@ -68,7 +69,7 @@ def _xla() -> dict:
         device_type = xr.device_type()
     except Exception as err:  # noqa: BLE001 - torch_xla raises many kinds of errors when no runtime is configured
         return _none(f"torch_xla could not start a runtime: {type(err).__name__}: {err}")
-    if device_type != "TPU" and not os.environ.get("PJRT_DEVICE"):
+    if device_type != "TPU" and not requested:
         # torch_xla's silent fallback to its CPU client is no accelerator; PJRT_DEVICE=CPU asks for it
         return _none(f"torch_xla found no TPU (it would fall back to PJRT {device_type}; set PJRT_DEVICE to use it)")
     return {"available": bool(devices), "devices": devices, "reason": "" if devices else "no XLA device",

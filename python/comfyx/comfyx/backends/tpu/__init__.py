@@ -57,12 +57,13 @@ def auto_problem() -> str | None:
     """
     if importlib.util.find_spec("torch_xla") is None:
         return "torch_xla is not installed"
+    requested = os.environ.get("PJRT_DEVICE")  # read first: torch_xla sets it when it falls back to CPU
     problem = backend_problem()
     if problem:
         return problem
     import torch_xla.runtime as xr
 
-    if xr.device_type() != "TPU" and not os.environ.get("PJRT_DEVICE"):
+    if xr.device_type() != "TPU" and not requested:
         return f"torch_xla found no TPU (its runtime would be {xr.device_type()}; set PJRT_DEVICE to use it anyway)"
     return None
 

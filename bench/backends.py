@@ -1,0 +1,250 @@
+"""Backends on a CPU machine: XLA compilations with and without shape padding; IPEX vs plain torch.
+
+Every figure comes from ``comfyx serve`` on real ComfyUI with the tiny SD1.5-architecture
+checkpoint (``comfyx.testing.checkpoint``), driven over HTTP + websocket:
+
+- ``xla`` (torch 2.9.0 + torch_xla 2.9.0, PJRT_DEVICE=CPU): the same 20 txt2img requests at
+  mixed sizes inside two 64-px buckets, once with padding (default flags) and once with
+  ``--no-tpu-shape-padding --no-tpu-warmup``. Per request: XLA compilations (torch_xla's
+  ``CompileTime`` count, read through the TPU Compilation Cache node), wall time, and the
+  sampler's time per step on runs that compiled nothing.
+- ``ipex`` (torch 2.8.0 + IPEX 2.8.0): ``--backend cpu`` vs ``--backend ipex``, fp32 and
+  bf16 UNet; time per sampler step = (t(steps=12) - t(steps=2)) / 10, medians of 3, so
+  text encoding and VAE decoding cancel out.
+- ``report``: merges ``backends.xla.json`` and ``backends.ipex.json`` into ``backends.json``
+  and draws ``backends.png`` (needs matplotlib).
+
+    PJRT_DEVICE=CPU /work/venv-xla/bin/python bench/backends.py xla --comfyui $COMFYUI_PATH
+    /work/venv-ipex/bin/python bench/backends.py ipex --comfyui $COMFYUI_PATH
+    python bench/backends.py report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+BUCKETS = ((64, 64), (128, 64))  # width x height, 64-px buckets as in the tests
+REQUESTS = 20
+XLA_STEPS = 4
+
+
+def mixed_sizes(count: int, seed: int = 11) -> list[tuple[int, int]]:
+    rng = random.Random(seed)
+    return [(rng.randrange(w - 48, w + 1, 8), rng.randrange(h - 48, h + 1, 8))
+            for w, h in (BUCKETS[i % len(BUCKETS)] for i in range(count))]
+
+
+def environment() -> dict:
+    import torch
+
+    env = {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
+           "cpu": _cpu_model()}
+    for dist in ("torch_xla", "intel-extension-for-pytorch"):
+        try:
+            from importlib.metadata import version
+
+            env[dist] = version(dist)
+        except Exception:  # noqa: BLE001 - a package that is not installed
+            env[dist] = None
+    return env
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def checkpoint_dir(comfyui: Path, work: Path) -> Path:
+    from comfyx.testing.workflows import TINY_CHECKPOINT
+
+    models = work / "models"
+    target = models / "checkpoints" / TINY_CHECKPOINT
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "comfyx.testing.checkpoint", "--comfyui", str(comfyui), str(target)],
+                       check=True, capture_output=True)
+    config = work / "extra_model_paths.yaml"
+    config.write_text(f"bench:\n  base_path: {models}\n  checkpoints: checkpoints\n")
+    return config
+
+
+def start(comfyui: Path, work: Path, name: str, comfyx_args: list[str], comfyui_args: list[str] = (),
+          env: dict | None = None):
+    from comfyx.testing.server import ComfyxServer
+
+    config = checkpoint_dir(comfyui, work)
+    # --cache-lru keeps the loaded checkpoint while the stats prompts run in between
+    server = ComfyxServer(comfyui, ["--cpu", "--extra-model-paths-config", str(config), "--cache-lru", "16",
+                                    "--output-directory", str(work / f"out-{name}"), *comfyui_args],
+                          comfyx_args=comfyx_args, log_path=work / f"{name}.log", env=env)
+    server.start(timeout=600)
+    return server
+
+
+def timed(server, prompt: dict) -> float:
+    began = time.perf_counter()
+    run = server.run_prompt(prompt, timeout=1800)
+    if run.first("execution_error") is not None:
+        raise RuntimeError(f"prompt failed:\n{server.log_tail()}")
+    return time.perf_counter() - began
+
+
+def tpu_stats(server) -> dict:
+    run = server.run_prompt({"1": {"class_type": "ComfyxTPUCompilationCache", "inputs": {"action": "stats"}}})
+    return json.loads(run.history["outputs"]["1"]["text"][0])
+
+
+def bench_xla(comfyui: Path, work: Path) -> dict:
+    from comfyx.testing.workflows import txt2img
+
+    sizes = mixed_sizes(REQUESTS)
+    modes = {"padded": [], "unpadded": ["--no-tpu-shape-padding", "--no-tpu-warmup"]}
+    results = {}
+    for mode, flags in modes.items():
+        server = start(comfyui, work, f"xla-{mode}", ["--backend", "tpu", "--no-tpu-compilation-cache", *flags],
+                       env={"PJRT_DEVICE": "CPU", "COMFYX_CACHE_DIR": str(work / "cache")})
+        try:
+            requests = []
+            for index, (width, height) in enumerate(sizes):
+                before = tpu_stats(server)
+                seconds = timed(server, txt2img(width=width, height=height, steps=XLA_STEPS, seed=index,
+                                                prefix=mode))
+                after = tpu_stats(server)
+                requests.append({"width": width, "height": height, "seconds": round(seconds, 3),
+                                 "compiles": after["compiles"] - before["compiles"],
+                                 "compile_seconds": round(after["compile_seconds"] - before["compile_seconds"], 3)})
+                print(f"xla {mode} {width}x{height}: {requests[-1]}", flush=True)
+            final = tpu_stats(server)
+        finally:
+            server.stop()
+        steady = [r["seconds"] for r in requests if r["compiles"] == 0]
+        step_times = [s["last_step_seconds"] for s in final["signatures"] if s["last_step_seconds"]]
+        results[mode] = {
+            "flags": flags,
+            "requests": requests,
+            "compiles_total": sum(r["compiles"] for r in requests),
+            "requests_that_compiled": sum(1 for r in requests if r["compiles"]),
+            "compile_seconds_total": round(sum(r["compile_seconds"] for r in requests), 1),
+            "wall_seconds_total": round(sum(r["seconds"] for r in requests), 1),
+            "steady_request_seconds_median": round(statistics.median(steady), 3) if steady else None,
+            "sampler_step_seconds_median": round(statistics.median(step_times), 4) if step_times else None,
+            "signatures": len(final["signatures"]),
+        }
+    return {"environment": environment(), "sizes": sizes, "steps": XLA_STEPS, "results": results}
+
+
+def bench_ipex(comfyui: Path, work: Path, size: int, reps: int) -> dict:
+    from comfyx.testing.workflows import txt2img
+
+    configs = {
+        "torch-fp32": (["--backend", "cpu"], []),
+        "ipex-fp32": (["--backend", "ipex"], []),
+        "torch-bf16": (["--backend", "cpu"], ["--bf16-unet"]),
+        "ipex-bf16": (["--backend", "ipex"], ["--bf16-unet"]),
+    }
+    results = {}
+    for name, (comfyx_args, comfyui_args) in configs.items():
+        server = start(comfyui, work, f"ipex-{name}", comfyx_args, comfyui_args)
+        try:
+            timed(server, txt2img(width=size, height=size, steps=2, seed=999))  # loads models, first-run costs
+            short, long_ = [], []
+            for rep in range(reps):
+                short.append(timed(server, txt2img(width=size, height=size, steps=2, seed=rep)))
+                long_.append(timed(server, txt2img(width=size, height=size, steps=12, seed=100 + rep)))
+            log = server.log_path.read_text(errors="replace")
+        finally:
+            server.stop()
+        step = (statistics.median(long_) - statistics.median(short)) / 10
+        results[name] = {"step_seconds": round(step, 4), "request_seconds_steps2": [round(t, 3) for t in short],
+                         "request_seconds_steps12": [round(t, 3) for t in long_],
+                         "ipex_log": [line for line in log.splitlines() if "comfyx ipex" in line]}
+        print(f"ipex {name}: {step * 1000:.1f} ms/step", flush=True)
+    for dtype in ("fp32", "bf16"):
+        results[f"speedup-{dtype}"] = round(results[f"torch-{dtype}"]["step_seconds"]
+                                            / results[f"ipex-{dtype}"]["step_seconds"], 3)
+    return {"environment": environment(), "size": size, "results": results}
+
+
+def report(out: Path) -> None:
+    xla = json.loads((out / "backends.xla.json").read_text())
+    ipex = json.loads((out / "backends.ipex.json").read_text())
+    (out / "backends.json").write_text(json.dumps({"xla": xla, "ipex": ipex}, indent=2) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: backends.png not drawn", file=sys.stderr)
+        return
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4.8))
+    for mode, color in (("padded", "tab:green"), ("unpadded", "tab:red")):
+        counts = [r["compiles"] for r in xla["results"][mode]["requests"]]
+        left.plot(range(1, len(counts) + 1), _cumulative(counts), marker="o", color=color,
+                  label=f"{mode}: {sum(counts)} compilations")
+        seconds = [r["seconds"] for r in xla["results"][mode]["requests"]]
+        middle.plot(range(1, len(seconds) + 1), seconds, marker="o", color=color, label=mode)
+    left.set(title="XLA (PJRT CPU): cumulative compilations", xlabel="request (mixed sizes, 2 buckets)",
+             ylabel="compilations")
+    middle.set(title=f"XLA: request time ({xla['steps']} steps, tiny SD1.5)", xlabel="request", ylabel="seconds",
+               yscale="log")
+    left.legend()
+    middle.legend()
+    names = ["torch-fp32", "ipex-fp32", "torch-bf16", "ipex-bf16"]
+    steps = [ipex["results"][n]["step_seconds"] * 1000 for n in names]
+    right.bar(names, steps, color=["tab:gray", "tab:blue", "tab:gray", "tab:blue"])
+    right.set(title=f"CPU: sampler step at {ipex['size']}² (tiny SD1.5 UNet)", ylabel="ms per step")
+    for index, value in enumerate(steps):
+        right.annotate(f"{value:.0f}", (index, value), ha="center", va="bottom")
+    fig.suptitle(f"comfyx backends on {ipex['environment']['cpu']} ({ipex['environment']['cpu_count']} CPUs)")
+    fig.tight_layout()
+    fig.savefig(out / "backends.png", dpi=110)
+
+
+def _cumulative(values: list[int]) -> list[int]:
+    total, result = 0, []
+    for value in values:
+        total += value
+        result.append(total)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["xla", "ipex", "report"])
+    parser.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"), help="ComfyUI checkout")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--ipex-size", type=int, default=384, help="image size for the IPEX comparison")
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.stage == "report":
+        report(args.out)
+        return
+    if not args.comfyui:
+        parser.error("--comfyui or COMFYUI_PATH is needed")
+    with tempfile.TemporaryDirectory(prefix="comfyx-bench-") as tmp:
+        work = Path(tmp)
+        if args.stage == "xla":
+            data = bench_xla(Path(args.comfyui), work)
+        else:
+            data = bench_ipex(Path(args.comfyui), work, args.ipex_size, args.reps)
+    (args.out / f"backends.{args.stage}.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
