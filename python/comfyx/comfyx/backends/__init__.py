@@ -112,10 +112,10 @@ def _resolve(backend: str, comfy_args: argparse.Namespace, torch: ModuleType) ->
                 f"(built with CUDA {torch.version.cuda or 'none'})")
         return "cuda", torch.cuda.get_device_name(0)
     if backend == "ipex":
-        problem = intel.backend_problem(torch)
+        problem = intel.backend_problem(torch, cpu=comfy_args.cpu)
         if problem:
             raise BackendUnavailableError(f"--backend ipex: {problem}")
-        return "ipex", intel.describe(torch)
+        return "ipex", intel.describe(torch, cpu=comfy_args.cpu)
     if backend == "tpu":
         problem = tpu.backend_problem()
         if problem:

@@ -62,19 +62,21 @@ def ipex_problem(torch: ModuleType) -> str | None:
     return None
 
 
-def backend_problem(torch: ModuleType) -> str | None:
+def backend_problem(torch: ModuleType, cpu: bool = False) -> str | None:
     """Why ``--backend ipex`` cannot run: it needs an XPU, or IPEX for the CPU path."""
-    if xpu_available(torch):
+    if xpu_available(torch) and not cpu:
         return None
     problem = ipex_problem(torch)
     if problem:
-        return f"no Intel XPU device and IPEX for the CPU cannot be used: {problem}"
+        why = "ComfyUI's --cpu asks for the CPU" if cpu else "no Intel XPU device"
+        return f"{why} and IPEX for the CPU cannot be used: {problem}"
     return None
 
 
-def describe(torch: ModuleType) -> str:
+def describe(torch: ModuleType, cpu: bool = False) -> str:
+    """What ``--backend ipex`` runs on; ``cpu``: ComfyUI's --cpu asks for the CPU path."""
     ipex = ipex_version() or "not installed"
-    if xpu_available(torch):
+    if xpu_available(torch) and not cpu:
         return f"Intel XPU {torch.xpu.get_device_name(0)} (torch {torch.__version__}, IPEX {ipex})"
     return f"CPU with IPEX {ipex} (torch {torch.__version__}, no Intel XPU)"
 
