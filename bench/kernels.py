@@ -230,10 +230,11 @@ def bench_rope(results, shape, ck_cuda, ck_trope):
     def ours(op, backend, call, **extra):
         results.add(op, shape, "comfyx", backend, expect_backend(call, op, backend), moved, **extra)
 
-    for per_thread in (2, 4, 8):
+    default_per_thread = cx_cuda.ROPE_HEADS_PER_THREAD
+    for per_thread in (1, 2, 4):
         cx_cuda.ROPE_HEADS_PER_THREAD = per_thread
         ours("rope", "cuda", lambda: cx.apply_rope(*inputs()), heads_per_thread=per_thread)
-    cx_cuda.ROPE_HEADS_PER_THREAD = 4
+    cx_cuda.ROPE_HEADS_PER_THREAD = default_per_thread
     ours("rope_inplace", "cuda", lambda: cx.apply_rope_(*inputs()))
     ours("rope", "triton", lambda: cx.apply_rope(*inputs()))
     if ck_cuda:
@@ -254,7 +255,11 @@ def bench_linear(results, shape, ck_cuda):
     bf16 = results.add("linear_bf16", shape, "torch", "cublas", lambda: torch.nn.functional.linear(*inputs(), w, bias))
     static = lambda: fp8_linear(*inputs(), qw, bias, input_scale)  # noqa: E731
     dynamic = lambda: fp8_linear(*inputs(), qw, bias)  # noqa: E731
+    fast = lambda: fp8_linear(*inputs(), qw, bias, input_scale, fast_accum=True)  # noqa: E731
     rows = [
+        results.add(
+            "fp8_linear_static_fast_accum", shape, "comfyx", "cuda", expect_backend(fast, "fp8_linear", "cuda")
+        ),
         results.add("fp8_linear_static", shape, "comfyx", "cuda", expect_backend(static, "fp8_linear", "cuda")),
         results.add("fp8_linear_dynamic", shape, "comfyx", "cuda", expect_backend(dynamic, "fp8_linear", "cuda")),
     ]
@@ -282,6 +287,7 @@ def check_targets(results) -> dict:
             and r["shape"] == str(shape)
             and r["impl"] == impl
             and (impl != "comfyx" or r["backend"] == "cuda")
+            and r.get("heads_per_thread", cx_cuda.ROPE_HEADS_PER_THREAD) == cx_cuda.ROPE_HEADS_PER_THREAD
         ]
         if not values:
             return None
@@ -318,7 +324,10 @@ def plot(results, path: Path) -> None:
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(22, 5))
     for axis, (op, metric, label) in zip(axes, panels, strict=True):
-        rows = [r for r in results.rows if r["op"] == op and metric in r and r.get("heads_per_thread", 4) == 4]
+        default = cx_cuda.ROPE_HEADS_PER_THREAD
+        rows = [
+            r for r in results.rows if r["op"] == op and metric in r and r.get("heads_per_thread", default) == default
+        ]
         shapes = list(dict.fromkeys(r["shape"] for r in rows))
         impls = list(dict.fromkeys(f"{r['impl']} {r['backend']}" for r in rows))
         width = 0.8 / max(len(impls), 1)

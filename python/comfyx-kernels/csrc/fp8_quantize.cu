@@ -142,15 +142,16 @@ __global__ void __launch_bounds__(kThreads) dequantize_kernel(
   }
 }
 
+template <int kBlock>
 __device__ __forceinline__ float block_max(float value) {
-  __shared__ float warp_max[kThreads / 32];
+  __shared__ float warp_max[kBlock / 32];
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) {
     value = nan_max(value, __shfl_xor_sync(0xffffffffu, value, offset));
   }
   if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = value;
   __syncthreads();
-  value = threadIdx.x < kThreads / 32 ? warp_max[threadIdx.x] : 0.0f;
+  value = threadIdx.x < kBlock / 32 ? warp_max[threadIdx.x] : 0.0f;
   if (threadIdx.x < 32) {
 #pragma unroll
     for (int offset = 16; offset > 0; offset /= 2) {
@@ -158,6 +159,78 @@ __device__ __forceinline__ float block_max(float value) {
     }
   }
   return value;  // valid in warp 0
+}
+
+// Grid-wide amax → scale: block maxima go to `partials`, one grid barrier, then every block
+// reduces all partials itself. Block 0 writes the scale out.
+template <int kBlock>
+__device__ __forceinline__ float grid_scale(float amax, float* partials, float* scale_out,
+                                            float fp8_max) {
+  amax = block_max<kBlock>(amax);
+  if (threadIdx.x == 0) partials[blockIdx.x] = amax;
+  cooperative_groups::this_grid().sync();
+  __shared__ float shared_scale;
+  if (threadIdx.x < 32) {
+    float total = 0.0f;
+    for (int b = threadIdx.x; b < gridDim.x; b += 32) total = nan_max(total, __ldcg(partials + b));
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) {
+      total = nan_max(total, __shfl_xor_sync(0xffffffffu, total, offset));
+    }
+    if (threadIdx.x == 0) {
+      // float32 tiny as the floor: all-zero input gives zeros, not NaN.
+      shared_scale = nan_max(__fdiv_rn(total, fp8_max), 1.17549435e-38f);
+      if (blockIdx.x == 0) *scale_out = shared_scale;
+    }
+  }
+  __syncthreads();
+  return shared_scale;
+}
+
+// Fits on chip (shared memory of all multiprocessors): one block of kStagedThreads per SM
+// stages its contiguous share of the input in shared memory while taking amax, so the input
+// is read once and the quantize after the barrier reads nothing from device memory.
+constexpr int kStagedThreads = 1024;
+// Chunks loaded before the first is used: 128 bytes per thread in flight, within 64 registers.
+template <typename T>
+constexpr int kStagedBatch = sizeof(T) == 4 ? 2 : 4;
+
+template <typename T>
+__global__ void __launch_bounds__(kStagedThreads, 1) dynamic_quantize_staged_kernel(
+    const T* __restrict__ x, float* __restrict__ partials, float* __restrict__ scale_out,
+    __nv_fp8_storage_t* __restrict__ out, int64_t n, __nv_fp8_interpretation_t kind,
+    float fp8_max, int64_t chunks_per_block) {
+  extern __shared__ uint4 staged[];  // word w of local chunk c at staged[w * chunks_per_block + c]
+  constexpr int kWords = Chunk<T>::kWords;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  const int64_t first = int64_t(blockIdx.x) * chunks_per_block;
+  const int64_t last = std::min(first + chunks_per_block, chunks);
+  float amax = 0.0f;
+  for (int64_t base = first + threadIdx.x; base < last; base += kStagedBatch<T> * kStagedThreads) {
+    Chunk<T> batch[kStagedBatch<T>];
+#pragma unroll
+    for (int u = 0; u < kStagedBatch<T>; ++u) {
+      const int64_t start = (base + u * kStagedThreads) * kChunk;
+      if (base + u * kStagedThreads >= last) continue;
+      if (start + kChunk <= n) batch[u].load(x + start); else batch[u].load_tail(x + start, int(n - start));
+    }
+#pragma unroll
+    for (int u = 0; u < kStagedBatch<T>; ++u) {
+      const int64_t c = base + u * kStagedThreads;
+      if (c >= last) continue;
+      amax = nan_max(amax, chunk_amax(batch[u]));
+#pragma unroll
+      for (int w = 0; w < kWords; ++w) staged[w * chunks_per_block + (c - first)] = batch[u].words[w];
+    }
+  }
+  const float scale = grid_scale<kStagedThreads>(amax, partials, scale_out, fp8_max);
+  for (int64_t c = first + threadIdx.x; c < last; c += kStagedThreads) {
+    Chunk<T> chunk;
+#pragma unroll
+    for (int w = 0; w < kWords; ++w) chunk.words[w] = staged[w * chunks_per_block + (c - first)];
+    const int64_t start = c * kChunk;
+    store_quantized(chunk, scale, kind, out + start, n - start >= kChunk ? kChunk : int(n - start));
+  }
 }
 
 // One launch, no host round trip: the grid (all blocks co-resident, cooperative launch)
@@ -194,26 +267,7 @@ __global__ void __launch_bounds__(kThreads, 4) dynamic_quantize_kernel(
     if (start + kChunk <= n) chunk.load(x + start); else chunk.load_tail(x + start, int(n - start));
     amax = nan_max(amax, chunk_amax(chunk));
   }
-  amax = block_max(amax);
-  if (threadIdx.x == 0) partials[blockIdx.x] = amax;
-  cg::this_grid().sync();
-
-  __shared__ float shared_scale;
-  if (threadIdx.x < 32) {
-    float total = 0.0f;
-    for (int b = threadIdx.x; b < gridDim.x; b += 32) total = nan_max(total, __ldcg(partials + b));
-#pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) {
-      total = nan_max(total, __shfl_xor_sync(0xffffffffu, total, offset));
-    }
-    if (threadIdx.x == 0) {
-      // float32 tiny as the floor: all-zero input gives zeros, not NaN.
-      shared_scale = nan_max(__fdiv_rn(total, fp8_max), 1.17549435e-38f);
-      if (blockIdx.x == 0) *scale_out = shared_scale;
-    }
-  }
-  __syncthreads();
-  const float scale = shared_scale;
+  const float scale = grid_scale<kThreads>(amax, partials, scale_out, fp8_max);
 #pragma unroll
   for (int k = 0; k < kHeld; ++k) {
     const int64_t start = (first + k * threads) * kChunk;
@@ -242,6 +296,37 @@ int co_resident_blocks(int device) {
     check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
                "multiprocessor count");
     cached[device] = per_sm * sms;
+  }
+  return cached[device];
+}
+
+int multiprocessors(int device) {
+  static int cached[64] = {};
+  if (device < 0 || device >= 64) throw std::invalid_argument("device index out of range");
+  if (cached[device] == 0) {
+    check_cuda(cudaDeviceGetAttribute(&cached[device], cudaDevAttrMultiProcessorCount, device),
+               "multiprocessor count");
+  }
+  return cached[device];
+}
+
+// Largest shared-memory staging area one block of the staged kernel may use on `device`
+// (the opt-in limit, raised on the kernel once), 0 if it cannot run there.
+template <typename T>
+int64_t staging_capacity(int device) {
+  static int64_t cached[64] = {};
+  static bool known[64] = {};
+  if (device < 0 || device >= 64) throw std::invalid_argument("device index out of range");
+  if (!known[device]) {
+    int optin = 0;
+    check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+               "shared memory limit");
+    const int reserve = 1024;  // static shared memory of the kernel (block_max, scale)
+    check_cuda(cudaFuncSetAttribute(dynamic_quantize_staged_kernel<T>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, optin - reserve),
+               "raise shared memory limit");
+    cached[device] = optin - reserve;
+    known[device] = true;
   }
   return cached[device];
 }
@@ -289,19 +374,33 @@ void quantize_fp8_dynamic(std::uintptr_t x, std::uintptr_t partials, int partial
                           int float_type, int fp8_type, int device, std::uintptr_t stream) {
   auto kind = fp8_interpretation(Fp8Type(fp8_type));
   float fp8_max = kind == __NV_E4M3 ? 448.0f : 57344.0f;
+  auto* s = reinterpret_cast<cudaStream_t>(stream);
   dispatch_float(FloatType(float_type), [&]<typename T>() {
-    const int64_t blocks = std::min<int64_t>(
-        std::max<int64_t>(chunk_blocks(n), 1),
-        std::min<int64_t>(co_resident_blocks<T>(device), partials_capacity));
     auto* in = reinterpret_cast<const T*>(x);
     auto* p = reinterpret_cast<float*>(partials);
     auto* sc = reinterpret_cast<float*>(scale);
     auto* o = reinterpret_cast<__nv_fp8_storage_t*>(out);
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    const int blocks_staged = int(std::min<int64_t>(
+        std::min(multiprocessors(device), partials_capacity),
+        std::max<int64_t>((chunks + kStagedThreads - 1) / kStagedThreads, 1)));
+    int64_t per_block = (chunks + blocks_staged - 1) / blocks_staged;
+    const int64_t staged_bytes = per_block * int64_t(sizeof(Chunk<T>));
+    if (n > 0 && staged_bytes <= staging_capacity<T>(device)) {
+      void* args[] = {&in, &p, &sc, &o, &n, &kind, &fp8_max, &per_block};
+      check_cuda(cudaLaunchCooperativeKernel(
+                     reinterpret_cast<void*>(dynamic_quantize_staged_kernel<T>), dim3(unsigned(blocks_staged)),
+                     dim3(kStagedThreads), args, size_t(staged_bytes), s),
+                 "quantize_fp8_dynamic (staged) launch");
+      return;
+    }
+    const int64_t blocks = std::min<int64_t>(
+        std::max<int64_t>(chunk_blocks(n), 1),
+        std::min<int64_t>(co_resident_blocks<T>(device), partials_capacity));
     void* args[] = {&in, &p, &sc, &o, &n, &kind, &fp8_max};
     check_cuda(cudaLaunchCooperativeKernel(
                    reinterpret_cast<void*>(dynamic_quantize_kernel<T, kHeldChunks<T>>),
-                   dim3(unsigned(blocks)), dim3(kThreads), args, 0,
-                   reinterpret_cast<cudaStream_t>(stream)),
+                   dim3(unsigned(blocks)), dim3(kThreads), args, 0, s),
                "quantize_fp8_dynamic launch");
   });
 }

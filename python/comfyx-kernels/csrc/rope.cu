@@ -163,8 +163,10 @@ void rope(const RopeTensor* tensors, int count, std::uintptr_t freqs, std::int64
       launch_vector<T, 8, false>(launch, count, s);
     } else if (heads_per_thread >= 4) {
       launch_vector<T, 4, false>(launch, count, s);
-    } else {
+    } else if (heads_per_thread >= 2) {
       launch_vector<T, 2, false>(launch, count, s);
+    } else {
+      launch_vector<T, 1, false>(launch, count, s);
     }
   });
   check_cuda(cudaGetLastError(), "rope launch");

@@ -7,7 +7,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/comfyx_kernels-*.whl || exit 1
+rm -rf /tmp/site /tmp/kernel_tests && python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/comfyx_kernels-*.whl || exit 1
 # Python sources from this tree (newer than the wheel's); the wheel supplies the built extension.
 cp -r python/comfyx-kernels/src/comfyx_kernels/. /tmp/site/comfyx_kernels/
 export PYTHONPATH=/tmp/site:$PWD/.whl/ck_site

@@ -219,7 +219,14 @@ def _scaled_mm_problem(a: torch.Tensor, b: torch.Tensor) -> str | None:
     return None
 
 
-def _fp8_matmul(a, b, bias, out_dtype: torch.dtype, fallback: Callable[[], torch.Tensor]):
+def _fp8_matmul(
+    a,
+    b,
+    bias,
+    out_dtype: torch.dtype,
+    fallback: Callable[[], torch.Tensor],
+    fast_accum: bool = False,
+):
     problem = _scaled_mm_problem(a._qdata, b._qdata)
     if problem is not None:
         if problem not in _warned_fallback:
@@ -236,6 +243,7 @@ def _fp8_matmul(a, b, bias, out_dtype: torch.dtype, fallback: Callable[[], torch
         scale_b=b._scale,
         bias=bias.to(out_dtype) if fused_bias else None,
         out_dtype=out_dtype,
+        use_fast_accum=fast_accum,
     )
     return out + bias if bias is not None and not fused_bias else out
 
@@ -290,12 +298,24 @@ def fp8_linear(
     weight: QuantizedTensor,
     bias: torch.Tensor | None = None,
     input_scale: torch.Tensor | None = None,
+    fast_accum: bool = False,
 ) -> torch.Tensor:
     """x @ weight.T + bias with x quantized to fp8 first (static `input_scale`, or dynamic).
 
-    The activation path ComfyUI's fp8 layers take: one quantize kernel, one cuBLASLt fp8 GEMM.
+    The activation path ComfyUI's fp8 layers take: one quantize kernel, one cuBLASLt fp8 GEMM
+    (called directly, without the per-op dispatch of F.linear on QuantizedTensors).
+    `fast_accum` lets Hopper accumulate in reduced precision inside the GEMM: faster, less exact.
     """
     if not isinstance(weight, QuantizedTensor):
         raise TypeError(f"fp8_linear needs a QuantizedTensor weight, got {type(weight).__name__}")
-    qx = QuantizedTensor.from_float(x, weight._layout_name, input_scale, torch.float8_e4m3fn)
-    return torch.nn.functional.linear(qx, weight, bias)
+    qdata, scale = weight._layout.quantize(x, input_scale, torch.float8_e4m3fn)
+    qx = QuantizedTensor(qdata, scale, x.dtype, weight._layout_name)
+    out = _fp8_matmul(
+        _rewrap(qx, qdata.reshape(-1, x.shape[-1])),
+        _rewrap(weight, weight._qdata.t()),
+        bias,
+        x.dtype,
+        lambda: torch.nn.functional.linear(qx, weight, bias),
+        fast_accum,
+    )
+    return out.reshape(*x.shape[:-1], weight.shape[0])

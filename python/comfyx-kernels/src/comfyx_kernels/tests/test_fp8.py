@@ -99,6 +99,19 @@ def test_dynamic_quantize(backend, dtype, fp8_dtype, shape):
     assert q.float().abs().max().item() == torch.finfo(fp8_dtype).max
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_dynamic_quantize_larger_than_on_chip_staging(dtype):
+    # 8.4M float32 elements exceed what the CUDA kernel stages in shared memory (it then keeps
+    # part in registers and re-reads the rest); bfloat16 of this size is staged.
+    x = make_input((4097, 2049), dtype, torch.float8_e4m3fn)
+    with comfyx_kernels.use_backend("cuda"):
+        q, scale = comfyx_kernels.quantize_fp8_dynamic(x)
+    expected_q, expected_scale = eager.quantize_fp8_dynamic(x, torch.float8_e4m3fn)
+    assert_bit_equal(scale, expected_scale)
+    assert_bit_equal(q, expected_q)
+
+
 @pytest.mark.parametrize("backend", backend_params())
 def test_dynamic_quantize_of_zeros_is_zeros(backend):
     x = torch.zeros(5, 3, device=device(), dtype=torch.bfloat16)

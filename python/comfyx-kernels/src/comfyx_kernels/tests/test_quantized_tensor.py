@@ -103,8 +103,10 @@ def test_linear_matches_dequantized_math():
         rtol=2**-7,
         atol=bf16_atol,
     )
-    dynamic = fp8_linear(x, qw, bias)
-    torch.testing.assert_close(dynamic, both, rtol=0, atol=0)
+    dynamic = fp8_linear(x, qw, bias)  # same quantized operands; bias may be fused or not
+    torch.testing.assert_close(dynamic.float(), both.float(), rtol=2**-7, atol=bf16_atol)
+    static = fp8_linear(x, qw, bias, input_scale=qx.scale)
+    torch.testing.assert_close(static, dynamic, rtol=0, atol=0)
 
 
 def test_mm_and_addmm():
