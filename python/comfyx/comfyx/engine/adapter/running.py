@@ -45,6 +45,8 @@ class PromptRun:
     futures: list[Future] = field(default_factory=list)
     inputs: dict[str, dict] = field(default_factory=dict)  # real node id -> inputs of its last offloaded call
     lanes: dict[type, frozenset[Lane]] = field(default_factory=dict)
+    computing: dict[Any, str] = field(default_factory=dict)  # output cache key -> node computing it on a worker
+    waiting: dict[Any, list] = field(default_factory=dict)  # output cache key -> unblock callbacks
 
     def should_offload(self, unique_id: str) -> bool:
         """Hand the node to a worker only when something else could run meanwhile."""
@@ -68,6 +70,37 @@ class PromptRun:
 current_run: contextvars.ContextVar[PromptRun | None] = contextvars.ContextVar("comfyx_prompt_run", default=None)
 
 _stock_map_node_over_list = execution._async_map_node_over_list
+_stock_execute = execution.execute
+
+
+async def execute(server, dynprompt, caches, current_item, extra_data, executed, prompt_id,
+                  execution_list, pending_subgraph_results, pending_async_nodes):
+    """ComfyUI's per-node ``execute``; a node whose output key another node is computing waits for it.
+
+    ComfyUI runs two identical nodes of one prompt once: the second finds the first's
+    output in the cache. With the first still running on a worker, the second is set
+    aside (an external block, as for async nodes) until the first is done, and then
+    finds the output in the cache, as in ComfyUI.
+    """
+    run = current_run.get()
+    key = None
+    if run is not None and dynprompt.get_parent_node_id(current_item) is None:
+        key = caches.outputs.cache_key_set.get_data_key(current_item)
+        owner = run.computing.get(key)
+        if owner is not None and owner != current_item:
+            run.waiting.setdefault(key, []).append(execution_list.add_external_block(current_item))
+            return (execution.ExecutionResult.PENDING, None, None)
+    result = await _stock_execute(server, dynprompt, caches, current_item, extra_data, executed, prompt_id,
+                                  execution_list, pending_subgraph_results, pending_async_nodes)
+    if key is not None:
+        if result[0] == execution.ExecutionResult.PENDING:
+            if current_item in pending_async_nodes:
+                run.computing[key] = current_item
+        elif run.computing.get(key) == current_item:
+            del run.computing[key]
+            for unblock in run.waiting.pop(key, []):
+                unblock()
+    return result
 
 
 async def map_node_over_list(prompt_id, unique_id, obj, input_data_all, func, allow_interrupt=False,
@@ -182,13 +215,14 @@ def _alloc_prefix(cls: type, root: str | None = None, call_index: int | None = N
 
 
 def install() -> None:
-    """Put the offloading map function, the tracked list and per-thread GraphBuilder prefixes in place.
+    """Put the offloading map function, ``execute``, the tracked list and per-thread GraphBuilder prefixes in place.
 
     Without a running BMF prompt each behaves exactly as ComfyUI's own; the
     GraphBuilder prefix becomes per thread, so expansion nodes running at once on
     different workers cannot take each other's node ids.
     """
     execution._async_map_node_over_list = map_node_over_list
+    execution.execute = execute
     execution.ExecutionList = TrackedExecutionList
     GraphBuilder.set_default_prefix = classmethod(_set_default_prefix)
     GraphBuilder.alloc_prefix = classmethod(_alloc_prefix)

@@ -1,0 +1,154 @@
+"""Nodes the engine's tests and benchmark load into a real ComfyUI (as a custom node file).
+
+They follow ComfyUI's node protocol (V1 classes and one V3 ``io.ComfyNode``) and
+exercise what the engine must get right: synchronous nodes that block without
+holding the GIL, side effects that must happen exactly once, tensors that must not
+be copied, and V3 hidden inputs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from comfy.comfy_types import IO
+from comfy_api.latest import io
+
+
+class ComfyxBlockingSleep:
+    """Waits like an API call, a download or a file write: blocks, but not on the GIL."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",), "seconds": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 60.0})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "sleep"
+    CATEGORY = "_for_testing/comfyx"
+
+    def sleep(self, image, seconds):
+        time.sleep(seconds)
+        return (image,)
+
+
+class ComfyxBusyLoop:
+    """CPU-bound pure-Python work that holds the GIL."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",), "iterations": ("INT", {"default": 1000000, "min": 0})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "spin"
+    CATEGORY = "_for_testing/comfyx"
+
+    def spin(self, image, iterations):
+        total = 0
+        for i in range(iterations):
+            total += i
+        return (image,)
+
+
+class ComfyxProgressSteps:
+    """Reports progress through ComfyUI's ProgressBar, like a sampler does."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",), "steps": ("INT", {"default": 4, "min": 1})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "work"
+    CATEGORY = "_for_testing/comfyx"
+
+    def work(self, image, steps):
+        import comfy.utils
+
+        bar = comfy.utils.ProgressBar(steps)
+        for step in range(steps):
+            time.sleep(0.01)
+            bar.update_absolute(step + 1, steps)
+        return (image,)
+
+
+class ComfyxAppendLine:
+    """Output node with a side effect: appends one line to a file each time it runs."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": (IO.ANY, {}), "path": ("STRING", {}), "line": ("STRING", {})}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "append"
+    OUTPUT_NODE = True
+    CATEGORY = "_for_testing/comfyx"
+
+    def append(self, value, path, line):
+        with Path(path).open("a") as file:
+            file.write(line + "\n")
+        return {"ui": {"lines": [line]}}
+
+
+class ComfyxTensorSource:
+    """Makes an IMAGE, a LATENT and a MASK and reports where their data lives."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"size": ("INT", {"default": 8, "min": 1})}}
+
+    RETURN_TYPES = ("IMAGE", "LATENT", "MASK")
+    FUNCTION = "make"
+    CATEGORY = "_for_testing/comfyx"
+
+    def make(self, size):
+        image = torch.rand(1, size, size, 3)
+        latent = {"samples": torch.rand(1, 4, size, size)}
+        mask = torch.rand(1, size, size)
+        ptrs = [image.data_ptr(), latent["samples"].data_ptr(), mask.data_ptr()]
+        return {"ui": {"ptrs": ptrs}, "result": (image, latent, mask)}
+
+
+class ComfyxTensorPointers:
+    """Reports where the data of the tensors it receives lives."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",), "latent": ("LATENT",), "mask": ("MASK",)}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "report"
+    OUTPUT_NODE = True
+    CATEGORY = "_for_testing/comfyx"
+
+    def report(self, image, latent, mask):
+        return {"ui": {"ptrs": [image.data_ptr(), latent["samples"].data_ptr(), mask.data_ptr()]}}
+
+
+class ComfyxV3Hidden(io.ComfyNode):
+    """A V3 node with hidden inputs: adds one and reports its own id and the prompt's size."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ComfyxV3Hidden",
+            category="_for_testing/comfyx",
+            inputs=[io.Int.Input("value", default=0)],
+            outputs=[io.Int.Output()],
+            hidden=[io.Hidden.unique_id, io.Hidden.prompt],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, value) -> io.NodeOutput:
+        return io.NodeOutput(value + 1, ui={"seen": [cls.hidden.unique_id, len(cls.hidden.prompt)]})
+
+
+NODE_CLASS_MAPPINGS = {
+    "ComfyxBlockingSleep": ComfyxBlockingSleep,
+    "ComfyxBusyLoop": ComfyxBusyLoop,
+    "ComfyxProgressSteps": ComfyxProgressSteps,
+    "ComfyxAppendLine": ComfyxAppendLine,
+    "ComfyxTensorSource": ComfyxTensorSource,
+    "ComfyxTensorPointers": ComfyxTensorPointers,
+    "ComfyxV3Hidden": ComfyxV3Hidden,
+}
