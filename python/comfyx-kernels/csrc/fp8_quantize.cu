@@ -5,6 +5,7 @@
 // or written past the end). Math: fp32 IEEE divide, saturate to the largest finite value
 // (NaN stays NaN), round to nearest even — the same as the eager backend.
 #include <cooperative_groups.h>
+#include <cuda_pipeline.h>
 
 #include <algorithm>
 
@@ -126,9 +127,11 @@ __global__ void __launch_bounds__(kThreads) dequantize_kernel(
   Chunk<T> values;
   T* value = reinterpret_cast<T*>(values.words);
 #pragma unroll
-  for (int i = 0; i < kChunk; ++i) {
-    const auto byte = __nv_fp8_storage_t(words[i / 4] >> (8 * (i % 4)));
-    value[i] = from_float<T>(__half2float(__half(__nv_cvt_fp8_to_halfraw(byte, kind))) * s);
+  for (int i = 0; i < kChunk; i += 2) {  // two fp8 values per conversion instruction
+    const auto pair = __nv_fp8x2_storage_t(words[i / 4] >> (8 * (i % 4)));
+    const float2 v = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(pair, kind)));
+    value[i] = from_float<T>(v.x * s);
+    value[i + 1] = from_float<T>(v.y * s);
   }
   if (count == kChunk) {
     uint4* to = reinterpret_cast<uint4*>(out + start);
@@ -188,12 +191,10 @@ __device__ __forceinline__ float grid_scale(float amax, float* partials, float* 
 }
 
 // Fits on chip (shared memory of all multiprocessors): one block of kStagedThreads per SM
-// stages its contiguous share of the input in shared memory while taking amax, so the input
-// is read once and the quantize after the barrier reads nothing from device memory.
+// copies its contiguous share of the input into shared memory with asynchronous copies (all of
+// them in flight at once, no registers held), takes amax there, and after the grid barrier
+// quantizes from shared memory: the input is read from device memory exactly once.
 constexpr int kStagedThreads = 1024;
-// Chunks loaded before the first is used: 128 bytes per thread in flight, within 64 registers.
-template <typename T>
-constexpr int kStagedBatch = sizeof(T) == 4 ? 2 : 4;
 
 template <typename T>
 __global__ void __launch_bounds__(kStagedThreads, 1) dynamic_quantize_staged_kernel(
@@ -202,26 +203,33 @@ __global__ void __launch_bounds__(kStagedThreads, 1) dynamic_quantize_staged_ker
     float fp8_max, int64_t chunks_per_block) {
   extern __shared__ uint4 staged[];  // word w of local chunk c at staged[w * chunks_per_block + c]
   constexpr int kWords = Chunk<T>::kWords;
+  constexpr int kPerWord = 16 / sizeof(T);
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   const int64_t first = int64_t(blockIdx.x) * chunks_per_block;
   const int64_t last = std::min(first + chunks_per_block, chunks);
+  for (int64_t c = first + threadIdx.x; c < last; c += kStagedThreads) {
+    const int64_t start = c * kChunk;
+    if (start + kChunk <= n) {
+#pragma unroll
+      for (int w = 0; w < kWords; ++w) {
+        __pipeline_memcpy_async(&staged[w * chunks_per_block + (c - first)],
+                                x + start + w * kPerWord, 16);
+      }
+    } else {  // the tail chunk, zero-filled
+      Chunk<T> tail;
+      tail.load_tail(x + start, int(n - start));
+#pragma unroll
+      for (int w = 0; w < kWords; ++w) staged[w * chunks_per_block + (c - first)] = tail.words[w];
+    }
+  }
+  __pipeline_commit();
+  __pipeline_wait_prior(0);  // each thread reads back only what it copied itself
   float amax = 0.0f;
-  for (int64_t base = first + threadIdx.x; base < last; base += kStagedBatch<T> * kStagedThreads) {
-    Chunk<T> batch[kStagedBatch<T>];
+  for (int64_t c = first + threadIdx.x; c < last; c += kStagedThreads) {
+    Chunk<T> chunk;
 #pragma unroll
-    for (int u = 0; u < kStagedBatch<T>; ++u) {
-      const int64_t start = (base + u * kStagedThreads) * kChunk;
-      if (base + u * kStagedThreads >= last) continue;
-      if (start + kChunk <= n) batch[u].load(x + start); else batch[u].load_tail(x + start, int(n - start));
-    }
-#pragma unroll
-    for (int u = 0; u < kStagedBatch<T>; ++u) {
-      const int64_t c = base + u * kStagedThreads;
-      if (c >= last) continue;
-      amax = nan_max(amax, chunk_amax(batch[u]));
-#pragma unroll
-      for (int w = 0; w < kWords; ++w) staged[w * chunks_per_block + (c - first)] = batch[u].words[w];
-    }
+    for (int w = 0; w < kWords; ++w) chunk.words[w] = staged[w * chunks_per_block + (c - first)];
+    amax = nan_max(amax, chunk_amax(chunk));
   }
   const float scale = grid_scale<kStagedThreads>(amax, partials, scale_out, fp8_max);
   for (int64_t c = first + threadIdx.x; c < last; c += kStagedThreads) {

@@ -8,6 +8,7 @@ the data quantized; any other op dequantizes its QuantizedTensor arguments (warn
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -205,11 +206,16 @@ def _copy_(func, args, kwargs):
 # ---- matrix products: fp8 tensor cores when both operands are quantized ----
 
 
+@functools.cache
+def _capability(device_index: int) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(device_index)
+
+
 def _scaled_mm_problem(a: torch.Tensor, b: torch.Tensor) -> str | None:
     """Why torch._scaled_mm cannot take fp8 a (M, K) @ b (K, N), or None."""
     if a.device.type != "cuda":
         return f"fp8 matmul needs a CUDA device, operands are on {a.device}"
-    capability = torch.cuda.get_device_capability(a.device)
+    capability = _capability(a.device.index or 0)
     if capability < TensorCoreFP8Layout.MIN_CAPABILITY:
         return "fp8 matmul needs sm_89 or newer, device is sm_{}{}".format(*capability)
     if a.shape[1] % 16 or b.shape[1] % 16:
@@ -220,27 +226,30 @@ def _scaled_mm_problem(a: torch.Tensor, b: torch.Tensor) -> str | None:
 
 
 def _fp8_matmul(
-    a,
-    b,
-    bias,
+    a: torch.Tensor,
+    a_scale: torch.Tensor,
+    b: torch.Tensor,
+    b_scale: torch.Tensor,
+    bias: torch.Tensor | None,
     out_dtype: torch.dtype,
     fallback: Callable[[], torch.Tensor],
     fast_accum: bool = False,
-):
-    problem = _scaled_mm_problem(a._qdata, b._qdata)
+) -> torch.Tensor:
+    """fp8 a (M, K) @ b (K, N) on tensor cores, or `fallback()` (with a one-time warning)."""
+    problem = _scaled_mm_problem(a, b)
     if problem is not None:
         if problem not in _warned_fallback:
             _warned_fallback.add(problem)
             logger.warning("QuantizedTensor: %s; dequantizing", problem)
         return fallback()
-    a_data = a._qdata.contiguous()  # row-major A
-    b_data = b._qdata if b._qdata.stride(0) == 1 else b._qdata.t().contiguous().t()  # col-major B
+    a = a.contiguous()  # cuBLASLt wants A row-major and B column-major
+    b = b if b.stride(0) == 1 else b.t().contiguous().t()
     fused_bias = bias is not None and out_dtype != torch.float32  # cuBLASLt: no fp32 bias
     out = torch._scaled_mm(
-        a_data,
-        b_data,
-        scale_a=a._scale,
-        scale_b=b._scale,
+        a,
+        b,
+        scale_a=a_scale,
+        scale_b=b_scale,
         bias=bias.to(out_dtype) if fused_bias else None,
         out_dtype=out_dtype,
         use_fast_accum=fast_accum,
@@ -260,9 +269,8 @@ def _mm(func, args, kwargs):
     a, b = args
     if not _both_quantized(a, b):
         return _dequantizing_fallback(func, args, kwargs, _ONE_QUANTIZED)
-    return _fp8_matmul(
-        a, b, None, a._orig_dtype, lambda: _dequantizing_fallback(func, args, kwargs)
-    )
+    fallback = lambda: _dequantizing_fallback(func, args, kwargs)  # noqa: E731
+    return _fp8_matmul(a._qdata, a._scale, b._qdata, b._scale, None, a._orig_dtype, fallback)
 
 
 @_handles(aten.addmm.default)
@@ -271,9 +279,8 @@ def _addmm(func, args, kwargs):
     plain_add = len(args) == 3 and kwargs.get("beta", 1) == 1 and kwargs.get("alpha", 1) == 1
     if not (_both_quantized(a, b) and plain_add and bias.ndim == 1):
         return _dequantizing_fallback(func, args, kwargs, _ONE_QUANTIZED)
-    return _fp8_matmul(
-        a, b, bias, a._orig_dtype, lambda: _dequantizing_fallback(func, args, kwargs)
-    )
+    fallback = lambda: _dequantizing_fallback(func, args, kwargs)  # noqa: E731
+    return _fp8_matmul(a._qdata, a._scale, b._qdata, b._scale, bias, a._orig_dtype, fallback)
 
 
 @_handles(aten.linear.default)
@@ -282,10 +289,11 @@ def _linear(func, args, kwargs):
     bias = args[2] if len(args) > 2 else kwargs.get("bias")
     if not _both_quantized(x, weight):
         return _dequantizing_fallback(func, args, kwargs, _ONE_QUANTIZED)
-    x2d = _rewrap(x, x._qdata.reshape(-1, x.shape[-1]))
     out = _fp8_matmul(
-        x2d,
-        _rewrap(weight, weight._qdata.t()),
+        x._qdata.reshape(-1, x.shape[-1]),
+        x._scale,
+        weight._qdata.t(),
+        weight._scale,
         bias,
         x._orig_dtype,
         lambda: torch.nn.functional.linear(x.dequantize(), weight.dequantize(), bias),
@@ -309,13 +317,16 @@ def fp8_linear(
     if not isinstance(weight, QuantizedTensor):
         raise TypeError(f"fp8_linear needs a QuantizedTensor weight, got {type(weight).__name__}")
     qdata, scale = weight._layout.quantize(x, input_scale, torch.float8_e4m3fn)
-    qx = QuantizedTensor(qdata, scale, x.dtype, weight._layout_name)
     out = _fp8_matmul(
-        _rewrap(qx, qdata.reshape(-1, x.shape[-1])),
-        _rewrap(weight, weight._qdata.t()),
+        qdata.reshape(-1, x.shape[-1]),
+        scale,
+        weight._qdata.t(),
+        weight._scale,
         bias,
         x.dtype,
-        lambda: torch.nn.functional.linear(qx, weight, bias),
+        lambda: torch.nn.functional.linear(
+            QuantizedTensor(qdata, scale, x.dtype, weight._layout_name), weight, bias
+        ),
         fast_accum,
     )
     return out.reshape(*x.shape[:-1], weight.shape[0])
