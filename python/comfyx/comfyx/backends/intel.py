@@ -111,7 +111,8 @@ def optimize(model, torch: ModuleType):
     """``ipex.optimize`` for inference, or ``model`` unchanged with a warning saying why.
 
     Weights are prepacked (IPEX replaces Conv2d/Linear by its own modules; about half the
-    conv time on a Xeon). BatchNorm folding is off: it returns a new ``fx.GraphModule``,
+    conv time on a Xeon), ComfyUI's layers included (:func:`_expose_torch_layers`). BatchNorm
+    folding is off: it returns a new ``fx.GraphModule``,
     and ComfyUI keeps references to the module it loaded.
     """
     weight = next(model.parameters())
@@ -129,6 +130,7 @@ def optimize(model, torch: ModuleType):
         return model
     import intel_extension_for_pytorch as ipex
 
+    exposed = _expose_torch_layers(model, torch)
     try:
         with torch.no_grad():
             optimized = ipex.optimize(model.eval(), dtype=dtype, inplace=True, conv_bn_folding=False,
@@ -139,8 +141,32 @@ def optimize(model, torch: ModuleType):
         return model
     if optimized is not model:
         raise RuntimeError("ipex.optimize(inplace=True) returned a new module; ComfyUI holds the old one")
-    log.info("comfyx ipex: optimized %s (%s) with IPEX %s", type(model).__name__, dtype, ipex_version())
+    prepacked = sum(1 for m in model.modules() if _is_ipex_module(m))
+    log.info("comfyx ipex: optimized %s (%s) with IPEX %s: %d of %d ComfyUI layers prepacked",
+             type(model).__name__, dtype, ipex_version(), prepacked, exposed)
     return model
+
+
+def _expose_torch_layers(model, torch: ModuleType) -> int:
+    """Give ComfyUI's plain layers their torch class, so that IPEX prepacks them; returns how many.
+
+    IPEX prepacks only modules whose class is exactly ``torch.nn.Conv2d``, ``Linear``, ...;
+    ComfyUI builds its models from ``comfy.ops`` subclasses. One that neither casts weights
+    nor carries weight functions (LoRA in low-VRAM mode) runs torch's own ``forward``, so it
+    can take torch's class without changing what it computes.
+    """
+    bases = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    exposed = 0
+    for module in model.modules():
+        cls = type(module)
+        base = next((b for b in bases if issubclass(cls, b)), None)
+        if (base is None or cls is base or not cls.__module__.startswith("comfy.")
+                or getattr(module, "comfy_cast_weights", False) or getattr(module, "weight_function", None)
+                or getattr(module, "bias_function", None)):
+            continue
+        module.__class__ = base
+        exposed += 1
+    return exposed
 
 
 def install(torch: ModuleType) -> None:
@@ -175,4 +201,8 @@ def _patch_model_load(model_management: ModuleType, torch: ModuleType) -> None:
 
 
 def _prepacked(model) -> bool:
-    return any(type(m).__module__.startswith("intel_extension_for_pytorch") for m in model.modules())
+    return any(_is_ipex_module(m) for m in model.modules())
+
+
+def _is_ipex_module(module) -> bool:
+    return type(module).__module__.startswith("intel_extension_for_pytorch")
