@@ -29,6 +29,8 @@ FORCE_ENV = "BMF_COMFY_FORCE"
 WORKERS_ENV = "COMFYX_ENGINE_WORKERS"
 DEFAULT_WORKERS = 8
 
+PROMPT_END_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
+
 StockPromptExecutor = execution.PromptExecutor
 
 
@@ -88,6 +90,12 @@ class BmfPromptExecutor(StockPromptExecutor):
         finally:
             current_run.reset(token)
             run.drain()
+
+    def add_message(self, event: str, data: dict, broadcast: bool) -> None:
+        run = current_run.get()
+        if run is not None and run.progress is not None and event in PROMPT_END_EVENTS:
+            run.progress.flush()
+        super().add_message(event, data, broadcast)
 
     def handle_execution_error(self, prompt_id: str, prompt: dict, current_outputs: Any, executed: set,
                                error: dict, ex: Exception) -> None:

@@ -10,9 +10,10 @@ log = logging.getLogger("comfyx.engine")
 
 def install_into(execution: ModuleType) -> None:
     """Called right after ComfyUI imports ``execution``; main.py's worker then builds our executor."""
-    from comfyx.engine.adapter import running
+    from comfyx.engine.adapter import progress, running
     from comfyx.engine.adapter.executor import BmfPromptExecutor
 
     running.install()
+    execution.WebUIProgressHandler = progress.handler_for_prompt
     execution.PromptExecutor = BmfPromptExecutor
     log.info("comfyx: prompts run on the BMF engine")

@@ -47,15 +47,13 @@ class PromptRun:
     lanes: dict[type, frozenset[Lane]] = field(default_factory=dict)
     computing: dict[Any, str] = field(default_factory=dict)  # output cache key -> node computing it on a worker
     waiting: dict[Any, list] = field(default_factory=dict)  # output cache key -> unblock callbacks
+    progress: Any = None  # this prompt's progress handler (see .progress)
 
-    def should_offload(self, unique_id: str) -> bool:
+    def should_offload(self) -> bool:
         """Hand the node to a worker only when something else could run meanwhile."""
         if self.in_flight:
             return True
-        ready = self.execution_list
-        if ready is None:
-            return False
-        return any(n != unique_id and ready.blockCount[n] == 0 for n in ready.pendingNodes)
+        return self.execution_list is not None and len(self.execution_list.last_ready) > 1
 
     def lanes_of(self, node_class: type) -> frozenset[Lane]:
         if node_class not in self.lanes:
@@ -112,7 +110,7 @@ async def map_node_over_list(prompt_id, unique_id, obj, input_data_all, func, al
     if calls_function:
         run.started += 1
     if (calls_function and not inspect.iscoroutinefunction(getattr(node_class, func))
-            and run.should_offload(unique_id)):
+            and run.should_offload()):
         run.inputs[run.dynprompt.get_real_node_id(unique_id)] = input_data_all
         obj = OffloadedNode(obj, func, run, unique_id, hidden_inputs)
     return await _stock_map_node_over_list(prompt_id, unique_id, obj, input_data_all, func, allow_interrupt,
@@ -185,10 +183,15 @@ class TrackedExecutionList(ExecutionList):
 
     def __init__(self, dynprompt: DynamicPrompt, output_cache: Any):
         super().__init__(dynprompt, output_cache)
+        self.last_ready: list[str] = []  # the nodes that were ready when the last node was staged
         run = current_run.get()
         if run is not None:
             run.dynprompt = dynprompt
             run.execution_list = self
+
+    def get_ready_nodes(self) -> list[str]:
+        self.last_ready = super().get_ready_nodes()
+        return self.last_ready
 
 
 _prefix = threading.local()

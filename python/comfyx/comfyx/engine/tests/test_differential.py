@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from comfyx.engine.tests.conftest import Engines, run
+from comfyx.engine.tests.conftest import Engines
+from comfyx.engine.tests.support import run
 from comfyx.testing.server import PromptRun
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]

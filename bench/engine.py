@@ -1,0 +1,243 @@
+"""The BMF engine against stock ComfyUI, side by side on real ComfyUI v0.3.64.
+
+Two ``comfyx serve`` servers run at once, ``--engine stock`` and ``--engine bmf`` (same
+flags, ``--cpu``, default cache), and every measurement alternates between them, so
+machine noise hits both alike. Figures are medians.
+
+- ``chain``: EmptyImage 8x8 -> N x ImageInvert -> PreviewImage, N = 50..400; time from
+  ``execution_start`` to ``execution_success`` (the executor's own timestamps, as in
+  shared/anchors.md) and end to end (POST /prompt to the executor going idle).
+- ``branches``: 4 independent branches, each EmptyImage -> 2 x ComfyxBlockingSleep(0.5 s,
+  ``time.sleep``: blocks without holding the GIL, like API / download / file-writing
+  nodes) -> PreviewImage; and the same shape with CPU-bound pure-Python nodes
+  (ComfyxBusyLoop, holds the GIL).
+- ``switch``: two workflows with two different tiny SD1.5-architecture checkpoints,
+  alternated A B A B A B; the checkpoint loader's time per prompt (from its ``executing``
+  event to the next one; 0 when the loader was served from cache).
+- ``txt2img``: the tiny checkpoint's txt2img on both servers: saved PNG bytes compared, and
+  wall time per prompt (different seeds each run, same on both servers).
+
+    COMFYUI_PATH=/work/comfyui python bench/engine.py            # writes bench/results/engine.{json,png}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from comfyx.engine.tests.support import TimedRun, run, start_server
+from comfyx.testing.server import ComfyxServer, PromptRun
+from comfyx.testing.workflows import txt2img
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ENGINES = ("stock", "bmf")
+
+
+def chain_prompt(n: int, variant: int) -> dict:
+    prompt = {"0": {"class_type": "EmptyImage",
+                    "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": variant}}}
+    for i in range(1, n + 1):
+        prompt[str(i)] = {"class_type": "ImageInvert", "inputs": {"image": [str(i - 1), 0]}}
+    prompt["out"] = {"class_type": "PreviewImage", "inputs": {"images": [str(n), 0]}}
+    return prompt
+
+
+def branches_prompt(node: str, variant: int, **inputs: object) -> dict:
+    prompt = {}
+    for b in range(4):
+        prompt[f"{b}.image"] = {"class_type": "EmptyImage",
+                                "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": variant * 4 + b}}
+        prompt[f"{b}.a"] = {"class_type": node, "inputs": {"image": [f"{b}.image", 0], **inputs}}
+        prompt[f"{b}.b"] = {"class_type": node, "inputs": {"image": [f"{b}.a", 0], **inputs}}
+        prompt[f"{b}.out"] = {"class_type": "PreviewImage", "inputs": {"images": [f"{b}.b", 0]}}
+    return prompt
+
+
+def executor_seconds(result: PromptRun) -> float:
+    messages = {kind: data for kind, data in result.history["status"]["messages"]}
+    if "execution_success" not in messages:
+        raise RuntimeError(f"prompt failed: {result.history['status']}")
+    return (messages["execution_success"]["timestamp"] - messages["execution_start"]["timestamp"]) / 1000
+
+
+def timed(server: ComfyxServer, prompt: dict) -> tuple[float, PromptRun]:
+    start = time.perf_counter()
+    result = run(server, prompt)
+    return time.perf_counter() - start, result
+
+
+def bench_chain(servers: dict[str, ComfyxServer], sizes: list[int], repeats: int) -> dict:
+    results = {engine: {} for engine in ENGINES}
+    variant = 0
+    for n in sizes:
+        samples = {engine: {"executor": [], "end_to_end": []} for engine in ENGINES}
+        for _ in range(repeats):
+            variant += 1
+            for engine in ENGINES:
+                wall, result = timed(servers[engine], chain_prompt(n, variant))
+                samples[engine]["executor"].append(executor_seconds(result))
+                samples[engine]["end_to_end"].append(wall)
+        for engine in ENGINES:
+            results[engine][n] = {k: statistics.median(v) for k, v in samples[engine].items()}
+            print(f"chain N={n} {engine}: {results[engine][n]}", flush=True)
+    return results
+
+
+def bench_branches(servers: dict[str, ComfyxServer], repeats: int) -> dict:
+    shapes = {"blocking": ("ComfyxBlockingSleep", {"seconds": 0.5}),
+              "cpu_bound": ("ComfyxBusyLoop", {"iterations": 3_000_000})}
+    results = {}
+    variant = 0
+    for shape, (node, inputs) in shapes.items():
+        samples = {engine: [] for engine in ENGINES}
+        for _ in range(repeats):
+            variant += 1
+            for engine in ENGINES:
+                samples[engine].append(timed(servers[engine], branches_prompt(node, variant, **inputs))[0])
+        results[shape] = {engine: statistics.median(v) for engine, v in samples.items()}
+        results[shape]["speedup"] = results[shape]["stock"] / results[shape]["bmf"]
+        print(f"branches {shape}: {results[shape]}", flush=True)
+    return results
+
+
+def loader_seconds(result: TimedRun, loader: str) -> float:
+    """Time from the loader's ``executing`` event to the next event (0 when it was cached)."""
+    stamps = [(kind, data, t) for (kind, data), t in zip(result.events, result.times, strict=True)]
+    for i, (kind, data, t) in enumerate(stamps):
+        if kind == "executing" and data.get("node") == loader:
+            return stamps[i + 1][2] - t
+    return 0.0
+
+
+def bench_switch(servers: dict[str, ComfyxServer], checkpoints: list[str], rounds: int) -> dict:
+    results = {engine: [] for engine in ENGINES}
+    for i in range(rounds * 2):
+        checkpoint = checkpoints[i % 2]
+        prompt = txt2img(checkpoint, seed=i, steps=1, width=64, height=64, prefix=f"switch{i}")
+        for engine in ENGINES:
+            result = run(servers[engine], prompt)
+            results[engine].append(loader_seconds(result, "1"))
+    summary = {}
+    for engine, loads in results.items():
+        first = statistics.mean(loads[:2])
+        later = statistics.median(loads[2:])
+        summary[engine] = {"loads": loads, "first_load": first, "later_switches": later,
+                           "later_over_first": later / first if first else None}
+        print(f"switch {engine}: {summary[engine]}", flush=True)
+    return summary
+
+
+def fetch_image(server: ComfyxServer, result: PromptRun) -> bytes:
+    images = [i for node in result.history["outputs"].values() for i in node.get("images", [])]
+    query = urllib.parse.urlencode({k: images[0][k] for k in ("filename", "subfolder", "type")})
+    with urllib.request.urlopen(f"{server.url}/view?{query}", timeout=30) as response:
+        return response.read()
+
+
+def bench_txt2img(servers: dict[str, ComfyxServer], checkpoint: str, repeats: int) -> dict:
+    identical = True
+    samples = {engine: [] for engine in ENGINES}
+    for seed in range(repeats + 1):
+        prompt = txt2img(checkpoint, seed=100 + seed, steps=4, width=64, height=64, prefix=f"txt2img{seed}")
+        images = {}
+        for engine in ENGINES:
+            wall, result = timed(servers[engine], prompt)
+            if seed:  # the first run loads the checkpoint
+                samples[engine].append(wall)
+            images[engine] = fetch_image(servers[engine], result)
+        identical &= images["stock"] == images["bmf"]
+    summary = {engine: statistics.median(v) for engine, v in samples.items()}
+    summary["identical_png_bytes"] = identical
+    summary["overhead"] = summary["bmf"] / summary["stock"] - 1
+    print(f"txt2img: {summary}", flush=True)
+    return summary
+
+
+def make_checkpoints(comfyui: Path, directory: Path) -> list[str]:
+    names = []
+    for seed in (0, 1):
+        name = f"comfyx_bench_tiny_{seed}.safetensors"
+        if not (directory / name).exists():
+            subprocess.run([sys.executable, "-m", "comfyx.testing.checkpoint", "--comfyui", str(comfyui),
+                            "--seed", str(seed), str(directory / name)], check=True, capture_output=True)
+        names.append(name)
+    return names
+
+
+def plot(data: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    chain = data["chain"]
+    for engine in ENGINES:
+        sizes = sorted(int(n) for n in chain[engine])
+        axes[0].plot(sizes, [chain[engine][n]["end_to_end"] for n in sizes], "o-", label=f"{engine} end to end")
+        axes[0].plot(sizes, [chain[engine][n]["executor"] for n in sizes], "x--", label=f"{engine} executor")
+    axes[0].set(title="Chain of N trivial nodes", xlabel="N", ylabel="seconds (median)")
+    axes[0].legend()
+    shapes = list(data["branches"])
+    for offset, engine in enumerate(ENGINES):
+        axes[1].bar([i + offset * 0.4 for i in range(len(shapes))], [data["branches"][s][engine] for s in shapes],
+                    0.4, label=engine)
+    axes[1].set_xticks([i + 0.2 for i in range(len(shapes))], shapes)
+    axes[1].set(title="4 branches x 2 nodes (0.5 s each when blocking)", ylabel="seconds (median)")
+    axes[1].legend()
+    for engine in ENGINES:
+        axes[2].plot(range(1, len(data["switch"][engine]["loads"]) + 1), data["switch"][engine]["loads"], "o-",
+                     label=engine)
+    axes[2].set(title="Alternating two checkpoints: loader time", xlabel="prompt (A B A B ...)", ylabel="seconds")
+    axes[2].legend()
+    fig.suptitle(f"comfyx BMF engine vs stock ComfyUI 0.3.64 ({data['machine']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--comfyui", type=Path, default=os.environ.get("COMFYUI_PATH"))
+    parser.add_argument("--sizes", default="50,100,200,400")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RESULTS / "engine")
+    args = parser.parse_args()
+    if args.comfyui is None:
+        parser.error("--comfyui or COMFYUI_PATH is required")
+    work = Path(tempfile.mkdtemp(prefix="comfyx-bench-engine-"))
+    (work / "checkpoints").mkdir()
+    checkpoints = make_checkpoints(args.comfyui, work / "checkpoints")
+    servers = {}
+    try:
+        for engine in ENGINES:
+            servers[engine] = start_server(args.comfyui, work / engine, engine, checkpoints=work / "checkpoints")
+        data = {
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "chain": bench_chain(servers, [int(n) for n in args.sizes.split(",")], args.repeats),
+            "branches": bench_branches(servers, args.repeats),
+            "switch": bench_switch(servers, checkpoints, rounds=3),
+            "txt2img": bench_txt2img(servers, checkpoints[0], args.repeats),
+        }
+    finally:
+        for server in servers.values():
+            server.stop()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
+    plot(data, args.out.with_suffix(".png"))
+    print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
