@@ -5,17 +5,20 @@ start-up stops with a message saying why instead of silently running somewhere e
 ``auto`` picks CUDA, then Intel XPU, then a TPU (torch_xla), then the CPU, and logs
 what it picked and why.
 
-The choice is made once ``torch`` is imported by ComfyUI's ``main.py`` (after it has
-set the device environment variables and imported ``cuda_malloc``) and before ``comfy.model_management`` reads
-``args.cpu``: that is the only moment both facts are known and nothing is decided yet.
+The choice is made once ``torch`` is imported by ComfyUI's ``main.py`` (after it has set
+the device environment variables and imported ``cuda_malloc``) and before
+``comfy.model_management`` reads ``args.cpu``: the only moment both facts are known and
+nothing is decided yet.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
+from pathlib import Path
 from types import ModuleType
 
 from comfyx.backends import intel, tpu
@@ -24,10 +27,11 @@ from comfyx.comfyui.hooks import after_import
 
 BACKENDS = ("auto", "cuda", "ipex", "tpu", "cpu")
 BACKEND_ENV = "COMFYX_BACKEND"
+BACKENDS_DIR = Path(__file__).parent
 
 __all__ = [
     "BACKENDS", "BACKEND_ENV", "BackendUnavailableError", "add_arguments", "comfyui_args", "configure",
-    "install", "probe_accelerators",
+    "install", "pip_constraints", "probe_accelerators",
 ]
 
 log = logging.getLogger("comfyx.backends")
@@ -88,6 +92,16 @@ def install(backend: str) -> None:
     # cuda_malloc itself probes importlib.util.find_spec("torch"), which an import hook
     # registered earlier would take for the import and lose.
     after_import("cuda_malloc", after_cuda_malloc)
+
+
+def pip_constraints() -> list[Path]:
+    """pip constraint files that keep this interpreter's torch_xla / IPEX working.
+
+    Both need one exact torch, and ComfyUI's unpinned torchvision/torchaudio requirements
+    would otherwise upgrade it (`comfyx comfyui install` passes these to pip).
+    """
+    pinned = {"torch_xla": "constraints-xla.txt", "intel_extension_for_pytorch": "constraints-ipex.txt"}
+    return [BACKENDS_DIR / name for module, name in pinned.items() if importlib.util.find_spec(module) is not None]
 
 
 def _select(backend: str, comfy_args: argparse.Namespace, torch: ModuleType) -> None:

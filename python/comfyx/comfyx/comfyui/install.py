@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from comfyx import PINNED_COMFYUI_COMMIT, PINNED_COMFYUI_REPO
+from comfyx import PINNED_COMFYUI_COMMIT, PINNED_COMFYUI_REPO, backends
 from comfyx.comfyui.locate import is_checkout, read_checkout
 
 # ComfyUI 0.3.64 imports `requests` without listing it; older transformers pulled it in.
@@ -51,7 +51,9 @@ def install_comfyui(target: Path, repo: str = PINNED_COMFYUI_REPO, requirements:
 
 def install_requirements(checkout: Path) -> None:
     """pip-install ComfyUI's requirements into the interpreter running comfyx."""
-    command = [sys.executable, "-m", "pip", "install", "-r", str(checkout / "requirements.txt"), *_EXTRA_REQUIREMENTS]
+    constraints = [arg for path in backends.pip_constraints() for arg in ("-c", str(path))]
+    command = [sys.executable, "-m", "pip", "install", *constraints, "-r", str(checkout / "requirements.txt"),
+               *_EXTRA_REQUIREMENTS]
     if subprocess.run(command, check=False).returncode != 0:
         raise InstallError(f"installing ComfyUI's requirements failed: {' '.join(command)}")
 
