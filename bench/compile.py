@@ -209,6 +209,7 @@ def stage_speed(kind: str, emit: Callable[..., None], warm: bool = False, resolu
         "steady_ms": steady,
         "rel_err": rel,
     }
+    emit(**record, metrics=compiled.metrics.summary())  # kept even if the resolution sweep runs out of time
     if resolutions:
         per_res = []
         for height, width in RESOLUTIONS[1:]:
@@ -219,10 +220,8 @@ def stage_speed(kind: str, emit: Callable[..., None], warm: bool = False, resolu
                             "steady_ms": _steady_ms(res_step)})  # fmt: skip
         before = _frames()
         _first(step)  # back to the first resolution: its graph must still be there
-        record["resolutions"] = per_res
-        record["frames_on_return"] = _frames() - before
-    record["metrics"] = compiled.metrics.summary()
-    emit(**record)
+        emit(config=record["config"], caches=record["caches"], resolutions=per_res,
+             frames_on_return=_frames() - before, metrics=compiled.metrics.summary())  # fmt: skip
 
 
 STAGES: dict[str, tuple[Callable[[Callable[..., None]], None], int]] = {
@@ -234,6 +233,9 @@ STAGES: dict[str, tuple[Callable[[Callable[..., None]], None], int]] = {
     },
     "sdxl-speed": (lambda emit: stage_speed("sdxl", emit), 380),
     "sdxl-speed-warm": (lambda emit: stage_speed("sdxl", emit, warm=True, resolutions=False), 150),
+    # cold and warm first step alone, without the resolution sweep (whose recompile is long)
+    "sdxl-speed1": (lambda emit: stage_speed("sdxl", emit, resolutions=False), 200),
+    "sdxl-speed1-warm": (lambda emit: stage_speed("sdxl", emit, warm=True, resolutions=False), 150),
     "flux-eager": (lambda emit: stage_eager("flux", emit), 120),
     "flux-comfy": (lambda emit: stage_comfy("flux", emit), 200),
     "flux-speed": (lambda emit: stage_speed("flux", emit), 300),
@@ -325,10 +327,15 @@ def plot(report: dict, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    rows = [r for r in report["records"] if "steady_ms" in r]
+    rows = [r for r in report["records"] if "first_step_s" in r]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
-    labels = [f"{r['model']}\n{r['config']}" + (" (warm)" if r.get("caches") == "warm" else "") for r in rows]
-    left.barh(labels, [r["steady_ms"] for r in rows], color="tab:blue")
+    labels = [
+        f"{r['model']}\n{r['config']}"
+        + (f" ({r['caches']})" if "caches" in r else "")
+        + (f", run {r['run']}" if "run" in r else "")  # merged reports keep each run's own bars
+        for r in rows
+    ]
+    left.barh(labels, [r.get("steady_ms", float("nan")) for r in rows], color="tab:blue")
     left.set_xlabel("steady-state step (ms, median)")
     left.invert_yaxis()
     right.barh(labels, [r["first_step_s"] for r in rows], color="tab:orange")

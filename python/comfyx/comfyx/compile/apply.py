@@ -4,7 +4,8 @@ The wrapper swaps the compiled modules into the (shared) BaseModel only for the 
 of its own call and puts the originals back, as ComfyUI's ``TorchCompileModel`` does, so
 every other clone of the model keeps running eager. Weights stay the model's own
 parameters, which the compiled code reads as inputs: LoRA and other weight patches that
-ModelPatcher applies keep working without a recompile.
+ModelPatcher applies reach the compiled code (the first patch can cost one recompile:
+patched weights come back with requires_grad=False, which dynamo guards on).
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ class CompiledModel:
         synchronize(x.device)
         with HostTimer() as host:
             for _ in range(runs):
-                executor(*args, **kwargs)
+                executor(*_fresh_dicts(args), **dict(zip(kwargs, _fresh_dicts(kwargs.values()), strict=True)))
             out = executor(*args, **kwargs)
             synchronize(x.device)
         delta = counter_delta(before)
@@ -117,7 +118,7 @@ class CompiledModel:
         self._record_compile(_shape_text(x), host.seconds, delta)
         if runs:
             log.info(
-                "comfyx compile: %d warmup forward(s) at %s ran in %.2f s (compiling included)",
+                "comfyx compile: %d warmup forward(s) and the first step at %s: %.2f s (compiling included)",
                 runs,
                 _shape_text(x),
                 host.seconds,
@@ -160,6 +161,8 @@ def apply_compile(model: Any, settings: CompileSettings) -> Any:
     compiled = _compiled_for(base, keys, settings, plan, dirs)
     clone.remove_wrappers_with_key(WrappersMP.APPLY_MODEL, COMPILE_KEY)
     clone.add_wrapper_with_key(WrappersMP.APPLY_MODEL, COMPILE_KEY, _wrapper(compiled))
+    clone.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, COMPILE_KEY)
+    clone.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, COMPILE_KEY, _log_after_sampling)
     clone.model_options[TORCH_COMPILE_KWARGS] = plan.compile_kwargs()
     return clone
 
@@ -206,6 +209,23 @@ def _wrapper(compiled: CompiledModel) -> Callable:
 
     comfyx_compile_wrapper.comfyx_compiled = compiled
     return comfyx_compile_wrapper
+
+
+def _log_after_sampling(executor: Any, *args: Any, **kwargs: Any) -> Any:
+    out = executor(*args, **kwargs)
+    # the guider's patcher: a compile applied after ours (e.g. TorchCompileModel) replaced our
+    # APPLY_MODEL wrapper, and then there is nothing of ours to report
+    compiled = compiled_model_of(executor.class_obj.model_patcher)
+    if compiled is not None:
+        log.info("comfyx compile: %s", compiled.metrics.text())
+    return out
+
+
+def _fresh_dicts(values: Any) -> list:
+    # The model adds keys to transformer_options while it runs, and dynamo guards on its
+    # length: a warmup on the very dict the real step gets would make that step recompile.
+    # The sampler hands every step a fresh copy; so does the warmup.
+    return [value.copy() if isinstance(value, dict) else value for value in values]
 
 
 def _signature(args: tuple, kwargs: dict) -> tuple:

@@ -36,12 +36,11 @@ def compile_cache_root() -> Path:
 def configure(ptx_cache_dir: str = "") -> CacheDirs:
     """Point inductor's and Triton's caches at comfyx's cache directory.
 
-    Variables the user set win (``ptx_cache_dir`` wins over ``TRITON_CACHE_DIR``). Must
-    run before the process's first compile: inductor fixes its cache directory then.
+    Variables the user set win (``ptx_cache_dir`` wins over ``TRITON_CACHE_DIR``). Runs
+    before each compile this package starts.
     """
     root = compile_cache_root()
-    # an empty variable counts as unset (torch would read "" as the working directory)
-    if not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+    if not _user_chose_inductor_dir():
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / "inductor")
     if ptx_cache_dir:
         os.environ["TRITON_CACHE_DIR"] = str(Path(ptx_cache_dir).expanduser())
@@ -53,6 +52,20 @@ def configure(ptx_cache_dir: str = "") -> CacheDirs:
     for path in (dirs.inductor, dirs.triton, dirs.artifacts):
         path.mkdir(parents=True, exist_ok=True)
     return dirs
+
+
+def _user_chose_inductor_dir() -> bool:
+    # Importing torch._inductor.config writes torch's default (a per-user temporary
+    # directory) into TORCHINDUCTOR_CACHE_DIR, so that value alone does not mean the user
+    # chose it. torch reads the variable on every cache access: replacing it is enough.
+    value = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not value:
+        return False
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # a torch without the helper: trust the variable
+        return True
+    return os.path.abspath(value) != os.path.abspath(default_cache_dir())
 
 
 def artifact_path(dirs: CacheDirs, identity: str) -> Path:

@@ -24,6 +24,7 @@ _COUNTERS = {
     ("inductor", "fxgraph_cache_miss"): "fx_cache_misses",
     ("aot_autograd", "autograd_cache_hit"): "aot_cache_hits",
     ("aot_autograd", "autograd_cache_miss"): "aot_cache_misses",
+    ("aot_autograd", "autograd_cache_bypass"): "aot_cache_bypasses",
 }
 
 

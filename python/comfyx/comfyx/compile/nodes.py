@@ -103,8 +103,8 @@ class TorchCompileStats:
         compiled = compiled_model_of(model)
         if compiled is None:
             raise ValueError("this model was not compiled by Apply Torch Compile")
-        text = compiled.metrics.text()
-        return {"ui": {"text": [text]}, "result": (json.dumps(compiled.metrics.summary()),)}
+        summary = compiled.metrics.summary()
+        return {"ui": {"text": [compiled.metrics.text()], "stats": [summary]}, "result": (json.dumps(summary),)}
 
 
 NODE_CLASS_MAPPINGS = {

@@ -25,7 +25,7 @@ MAX_WARMUP_RUNS = 5
 # automatic-dynamic and block-level compile choices made elsewhere. Triton autotuning
 # (max_autotune, coordinate_descent_tuning) is left out: on an H100 with 16 cores neither
 # finished compiling an SDXL UNet within 200 s beyond the 140 s of the default compile
-# (bench/results/compile.json, "sweep"), so it fails the bounded-compile requirement.
+# (bench/results/compile.json, run 1), so it fails the bounded-compile requirement.
 SPEED_OPTIONS: dict[str, Any] = {}
 # the torch mode that compiles the same way, for WanVideoWrapper (which passes "mode" on)
 SPEED_TORCH_MODE = "default"

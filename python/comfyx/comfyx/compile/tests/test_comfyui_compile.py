@@ -43,7 +43,8 @@ def report(comfyui: Path, cache: Path) -> dict:
 
 def test_compiled_sampling_ran_dynamo_graphs_and_matches_eager(report):
     first = report["first"]["metrics"]
-    assert first["frames_compiled"] >= 1 and first["graphs"] >= 1, first
+    # one UNet, one compile: the warmup forward must not cause a second one
+    assert first["frames_compiled"] == 1 and first["graphs"] >= 1, first
     assert first["fx_cache_misses"] >= 1 and not first["caches_warm"], first  # a fresh cache dir: cold
     assert first["first_step_s"] > 0 and first["warmup_runs"] == 1
     assert first["steady_steps"] >= 1 and first["steady_step_ms"] > 0  # the step after the compiling one
@@ -73,11 +74,14 @@ def test_weight_patches_reach_the_compiled_model(report):
     lora = report["lora"]
     assert lora["rel_change_vs_unpatched"] > 1e-2  # the patch changed the result...
     assert lora["rel_err_vs_eager_patched"] < 1e-4  # ...as it does in eager
-    assert lora["frames"] == 0  # weights are graph inputs: patching them needs no recompile
+    # weights are graph inputs; ModelPatcher's patched weights have requires_grad=False where
+    # these random ones have True, a guard dynamo checks: one recompile, then none
+    assert lora["frames"] <= 1
 
 
 def test_second_process_with_the_same_cache_dir_starts_warm(comfyui, cache, report):
-    assert (cache / "compile" / "inductor").is_dir() and any((cache / "compile" / "artifacts").iterdir())
+    assert any((cache / "compile" / "inductor" / "fxgraph").iterdir())
+    assert any((cache / "compile" / "artifacts").iterdir())
     warm = run_scenario(comfyui, "warm", cache)["metrics"]
     assert warm["caches_warm"], warm
     assert warm["fx_cache_hits"] >= 1 and warm["fx_cache_misses"] == 0, warm
