@@ -5,7 +5,6 @@
 // or written past the end). Math: fp32 IEEE divide, saturate to the largest finite value
 // (NaN stays NaN), round to nearest even — the same as the eager backend.
 #include <cooperative_groups.h>
-#include <cuda_pipeline.h>
 
 #include <algorithm>
 
@@ -54,21 +53,42 @@ __device__ __forceinline__ float chunk_amax(const Chunk<T>& chunk) {
   return amax;
 }
 
+// x / scale rounded exactly as the IEEE divide (div.rn.f32) for a multiply and two FMAs:
+// with r = 1/scale correctly rounded and q = x * r, Markstein's correction q + (x - q*scale) * r
+// is the correctly rounded quotient. Used for scales in [2^-100, 2^100], where neither the
+// reciprocal nor the residual can underflow for quotients that survive fp8 rounding; NaN and
+// overflow keep q (inf or NaN, which saturate / propagate as the divide would).
+struct Divider {
+  float scale, reciprocal;
+  bool markstein;
+
+  __device__ __forceinline__ explicit Divider(float s) : scale(s) {
+    reciprocal = __fdiv_rn(1.0f, s);
+    markstein = s >= 0x1p-100f && s <= 0x1p100f;
+  }
+
+  __device__ __forceinline__ float operator()(float x) const {
+    if (!markstein) return __fdiv_rn(x, scale);
+    const float q = __fmul_rn(x, reciprocal);
+    const float corrected = __fmaf_rn(__fmaf_rn(-q, scale, x), reciprocal, q);
+    return corrected == corrected ? corrected : q;
+  }
+};
+
 // Quantizes a loaded chunk and stores `count` fp8 values (16 as one vector store). Every
 // array index is a compile-time constant so nothing spills to local memory.
 template <typename T>
 __device__ __forceinline__ void store_quantized(const Chunk<T>& chunk, float scale,
                                                 __nv_fp8_interpretation_t kind,
                                                 __nv_fp8_storage_t* out, int count) {
+  const Divider divide(scale);
   uint32_t words[4];
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     const uint32_t low = __nv_cvt_float2_to_fp8x2(
-        make_float2(__fdiv_rn(chunk.get(4 * j), scale), __fdiv_rn(chunk.get(4 * j + 1), scale)),
-        __NV_SATFINITE, kind);
+        make_float2(divide(chunk.get(4 * j)), divide(chunk.get(4 * j + 1))), __NV_SATFINITE, kind);
     const uint32_t high = __nv_cvt_float2_to_fp8x2(
-        make_float2(__fdiv_rn(chunk.get(4 * j + 2), scale), __fdiv_rn(chunk.get(4 * j + 3), scale)),
-        __NV_SATFINITE, kind);
+        make_float2(divide(chunk.get(4 * j + 2)), divide(chunk.get(4 * j + 3))), __NV_SATFINITE, kind);
     words[j] = low | (high << 16);
   }
   if (count == kChunk) {
@@ -191,10 +211,12 @@ __device__ __forceinline__ float grid_scale(float amax, float* partials, float* 
 }
 
 // Fits on chip (shared memory of all multiprocessors): one block of kStagedThreads per SM
-// copies its contiguous share of the input into shared memory with asynchronous copies (all of
-// them in flight at once, no registers held), takes amax there, and after the grid barrier
-// quantizes from shared memory: the input is read from device memory exactly once.
+// stages its contiguous share of the input in shared memory while taking amax, so the input
+// is read once and the quantize after the barrier reads nothing from device memory.
 constexpr int kStagedThreads = 1024;
+// Chunks loaded before the first is used: 128 bytes per thread in flight, within 64 registers.
+template <typename T>
+constexpr int kStagedBatch = sizeof(T) == 4 ? 2 : 4;
 
 template <typename T>
 __global__ void __launch_bounds__(kStagedThreads, 1) dynamic_quantize_staged_kernel(
@@ -203,33 +225,26 @@ __global__ void __launch_bounds__(kStagedThreads, 1) dynamic_quantize_staged_ker
     float fp8_max, int64_t chunks_per_block) {
   extern __shared__ uint4 staged[];  // word w of local chunk c at staged[w * chunks_per_block + c]
   constexpr int kWords = Chunk<T>::kWords;
-  constexpr int kPerWord = 16 / sizeof(T);
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   const int64_t first = int64_t(blockIdx.x) * chunks_per_block;
   const int64_t last = std::min(first + chunks_per_block, chunks);
-  for (int64_t c = first + threadIdx.x; c < last; c += kStagedThreads) {
-    const int64_t start = c * kChunk;
-    if (start + kChunk <= n) {
-#pragma unroll
-      for (int w = 0; w < kWords; ++w) {
-        __pipeline_memcpy_async(&staged[w * chunks_per_block + (c - first)],
-                                x + start + w * kPerWord, 16);
-      }
-    } else {  // the tail chunk, zero-filled
-      Chunk<T> tail;
-      tail.load_tail(x + start, int(n - start));
-#pragma unroll
-      for (int w = 0; w < kWords; ++w) staged[w * chunks_per_block + (c - first)] = tail.words[w];
-    }
-  }
-  __pipeline_commit();
-  __pipeline_wait_prior(0);  // each thread reads back only what it copied itself
   float amax = 0.0f;
-  for (int64_t c = first + threadIdx.x; c < last; c += kStagedThreads) {
-    Chunk<T> chunk;
+  for (int64_t base = first + threadIdx.x; base < last; base += kStagedBatch<T> * kStagedThreads) {
+    Chunk<T> batch[kStagedBatch<T>];
 #pragma unroll
-    for (int w = 0; w < kWords; ++w) chunk.words[w] = staged[w * chunks_per_block + (c - first)];
-    amax = nan_max(amax, chunk_amax(chunk));
+    for (int u = 0; u < kStagedBatch<T>; ++u) {
+      const int64_t start = (base + u * kStagedThreads) * kChunk;
+      if (base + u * kStagedThreads >= last) continue;
+      if (start + kChunk <= n) batch[u].load(x + start); else batch[u].load_tail(x + start, int(n - start));
+    }
+#pragma unroll
+    for (int u = 0; u < kStagedBatch<T>; ++u) {
+      const int64_t c = base + u * kStagedThreads;
+      if (c >= last) continue;
+      amax = nan_max(amax, chunk_amax(batch[u]));
+#pragma unroll
+      for (int w = 0; w < kWords; ++w) staged[w * chunks_per_block + (c - first)] = batch[u].words[w];
+    }
   }
   const float scale = grid_scale<kStagedThreads>(amax, partials, scale_out, fp8_max);
   for (int64_t c = first + threadIdx.x; c < last; c += kStagedThreads) {
