@@ -24,6 +24,7 @@ from comfyx.compile import caches
 from comfyx.compile.metrics import (
     CompileMetrics,
     HostTimer,
+    aot_cache_bypass_reasons,
     counter_delta,
     counter_snapshot,
     device_timer,
@@ -103,7 +104,7 @@ class CompiledModel:
         # warmup forward does that
         runs = max(self.settings.warmup_runs, 1 if self.settings.experimental_ptx else 0)
         synchronize(x.device)
-        with HostTimer() as host:
+        with HostTimer() as host, aot_cache_bypass_reasons(self.metrics.aot_cache_bypass_reasons):
             for _ in range(runs):
                 executor(*_fresh_dicts(args), **dict(zip(kwargs, _fresh_dicts(kwargs.values()), strict=True)))
             out = executor(*args, **kwargs)

@@ -8,8 +8,11 @@ Compile counts and cache hits come from torch's own counters.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -26,6 +29,38 @@ _COUNTERS = {
     ("aot_autograd", "autograd_cache_miss"): "aot_cache_misses",
     ("aot_autograd", "autograd_cache_bypass"): "aot_cache_bypasses",
 }
+
+
+_AOT_CACHE_LOGGER = "torch._functorch._aot_autograd.autograd_cache"
+_BYPASS_PREFIX = "Bypassing autograd cache due to: "
+
+
+class _BypassCollector(logging.Handler):
+    def __init__(self, into: list[str]):
+        super().__init__(logging.INFO)
+        self._into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(_BYPASS_PREFIX) and len(self._into) < 8:
+            self._into.append(message.removeprefix(_BYPASS_PREFIX)[:500])
+
+
+@contextlib.contextmanager
+def aot_cache_bypass_reasons(into: list[str]) -> Iterator[None]:
+    """Collect why AOTAutograd's cache skipped a graph (a warm start then retraces it).
+
+    torch logs the reason at INFO only, below its loggers' default level.
+    """
+    logger = logging.getLogger(_AOT_CACHE_LOGGER)
+    handler, level = _BypassCollector(into), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def counter_snapshot() -> dict[str, int]:
@@ -70,6 +105,7 @@ class CompileMetrics:
     artifacts_loaded: int = 0
     artifacts_saved: int = 0
     triton_kernels_cached: int | None = None
+    aot_cache_bypass_reasons: list[str] = field(default_factory=list)
     _steady: dict[str, list[float]] = field(default_factory=dict)  # shape -> step seconds
     _pending: list[tuple[str, _EventTimer]] = field(default_factory=list)
 
@@ -119,6 +155,7 @@ class CompileMetrics:
             "artifacts_loaded": self.artifacts_loaded,
             "artifacts_saved": self.artifacts_saved,
             "triton_kernels_cached": self.triton_kernels_cached,
+            "aot_cache_bypass_reasons": list(self.aot_cache_bypass_reasons),
             **self.totals,
         }
 

@@ -1,0 +1,33 @@
+"""Metrics bookkeeping (no ComfyUI, no compile)."""
+
+from __future__ import annotations
+
+import logging
+
+from comfyx.compile.metrics import CompileMetrics, aot_cache_bypass_reasons
+
+
+def test_aot_cache_bypass_reasons_are_collected_and_the_logger_restored():
+    logger = logging.getLogger("torch._functorch._aot_autograd.autograd_cache")
+    level = logger.level
+    reasons: list[str] = []
+    with aot_cache_bypass_reasons(reasons):
+        logger.info("Bypassing autograd cache due to: %s", "Unsupported call_function target foo")
+        logger.info("AOTAutograd cache hit")
+    logger.info("Bypassing autograd cache due to: %s", "after the block")
+    assert reasons == ["Unsupported call_function target foo"]
+    assert logger.level == level and not logger.handlers
+
+
+def test_steady_state_is_reported_per_shape_at_the_first_compiled_shape():
+    metrics = CompileMetrics("m")
+    metrics.compiling_steps.append(("2x4x8x8", 3.0, 1))
+    for seconds in (0.010, 0.030, 0.020):
+        metrics.record_steady("2x4x8x8", None, seconds)
+    metrics.record_steady("2x4x8x12", None, 0.5)
+    summary = metrics.summary()
+    assert summary["steady_step_ms"] == 20.0
+    assert summary["steady_step_ms_by_shape"] == {"2x4x8x8": 20.0, "2x4x8x12": 500.0}
+    assert summary["steady_steps"] == 4 and summary["recompiles"] == 0
+    metrics.compiling_steps.append(("2x4x8x12", 2.0, 1))
+    assert metrics.summary()["recompiles"] == 1
