@@ -53,35 +53,15 @@ __device__ __forceinline__ float chunk_amax(const Chunk<T>& chunk) {
   return amax;
 }
 
-// x / scale rounded exactly as the IEEE divide (div.rn.f32) for a multiply and two FMAs:
-// with r = 1/scale correctly rounded and q = x * r, Markstein's correction q + (x - q*scale) * r
-// is the correctly rounded quotient. Used for scales in [2^-100, 2^100], where neither the
-// reciprocal nor the residual can underflow for quotients that survive fp8 rounding; NaN and
-// overflow keep q (inf or NaN, which saturate / propagate as the divide would).
-struct Divider {
-  float scale, reciprocal;
-  bool markstein;
-
-  __device__ __forceinline__ explicit Divider(float s) : scale(s) {
-    reciprocal = __fdiv_rn(1.0f, s);
-    markstein = s >= 0x1p-100f && s <= 0x1p100f;
-  }
-
-  __device__ __forceinline__ float operator()(float x) const {
-    if (!markstein) return __fdiv_rn(x, scale);
-    const float q = __fmul_rn(x, reciprocal);
-    const float corrected = __fmaf_rn(__fmaf_rn(-q, scale, x), reciprocal, q);
-    return corrected == corrected ? corrected : q;
-  }
-};
-
 // Quantizes a loaded chunk and stores `count` fp8 values (16 as one vector store). Every
 // array index is a compile-time constant so nothing spills to local memory.
 template <typename T>
 __device__ __forceinline__ void store_quantized(const Chunk<T>& chunk, float scale,
                                                 __nv_fp8_interpretation_t kind,
                                                 __nv_fp8_storage_t* out, int count) {
-  const Divider divide(scale);
+  // IEEE divide, as eager does (a reciprocal multiply, even Markstein-corrected, differed on
+  // one element in 90k on an H100).
+  const auto divide = [scale](float x) { return __fdiv_rn(x, scale); };
   uint32_t words[4];
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
@@ -210,16 +190,19 @@ __device__ __forceinline__ float grid_scale(float amax, float* partials, float* 
   return shared_scale;
 }
 
-// Fits on chip (shared memory of all multiprocessors): one block of kStagedThreads per SM
+// Fits on chip (shared memory of all multiprocessors): kStagedBlocksPerSM blocks per SM each
 // stages its contiguous share of the input in shared memory while taking amax, so the input
 // is read once and the quantize after the barrier reads nothing from device memory.
 constexpr int kStagedThreads = 1024;
-// Chunks loaded before the first is used: 128 bytes per thread in flight, within 64 registers.
+// Two blocks per SM (32 registers a thread): twice the warps to hide the divides after the
+// barrier, while shared memory holds the same share of the input.
+constexpr int kStagedBlocksPerSM = 2;
+// Chunks loaded before the first is used: 64 bytes per thread in flight, within 32 registers.
 template <typename T>
-constexpr int kStagedBatch = sizeof(T) == 4 ? 2 : 4;
+constexpr int kStagedBatch = sizeof(T) == 4 ? 1 : 2;
 
 template <typename T>
-__global__ void __launch_bounds__(kStagedThreads, 1) dynamic_quantize_staged_kernel(
+__global__ void __launch_bounds__(kStagedThreads, kStagedBlocksPerSM) dynamic_quantize_staged_kernel(
     const T* __restrict__ x, float* __restrict__ partials, float* __restrict__ scale_out,
     __nv_fp8_storage_t* __restrict__ out, int64_t n, __nv_fp8_interpretation_t kind,
     float fp8_max, int64_t chunks_per_block) {
@@ -333,22 +316,23 @@ int multiprocessors(int device) {
   return cached[device];
 }
 
-// Largest shared-memory staging area one block of the staged kernel may use on `device`
-// (the opt-in limit, raised on the kernel once), 0 if it cannot run there.
+// Largest shared-memory staging area one block of the staged kernel may use on `device` so
+// that kStagedBlocksPerSM blocks fit on each multiprocessor (the limit is raised once).
 template <typename T>
 int64_t staging_capacity(int device) {
   static int64_t cached[64] = {};
   static bool known[64] = {};
   if (device < 0 || device >= 64) throw std::invalid_argument("device index out of range");
   if (!known[device]) {
-    int optin = 0;
-    check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
-               "shared memory limit");
-    const int reserve = 1024;  // static shared memory of the kernel (block_max, scale)
+    int per_sm = 0;
+    check_cuda(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device),
+               "shared memory per multiprocessor");
+    // Each block also needs its static shared memory and 1 KB the driver reserves.
+    const int capacity = per_sm / kStagedBlocksPerSM - 2048;
     check_cuda(cudaFuncSetAttribute(dynamic_quantize_staged_kernel<T>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, optin - reserve),
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, capacity),
                "raise shared memory limit");
-    cached[device] = optin - reserve;
+    cached[device] = capacity;
     known[device] = true;
   }
   return cached[device];
@@ -405,7 +389,7 @@ void quantize_fp8_dynamic(std::uintptr_t x, std::uintptr_t partials, int partial
     auto* o = reinterpret_cast<__nv_fp8_storage_t*>(out);
     const int64_t chunks = (n + kChunk - 1) / kChunk;
     const int blocks_staged = int(std::min<int64_t>(
-        std::min(multiprocessors(device), partials_capacity),
+        std::min(multiprocessors(device) * kStagedBlocksPerSM, partials_capacity),
         std::max<int64_t>((chunks + kStagedThreads - 1) / kStagedThreads, 1)));
     int64_t per_block = (chunks + blocks_staged - 1) / blocks_staged;
     const int64_t staged_bytes = per_block * int64_t(sizeof(Chunk<T>));
