@@ -8,7 +8,6 @@ the data quantized; any other op dequantizes its QuantizedTensor arguments (warn
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -206,9 +205,13 @@ def _copy_(func, args, kwargs):
 # ---- matrix products: fp8 tensor cores when both operands are quantized ----
 
 
-@functools.cache
+_capabilities: dict[int, tuple[int, int]] = {}  # a dict, not lru_cache: Dynamo traces it
+
+
 def _capability(device_index: int) -> tuple[int, int]:
-    return torch.cuda.get_device_capability(device_index)
+    if device_index not in _capabilities:
+        _capabilities[device_index] = torch.cuda.get_device_capability(device_index)
+    return _capabilities[device_index]
 
 
 def _scaled_mm_problem(a: torch.Tensor, b: torch.Tensor) -> str | None:

@@ -45,6 +45,14 @@ def shape_problem(x: torch.Tensor, freqs_cis: torch.Tensor, name: str = "x") -> 
     return None
 
 
+def four_dims_problem(args: Mapping[str, Any]) -> str | None:
+    """Rule for the kernels, which take 4-D inputs (BHLD or BLHD) only."""
+    for name in ("x", "xq", "xk"):
+        if name in args and args[name].ndim != 4:
+            return f"{name} must be 4-D (BHLD or BLHD), has shape {tuple(args[name].shape)}"
+    return None
+
+
 def rope_pair_problem(args: Mapping[str, Any]) -> str | None:
     """Rule for apply_rope(xq, xk, freqs_cis) and apply_rope1(x, freqs_cis)."""
     for name in ("x", "xq", "xk"):

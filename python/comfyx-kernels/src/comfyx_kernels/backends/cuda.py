@@ -10,7 +10,13 @@ import torch
 
 from ..constraints import FLOAT_DTYPES, FP8_DTYPES, Constraints, same_device, scalar_tensor
 from ..registry import mark_available, mark_unavailable, register
-from ..rope_layout import broadcast_freqs, inplace_problem, rope_pair_problem, trim_freqs
+from ..rope_layout import (
+    broadcast_freqs,
+    four_dims_problem,
+    inplace_problem,
+    rope_pair_problem,
+    trim_freqs,
+)
 
 try:
     from .. import _cuda_ext
@@ -29,13 +35,6 @@ ROPE_HEADS_PER_THREAD = 2
 
 _current_stream = torch._C._cuda_getCurrentRawStream if torch.cuda.is_available() else None
 _dynamic_blocks: dict[int, int] = {}
-
-
-def _four_dims(args) -> str | None:
-    for name in ("x", "xq", "xk"):
-        if name in args and args[name].ndim != 4:
-            return f"{name} must be 4-D (BHLD or BLHD), has shape {tuple(args[name].shape)}"
-    return None
 
 
 QUANTIZE = Constraints(
@@ -59,7 +58,7 @@ ROPE1 = Constraints(
     devices=DEVICES,
     dtypes={"x": FLOAT_DTYPES, "freqs_cis": F32},
     min_capability=MIN_CAPABILITY,
-    rules=(same_device("x", "freqs_cis"), _four_dims, rope_pair_problem),
+    rules=(same_device("x", "freqs_cis"), four_dims_problem, rope_pair_problem),
 )
 ROPE1_INPLACE = Constraints(
     devices=DEVICES,
@@ -71,7 +70,7 @@ ROPE = Constraints(
     devices=DEVICES,
     dtypes={"xq": FLOAT_DTYPES, "xk": FLOAT_DTYPES, "freqs_cis": F32},
     min_capability=MIN_CAPABILITY,
-    rules=(same_device("xq", "xk", "freqs_cis"), _four_dims, rope_pair_problem),
+    rules=(same_device("xq", "xk", "freqs_cis"), four_dims_problem, rope_pair_problem),
 )
 ROPE_INPLACE = Constraints(
     devices=DEVICES,

@@ -9,7 +9,7 @@ import triton
 from ..constraints import FLOAT_DTYPES, FP8_DTYPES, Constraints, same_device, scalar_tensor
 from ..fp8 import FP8_MAX, MIN_DYNAMIC_SCALE
 from ..registry import mark_available, mark_unavailable, register
-from ..rope_layout import broadcast_freqs, inplace_problem, rope_pair_problem
+from ..rope_layout import broadcast_freqs, four_dims_problem, inplace_problem, rope_pair_problem
 from . import triton_kernels as kernels
 from .triton_kernels import INTERPRETING
 
@@ -21,13 +21,6 @@ if INTERPRETING:
 DEVICES = frozenset({"cpu"}) if INTERPRETING else frozenset({"cuda"})
 F32 = frozenset({torch.float32})
 FP8_CAPABILITY = (8, 9)  # Triton converts to fp8 in hardware from Ada on
-
-
-def _four_dims(args) -> str | None:
-    for name in ("x", "xq", "xk"):
-        if name in args and args[name].ndim != 4:
-            return f"{name} must be 4-D (BHLD or BLHD), has shape {tuple(args[name].shape)}"
-    return None
 
 
 QUANTIZE = Constraints(
@@ -51,7 +44,7 @@ ROPE1 = Constraints(
     devices=DEVICES,
     dtypes={"x": FLOAT_DTYPES, "freqs_cis": FLOAT_DTYPES},
     min_capability=(8, 0),
-    rules=(same_device("x", "freqs_cis"), _four_dims, rope_pair_problem),
+    rules=(same_device("x", "freqs_cis"), four_dims_problem, rope_pair_problem),
 )
 ROPE1_INPLACE = Constraints(
     devices=DEVICES,
@@ -63,7 +56,7 @@ ROPE = Constraints(
     devices=DEVICES,
     dtypes={"xq": FLOAT_DTYPES, "xk": FLOAT_DTYPES, "freqs_cis": FLOAT_DTYPES},
     min_capability=(8, 0),
-    rules=(same_device("xq", "xk", "freqs_cis"), _four_dims, rope_pair_problem),
+    rules=(same_device("xq", "xk", "freqs_cis"), four_dims_problem, rope_pair_problem),
 )
 ROPE_INPLACE = Constraints(
     devices=DEVICES,

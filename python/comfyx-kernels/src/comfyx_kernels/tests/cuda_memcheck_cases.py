@@ -67,7 +67,7 @@ def main() -> int:
                 )
                 freqs = torch.randn(freqs_shape, device="cuda")
                 xq = torch.randn(shape, device="cuda", dtype=torch.bfloat16)
-                xk = torch.randn(shape, device="cuda", dtype=torch.bfloat16)[:, :, :, :]
+                xk = torch.randn(shape, device="cuda", dtype=torch.bfloat16)
                 q, k = cx.apply_rope(xq, xk, freqs)
                 ok &= check(f"rope {layout} {dim}", q, eager.apply_rope1(xq, freqs), exact=False)
                 ok &= check(f"rope k {layout} {dim}", k, eager.apply_rope1(xk, freqs), exact=False)

@@ -80,3 +80,16 @@ def test_bad_rope_shapes_are_errors_not_asserts():
         comfyx_kernels.apply_rope1(x, torch.randn(1, 3, 8, 3, 2, 2))
     with pytest.raises(NoCapableBackendError, match="last dimension must be even"):
         comfyx_kernels.apply_rope1(torch.randn(1, 2, 8, 5), torch.randn(1, 1, 8, 2, 2, 2))
+
+
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_kernel_backends_refuse_non_4d_rope_but_eager_takes_it(backend):
+    x = torch.randn(2, 8, 16, device=device())  # (batch, seq, dim): no head axis
+    freqs = torch.randn(1, 8, 8, 2, 2, device=device())
+    with pytest.raises(NoCapableBackendError) as error, use_backend(backend):
+        comfyx_kernels.apply_rope1(x, freqs)
+    reason = error.value.reasons[backend]
+    expected = "must be 4-D" if backend in available_backends() else "unavailable"
+    assert expected in reason
+    with use_backend("eager"):
+        assert comfyx_kernels.apply_rope1(x, freqs).shape == x.shape
