@@ -6,6 +6,8 @@ handle tails and, for RoPE, any strides.
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 
 from ..constraints import FLOAT_DTYPES, FP8_DTYPES, Constraints, same_device, scalar_tensor
@@ -18,11 +20,15 @@ from ..rope_layout import (
     trim_freqs,
 )
 
-try:
-    from .. import _cuda_ext
-except ImportError as error:  # the CPU-only wheel has no extension
+if importlib.util.find_spec("comfyx_kernels._cuda_ext") is None:
     _cuda_ext = None
-    _import_error = str(error)
+    _import_error = "extension not built (CPU-only wheel: no CUDA compiler at build time)"
+else:
+    try:
+        from .. import _cuda_ext
+    except ImportError as error:  # e.g. a driver too old for the CUDA runtime it was built with
+        _cuda_ext = None
+        _import_error = f"extension failed to load: {error}"
 
 FLOAT_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 FP8_CODES = {torch.float8_e4m3fn: 0, torch.float8_e5m2: 1}
@@ -248,7 +254,7 @@ def apply_rope_(xq: torch.Tensor, xk: torch.Tensor, freqs_cis: torch.Tensor) -> 
 
 
 if _cuda_ext is None:
-    mark_unavailable("cuda", f"extension not built (CPU-only wheel): {_import_error}")
+    mark_unavailable("cuda", _import_error)
 elif not torch.cuda.is_available():
     mark_unavailable("cuda", "no CUDA GPU visible to torch")
 else:
