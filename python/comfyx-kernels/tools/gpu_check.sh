@@ -16,12 +16,18 @@ python3 -c "import comfyx_kernels as c; print(c.list_backends())"
 # Tests from a copy outside the source tree, so they import the installed package.
 cp -r python/comfyx-kernels/src/comfyx_kernels/tests /tmp/kernel_tests
 STEPS=" ${*:-tests bench memcheck} "
-[[ $STEPS == *" tests "* ]] && (cd /tmp && timeout ${TEST_TIMEOUT:-200} python3 -m pytest -q -n 8 -p no:cacheprovider \
-  --import-mode=importlib -o addopts="" kernel_tests > "$OUT/pytest.txt" 2>&1; tail -15 "$OUT/pytest.txt")
+if [[ $STEPS == *" tests "* ]]; then
+  (cd /tmp && timeout ${TEST_TIMEOUT:-200} python3 -m pytest -q -n 8 -p no:cacheprovider \
+    --import-mode=importlib -o addopts="" kernel_tests > "$OUT/pytest.txt" 2>&1)
+  tail -15 "$OUT/pytest.txt"
+fi
 if [[ $STEPS == *" bench "* ]]; then
   timeout ${BENCH_TIMEOUT:-220} python3 bench/kernels.py --out "$OUT" > "$OUT/bench.txt" 2>&1
   grep -E "MET|MISS|copy:|Error|error" "$OUT/bench.txt" | tail -15
 fi
-[[ $STEPS == *" memcheck "* ]] && (cd /tmp && timeout ${MEMCHECK_TIMEOUT:-120} compute-sanitizer --tool memcheck --error-exitcode 3 \
-  python3 -m kernel_tests.cuda_memcheck_cases > "$OUT/memcheck.txt" 2>&1; echo "memcheck exit $?" >> "$OUT/memcheck.txt")
-[[ $STEPS == *" memcheck "* ]] && grep -E "FAIL|ERROR SUMMARY|exit" "$OUT/memcheck.txt" | tail -5
+if [[ $STEPS == *" memcheck "* ]]; then
+  (cd /tmp && timeout ${MEMCHECK_TIMEOUT:-120} compute-sanitizer --tool memcheck --error-exitcode 3 \
+    python3 -m kernel_tests.cuda_memcheck_cases > "$OUT/memcheck.txt" 2>&1
+   echo "memcheck exit $?" >> "$OUT/memcheck.txt")
+  grep -E "FAIL|ERROR SUMMARY|exit" "$OUT/memcheck.txt" | tail -5
+fi
