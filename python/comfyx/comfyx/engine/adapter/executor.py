@@ -42,9 +42,10 @@ def use_bmf(extra_data: dict) -> bool:
 
 
 def worker_count() -> int:
+    """``COMFYX_ENGINE_WORKERS`` (default 8); a value below 1 makes the pool fail, and prompts run on stock."""
     raw = os.environ.get(WORKERS_ENV, str(DEFAULT_WORKERS))
     try:
-        return max(int(raw), 1)
+        return int(raw)
     except ValueError:
         log.warning("%s=%r is not a number; using %d workers", WORKERS_ENV, raw, DEFAULT_WORKERS)
         return DEFAULT_WORKERS

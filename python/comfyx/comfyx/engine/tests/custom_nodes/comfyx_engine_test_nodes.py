@@ -8,6 +8,7 @@ be copied, and V3 hidden inputs.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -90,17 +91,17 @@ class ComfyxAppendLine:
 
 
 class ComfyxTensorSource:
-    """Makes an IMAGE, a LATENT and a MASK and reports where their data lives."""
+    """Makes an IMAGE, a LATENT and a MASK and reports where their data lives (``after``: only to order it)."""
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"size": ("INT", {"default": 8, "min": 1})}}
+        return {"required": {"size": ("INT", {"default": 8, "min": 1})}, "optional": {"after": (IO.ANY, {})}}
 
     RETURN_TYPES = ("IMAGE", "LATENT", "MASK")
     FUNCTION = "make"
     CATEGORY = "_for_testing/comfyx"
 
-    def make(self, size):
+    def make(self, size, after=None):
         image = torch.rand(1, size, size, 3)
         latent = {"samples": torch.rand(1, 4, size, size)}
         mask = torch.rand(1, size, size)
@@ -109,7 +110,7 @@ class ComfyxTensorSource:
 
 
 class ComfyxTensorPointers:
-    """Reports where the data of the tensors it receives lives."""
+    """Reports where the data of the tensors it receives lives, and which thread ran it."""
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -121,7 +122,8 @@ class ComfyxTensorPointers:
     CATEGORY = "_for_testing/comfyx"
 
     def report(self, image, latent, mask):
-        return {"ui": {"ptrs": [image.data_ptr(), latent["samples"].data_ptr(), mask.data_ptr()]}}
+        ptrs = [image.data_ptr(), latent["samples"].data_ptr(), mask.data_ptr()]
+        return {"ui": {"ptrs": ptrs, "thread": [threading.current_thread().name]}}
 
 
 class ComfyxV3Hidden(io.ComfyNode):
