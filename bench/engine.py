@@ -13,7 +13,7 @@ machine noise hits both alike. Figures are medians.
   (ComfyxBusyLoop, holds the GIL).
 - ``switch``: two workflows with two different tiny SD1.5-architecture checkpoints,
   alternated A B A B A B; the checkpoint loader's time per prompt (from its ``executing``
-  event to the next one; 0 when the loader was served from cache).
+  event to the first node using its outputs starting; 0 when it was served from cache).
 - ``txt2img``: the tiny checkpoint's txt2img on both servers: saved PNG bytes compared, and
   wall time per prompt (different seeds each run, same on both servers).
 
@@ -110,12 +110,21 @@ def bench_branches(servers: dict[str, ComfyxServer], repeats: int) -> dict:
     return results
 
 
-def loader_seconds(result: TimedRun, loader: str) -> float:
-    """Time from the loader's ``executing`` event to the next event (0 when it was cached)."""
-    stamps = [(kind, data, t) for (kind, data), t in zip(result.events, result.times, strict=True)]
-    for i, (kind, data, t) in enumerate(stamps):
-        if kind == "executing" and data.get("node") == loader:
-            return stamps[i + 1][2] - t
+def loader_seconds(result: TimedRun, prompt: dict, loader: str) -> float:
+    """From the loader's ``executing`` event to the first node that uses its outputs starting (0 when cached).
+
+    A node that reads the loader's outputs can only start once they exist, on either engine.
+    """
+    users = {node_id for node_id, node in prompt.items()
+             if any(isinstance(v, list) and v[:1] == [loader] for v in node["inputs"].values())}
+    started = None
+    for (kind, data), t in zip(result.events, result.times, strict=True):
+        if kind != "executing":
+            continue
+        if data.get("node") == loader:
+            started = t
+        elif started is not None and data.get("node") in users:
+            return t - started
     return 0.0
 
 
@@ -126,7 +135,7 @@ def bench_switch(servers: dict[str, ComfyxServer], checkpoints: list[str], round
         prompt = txt2img(checkpoint, seed=i, steps=1, width=64, height=64, prefix=f"switch{i}")
         for engine in ENGINES:
             result = run(servers[engine], prompt)
-            results[engine].append(loader_seconds(result, "1"))
+            results[engine].append(loader_seconds(result, prompt, "1"))
     summary = {}
     for engine, loads in results.items():
         first = statistics.mean(loads[:2])

@@ -20,7 +20,7 @@ import execution
 
 from comfyx.engine.adapter.caching import FastCacheSet
 from comfyx.engine.adapter.running import PromptRun, current_run
-from comfyx.engine.core.policy import Limiter
+from comfyx.engine.core.policy import CpuBoundTracker, Limiter
 from comfyx.engine.core.pool import WorkerPool
 
 log = logging.getLogger("comfyx.engine")
@@ -56,6 +56,7 @@ class BmfPromptExecutor(StockPromptExecutor):
 
     def __init__(self, server: Any, cache_type: Any = False, cache_size: int | None = None):
         self._pool: WorkerPool | None = None
+        self._cpu = CpuBoundTracker()
         self.stock = StockPromptExecutor(server, cache_type=cache_type, cache_size=cache_size)
         super().__init__(server, cache_type=cache_type, cache_size=cache_size)
 
@@ -76,7 +77,7 @@ class BmfPromptExecutor(StockPromptExecutor):
             log.warning("comfyx BMF engine unavailable (%s); running prompt %s on the stock executor", exc, prompt_id)
             self._run_stock(prompt, prompt_id, extra_data, execute_outputs)
             return
-        run = PromptRun(pool=pool, limiter=Limiter(pool.size))
+        run = PromptRun(pool=pool, limiter=Limiter(pool.size), cpu=self._cpu)
         token = current_run.set(run)
         try:
             super().execute(prompt, prompt_id, extra_data, execute_outputs)

@@ -16,6 +16,7 @@ import asyncio
 import contextvars
 import inspect
 import threading
+import time
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ from comfy_execution.graph import DynamicPrompt, ExecutionList
 from comfy_execution.graph_utils import GraphBuilder
 from comfy_execution.utils import get_executing_context
 
-from comfyx.engine.core.policy import Lane, Limiter, lanes_for
+from comfyx.engine.core.policy import CpuBoundTracker, Lane, Limiter, lanes_for
 from comfyx.engine.core.pool import WorkerPool
 
 
@@ -38,6 +39,7 @@ class PromptRun:
 
     pool: WorkerPool
     limiter: Limiter
+    cpu: CpuBoundTracker
     dynprompt: DynamicPrompt | None = None
     execution_list: ExecutionList | None = None
     started: int = 0  # node functions called so far
@@ -58,7 +60,7 @@ class PromptRun:
     def lanes_of(self, node_class: type) -> frozenset[Lane]:
         if node_class not in self.lanes:
             self.lanes[node_class] = lanes_for(node_class)
-        return self.lanes[node_class]
+        return self.lanes[node_class] | self.cpu.lanes(node_class)
 
     def drain(self) -> None:
         """Wait for every job this prompt handed to a worker (none outlives its prompt)."""
@@ -160,7 +162,7 @@ class OffloadedNode:
             try:
                 async with run.limiter.slot(run.lanes_of(node_class)):
                     future = run.pool.submit(contextvars.copy_context().run, _call_in_worker, function, inputs,
-                                             self._unique_id, index)
+                                             self._unique_id, index, run.cpu, node_class)
                     run.futures.append(future)
                     return await asyncio.wrap_future(future)
             except BaseException as exc:
@@ -170,12 +172,17 @@ class OffloadedNode:
                 run.in_flight -= 1
 
 
-def _call_in_worker(function: Any, inputs: dict, unique_id: str, index: int | None) -> Any:
+def _call_in_worker(function: Any, inputs: dict, unique_id: str, index: int | None, cpu: CpuBoundTracker,
+                    node_class: type) -> Any:
     nodes.before_node_execution()  # interrupted meanwhile: do not start
     if index is not None:
         GraphBuilder.set_default_prefix(unique_id, index, 0)
-    with torch.inference_mode():
-        return function(**inputs)
+    wall, thread_cpu = time.perf_counter(), time.thread_time()
+    try:
+        with torch.inference_mode():
+            return function(**inputs)
+    finally:
+        cpu.record(node_class, time.thread_time() - thread_cpu, time.perf_counter() - wall)
 
 
 class TrackedExecutionList(ExecutionList):

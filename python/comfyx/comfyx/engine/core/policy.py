@@ -10,7 +10,12 @@ The stated policy, per node class:
 - an output node (``OUTPUT_NODE``) needs the *output lane*, also one slot: output
   nodes pick file names by looking at what is already on disk (SaveImage's counter),
   so two of them at once could write the same file;
-- every other node (downloads, API calls, file reads, image and text work) runs in
+- a node class seen to keep its worker thread busy on the CPU (thread CPU time at least
+  :data:`CPU_BOUND_RATIO` of its wall time; pure-Python loops, CPU tensor math) needs the
+  *CPU lane*, one slot: such nodes gain nothing from running at once — Python's GIL or
+  the cores are the limit — and only slow each other down; the engine learns this from
+  the node's own runs (:class:`CpuBoundTracker`);
+- every other node (downloads, API calls, file reads, subprocesses, GPU waits) runs in
   parallel with the rest, up to the number of pool workers.
 """
 
@@ -29,9 +34,14 @@ DEVICE_TYPES = frozenset({
 })
 
 
+CPU_BOUND_RATIO = 0.5
+MIN_CPU_SECONDS = 0.005
+
+
 class Lane(Enum):
     DEVICE = "device"
     OUTPUT = "output"
+    CPU = "cpu"
 
 
 def node_types(node_class: Any) -> set[str]:
@@ -53,6 +63,20 @@ def lanes_for(node_class: Any) -> frozenset[Lane]:
     if getattr(node_class, "OUTPUT_NODE", False):
         lanes.add(Lane.OUTPUT)
     return frozenset(lanes)
+
+
+class CpuBoundTracker:
+    """Remembers, per node class, whether its last run kept its thread busy on the CPU."""
+
+    def __init__(self) -> None:
+        self._cpu_bound: dict[Any, bool] = {}
+
+    def record(self, key: Any, cpu_seconds: float, wall_seconds: float) -> None:
+        """One run of ``key``: CPU time of the thread that ran it, and wall time."""
+        self._cpu_bound[key] = cpu_seconds >= MIN_CPU_SECONDS and cpu_seconds >= CPU_BOUND_RATIO * wall_seconds
+
+    def lanes(self, key: Any) -> frozenset[Lane]:
+        return frozenset({Lane.CPU}) if self._cpu_bound.get(key, False) else frozenset()
 
 
 class Limiter:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from comfyx.engine.core.keys import ContentKey, KeyTable
-from comfyx.engine.core.policy import Lane, Limiter, lanes_for, node_types
+from comfyx.engine.core.policy import CpuBoundTracker, Lane, Limiter, lanes_for, node_types
 from comfyx.engine.core.pool import WorkerPool, bmf_unavailable_reason
 
 needs_bmf = pytest.mark.skipif(bmf_unavailable_reason() is not None, reason=str(bmf_unavailable_reason()))
@@ -113,6 +113,17 @@ def test_limiter_caps_concurrency_per_lane(lanes: set[Lane], expected: int) -> N
         return peak
 
     assert asyncio.run(main()) == expected
+
+
+def test_cpu_bound_node_classes_get_the_cpu_lane() -> None:
+    tracker = CpuBoundTracker()
+    assert tracker.lanes(SaveText) == set()  # not seen yet: runs in parallel
+    tracker.record(SaveText, cpu_seconds=0.9, wall_seconds=1.0)
+    tracker.record(Downloader, cpu_seconds=0.01, wall_seconds=1.0)
+    assert tracker.lanes(SaveText) == {Lane.CPU}
+    assert tracker.lanes(Downloader) == set()
+    tracker.record(SaveText, cpu_seconds=0.001, wall_seconds=0.001)  # too short to matter
+    assert tracker.lanes(SaveText) == set()
 
 
 def _table(prompt: dict) -> KeyTable:
