@@ -118,6 +118,11 @@ def test_nodes(tpu_server, tiny_models):
     assert signature["shape"] == [2, 4, 128 // 8, 256 // 8]
     assert signature["dtype"].endswith("+autocast-bfloat16") and not signature["warmed_up"]
     assert "Metric: CompileTime" in server.log_tail(400)  # --tpu-debug-metrics
+    assert "was not warmed up" not in server.log_tail(400)
+
+    run = server.run_prompt(txt2img(width=64, height=64, steps=1))  # a size nobody warmed up
+    assert run.first("execution_error") is None, server.log_tail()
+    assert "was not warmed up (--tpu-manual-warmup): this run compiles" in server.log_tail(400)
 
     cleared = server.run_prompt({"1": {"class_type": "ComfyxTPUCompilationCache", "inputs": {"action": "clear"}}})
     assert json.loads(cleared.history["outputs"]["1"]["text"][0])["signatures_cleared"] is True

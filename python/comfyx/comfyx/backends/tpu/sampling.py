@@ -67,8 +67,7 @@ def signature(model_patcher, noise: torch.Tensor, cfg: float, sampler, sigmas: t
 
 
 def run_sampling(guider, original, noise: torch.Tensor, latent_image: torch.Tensor, sampler, sigmas: torch.Tensor,
-                 denoise_mask: torch.Tensor | None, callback, disable_pbar: bool, seed: int | None,
-                 *, warmup: bool | None = None) -> torch.Tensor:
+                 denoise_mask: torch.Tensor | None, callback, disable_pbar: bool, seed: int | None) -> torch.Tensor:
     """``CFGGuider.sample`` with padding, warm-up and registry bookkeeping; result on the host."""
     settings = settings_for(guider.model_options)
     height, width = noise.shape[-2:]
@@ -85,8 +84,10 @@ def run_sampling(guider, original, noise: torch.Tensor, latent_image: torch.Tens
         latent_image = padding.pad_replicate(latent_image, bucket_h, bucket_w)
 
     sig = signature(guider.model_patcher, noise, guider.cfg, sampler, sigmas, settings)
-    do_warmup = settings.warmup if warmup is None else warmup
-    if do_warmup and not REGISTRY.seen(sig):
+    if settings.manual_warmup and not REGISTRY.seen(sig):
+        log.warning("comfyx tpu: %s was not warmed up (--tpu-manual-warmup): this run compiles; run the TPU "
+                    "Manual Warmup node at this size, batch and cfg before requests", sig)
+    elif settings.warmup and not REGISTRY.seen(sig):
         steps = min(settings.warmup_steps, len(sigmas) - 1)
         log.info("comfyx tpu: warming up %s with %d step(s)", sig, steps)
         with REGISTRY.measure(sig, warmup=True):

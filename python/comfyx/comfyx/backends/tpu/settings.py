@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tpu-warmup-steps", type=_positive, default=2, metavar="N",
                        help="sampler steps a warm-up runs (default: %(default)s)")
     group.add_argument("--tpu-manual-warmup", action="store_true",
-                       help="warm up only through the TPU Manual Warmup node, never on a request")
+                       help="warm up only through the TPU Manual Warmup node, never on a request; "
+                       "a request that compiles logs a warning")
     group.add_argument("--tpu-autocast-bf16", action=argparse.BooleanOptionalAction, default=False,
                        help="sample under bfloat16 autocast on the XLA device (default: off)")
     group.add_argument("--tpu-compilation-cache", action=argparse.BooleanOptionalAction, default=True,

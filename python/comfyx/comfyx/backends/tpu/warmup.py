@@ -29,6 +29,10 @@ def warm_up(model, width: int, height: int, batch_size: int, cfg: float) -> str:
         cond_extra["pooled_output"] = torch.zeros(1, _SDXL_POOLED_WIDTH)
     conditioning = [[torch.zeros(1, 77, context_dim), cond_extra]]
 
+    # this run is the warm-up: neither an automatic one first nor the manual-warm-up warning
+    model = model.clone()
+    overrides = model.model_options.get(sampling.MODEL_OPTIONS_KEY) or {}
+    model.model_options[sampling.MODEL_OPTIONS_KEY] = {**overrides, "warmup": False, "manual_warmup": False}
     guider = comfy.samplers.CFGGuider(model)
     guider.set_conds(conditioning, conditioning)
     guider.set_cfg(cfg)
