@@ -110,8 +110,8 @@ def bf16_prepack_problem(onednn_bf16: bool, flags: set[str], max_isa: str | None
 def optimize(model, torch: ModuleType):
     """``ipex.optimize`` for inference, or ``model`` unchanged with a warning saying why.
 
-    Weights are prepacked (IPEX replaces Conv2d/Linear by its own modules; about half the
-    conv time on a Xeon), ComfyUI's layers included (:func:`_expose_torch_layers`). BatchNorm
+    Weights are prepacked (IPEX replaces Conv2d/Linear by its own modules holding oneDNN
+    layouts), ComfyUI's layers included (:func:`_expose_torch_layers`). BatchNorm
     folding is off: it returns a new ``fx.GraphModule``,
     and ComfyUI keeps references to the module it loaded.
     """
