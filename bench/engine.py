@@ -195,7 +195,7 @@ def plot(data: dict, path: Path) -> None:
         sizes = sorted(int(n) for n in chain[engine])
         axes[0].plot(sizes, [chain[engine][n]["end_to_end"] for n in sizes], "o-", label=f"{engine} end to end")
         axes[0].plot(sizes, [chain[engine][n]["executor"] for n in sizes], "x--", label=f"{engine} executor")
-    axes[0].set(title="Chain of N trivial nodes", xlabel="N", ylabel="seconds (median)")
+    axes[0].set(title="Chain of N trivial nodes", xlabel="N", ylabel="seconds (median, log scale)", yscale="log")
     axes[0].legend()
     shapes = list(data["branches"])
     for offset, engine in enumerate(ENGINES):
@@ -220,7 +220,11 @@ def main() -> int:
     parser.add_argument("--sizes", default="50,100,200,400")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS / "engine")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from an existing JSON")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads(args.out.with_suffix(".json").read_text()), args.out.with_suffix(".png"))
+        return 0
     if args.comfyui is None:
         parser.error("--comfyui or COMFYUI_PATH is required")
     work = Path(tempfile.mkdtemp(prefix="comfyx-bench-engine-"))

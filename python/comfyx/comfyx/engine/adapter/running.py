@@ -162,7 +162,7 @@ class OffloadedNode:
             try:
                 async with run.limiter.slot(run.lanes_of(node_class)):
                     future = run.pool.submit(contextvars.copy_context().run, _call_in_worker, function, inputs,
-                                             self._unique_id, index, run.cpu, node_class)
+                                             self._unique_id, index, run, node_class)
                     run.futures.append(future)
                     return await asyncio.wrap_future(future)
             except BaseException as exc:
@@ -172,17 +172,18 @@ class OffloadedNode:
                 run.in_flight -= 1
 
 
-def _call_in_worker(function: Any, inputs: dict, unique_id: str, index: int | None, cpu: CpuBoundTracker,
+def _call_in_worker(function: Any, inputs: dict, unique_id: str, index: int | None, run: PromptRun,
                     node_class: type) -> Any:
     nodes.before_node_execution()  # interrupted meanwhile: do not start
     if index is not None:
         GraphBuilder.set_default_prefix(unique_id, index, 0)
-    wall, thread_cpu = time.perf_counter(), time.thread_time()
+    wall, thread_cpu, running = time.perf_counter(), time.thread_time(), run.in_flight
     try:
         with torch.inference_mode():
             return function(**inputs)
     finally:
-        cpu.record(node_class, time.thread_time() - thread_cpu, time.perf_counter() - wall)
+        run.cpu.record(node_class, time.thread_time() - thread_cpu, time.perf_counter() - wall,
+                       max(running, run.in_flight))
 
 
 class TrackedExecutionList(ExecutionList):

@@ -11,7 +11,8 @@ The stated policy, per node class:
   nodes pick file names by looking at what is already on disk (SaveImage's counter),
   so two of them at once could write the same file;
 - a node class seen to keep its worker thread busy on the CPU (thread CPU time at least
-  :data:`CPU_BOUND_RATIO` of its wall time; pure-Python loops, CPU tensor math) needs the
+  :data:`CPU_BOUND_RATIO` of its wall time, divided among the jobs that were running
+  with it; pure-Python loops, CPU tensor math) needs the
   *CPU lane*, one slot: such nodes gain nothing from running at once — Python's GIL or
   the cores are the limit — and only slow each other down; the engine learns this from
   the node's own runs (:class:`CpuBoundTracker`);
@@ -71,9 +72,10 @@ class CpuBoundTracker:
     def __init__(self) -> None:
         self._cpu_bound: dict[Any, bool] = {}
 
-    def record(self, key: Any, cpu_seconds: float, wall_seconds: float) -> None:
-        """One run of ``key``: CPU time of the thread that ran it, and wall time."""
-        self._cpu_bound[key] = cpu_seconds >= MIN_CPU_SECONDS and cpu_seconds >= CPU_BOUND_RATIO * wall_seconds
+    def record(self, key: Any, cpu_seconds: float, wall_seconds: float, running: int = 1) -> None:
+        """One run of ``key``: CPU time of the thread that ran it, wall time, and how many jobs ran meanwhile."""
+        share = CPU_BOUND_RATIO * wall_seconds / max(running, 1)
+        self._cpu_bound[key] = cpu_seconds >= MIN_CPU_SECONDS and cpu_seconds >= share
 
     def lanes(self, key: Any) -> frozenset[Lane]:
         return frozenset({Lane.CPU}) if self._cpu_bound.get(key, False) else frozenset()

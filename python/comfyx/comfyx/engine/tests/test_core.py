@@ -124,6 +124,8 @@ def test_cpu_bound_node_classes_get_the_cpu_lane() -> None:
     assert tracker.lanes(Downloader) == set()
     tracker.record(SaveText, cpu_seconds=0.001, wall_seconds=0.001)  # too short to matter
     assert tracker.lanes(SaveText) == set()
+    tracker.record(SaveText, cpu_seconds=0.2, wall_seconds=0.8, running=4)  # its share of the GIL, all used
+    assert tracker.lanes(SaveText) == {Lane.CPU}
 
 
 def _table(prompt: dict) -> KeyTable:
