@@ -35,34 +35,35 @@ def after_import(module_name: str, callback: Callback) -> None:
 
 
 class _CallbackLoader(importlib.abc.Loader):
-    def __init__(self, wrapped: importlib.abc.Loader, callbacks: list[Callback]):
+    def __init__(self, wrapped: importlib.abc.Loader, name: str):
         self._wrapped = wrapped
-        self._callbacks = callbacks
+        self._name = name
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self._wrapped.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
         self._wrapped.exec_module(module)
-        for callback in self._callbacks:
+        # Taken only now: a find_spec() that never imports (ComfyUI's cuda_malloc probes
+        # torch that way) must not use up the callbacks.
+        with _lock:
+            callbacks = _pending.pop(self._name, [])
+        for callback in callbacks:
             callback(module)
 
 
 class _AfterImportFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
         with _lock:
-            callbacks = _pending.pop(fullname, None)
-        if callbacks is None:
-            return None
+            if fullname not in _pending:
+                return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
                 continue
             spec = finder.find_spec(fullname, path, target)
             if spec is not None and spec.loader is not None:
-                spec.loader = _CallbackLoader(spec.loader, callbacks)
+                spec.loader = _CallbackLoader(spec.loader, fullname)
                 return spec
-        with _lock:  # not found: keep waiting, the import may succeed later
-            _pending.setdefault(fullname, [])[:0] = callbacks
         return None
 
 

@@ -43,3 +43,18 @@ def test_missing_module_keeps_its_callbacks_for_a_later_import(tmp_path, monkeyp
 
     assert calls == ["late_mod"]
     sys.modules.pop("late_mod")
+
+
+def test_a_find_spec_probe_does_not_use_up_the_callbacks(tmp_path, monkeypatch):
+    import importlib.util
+
+    (tmp_path / "probed_mod.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    calls = []
+    after_import("probed_mod", lambda m: calls.append(m.__name__))
+    assert importlib.util.find_spec("probed_mod") is not None  # as cuda_malloc probes torch
+    assert calls == []
+    import probed_mod  # noqa: F401
+
+    assert calls == ["probed_mod"]
+    sys.modules.pop("probed_mod")
