@@ -88,9 +88,7 @@ def install(backend: str) -> None:
         cli_args = sys.modules["comfy.cli_args"]
         after_import("torch", lambda torch: _select(backend, cli_args.args, torch))
 
-    # main.py imports cuda_malloc after setting the device environment and right before torch;
-    # cuda_malloc itself probes importlib.util.find_spec("torch"), which an import hook
-    # registered earlier would take for the import and lose.
+    # main.py imports cuda_malloc after setting the device environment and right before torch.
     after_import("cuda_malloc", after_cuda_malloc)
 
 
