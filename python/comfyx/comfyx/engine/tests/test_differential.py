@@ -266,3 +266,16 @@ def test_parallel_blocking_branches(engines: Engines, tmp_path: Path) -> None:
         if node["class_type"] == "ComfyxBlockingSleep":
             node["inputs"]["seconds"] = 0.05
     compare(engines, [changed])
+
+
+def test_subgraph_style_node_ids(engines: Engines) -> None:
+    size = {"height": 42, "width": 42, "batch_size": 1}
+    prompt = {
+        "12:34": {"class_type": "StubImage", "inputs": {"content": "BLACK", **size}},
+        "12:35": {"class_type": "StubImage", "inputs": {"content": "WHITE", **size}},
+        "12:36": {"class_type": "ImageInvert", "inputs": {"image": ["12:34", 0]}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["12:36", 0], "filename_prefix": "subgraph"}},
+        "8:1": {"class_type": "SaveImage", "inputs": {"images": ["12:35", 0], "filename_prefix": "subgraph_b"}},
+    }
+    (result,) = compare(engines, [prompt])
+    assert set(result.history["outputs"]) == {"7", "8:1"}
