@@ -259,8 +259,10 @@ def test_parallel_blocking_branches(engines: Engines, tmp_path: Path) -> None:
     start = time.perf_counter()
     run(engines["bmf"], g.prompt)
     bmf_seconds = time.perf_counter() - start
-    assert stock_seconds > 2.0
-    assert bmf_seconds < stock_seconds / 2
+    assert stock_seconds > 2.0  # four 0.5 s sleeps, one after another
+    # Overlapped, the sleeps save 1.5 s; both runs pay the same overheads, so compare the
+    # difference rather than a ratio that a loaded machine's overheads would erode.
+    assert stock_seconds - bmf_seconds > 1.0
     changed = copy.deepcopy(g.prompt)
     for node in changed.values():
         if node["class_type"] == "ComfyxBlockingSleep":

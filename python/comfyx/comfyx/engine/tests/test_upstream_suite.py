@@ -31,6 +31,7 @@ exec {python} "$@"
 """
 
 
+@pytest.mark.timeout(1900)  # the suite's own subprocess limit is 1800 s; pytest.ini's default is 900 s
 def test_comfyui_execution_suite_passes_on_the_engine(comfyui: Path, tmp_path: Path) -> None:
     checkout = tmp_path / "ComfyUI"
     shutil.copytree(comfyui, checkout, ignore=shutil.ignore_patterns(".git", "__pycache__", "output", "temp", "user"))
@@ -43,7 +44,7 @@ def test_comfyui_execution_suite_passes_on_the_engine(comfyui: Path, tmp_path: P
         [sys.executable, "-m", "pytest", "tests/execution", "-q", "-p", "no:cacheprovider",
          "-p", "comfyx.engine.tests.upstream_plugin", "--skip-timing-checks",
          "--output_dir", str(tmp_path / "out"), "--port", str(free_port())],
-        cwd=checkout, env=env, capture_output=True, text=True, timeout=1800)
+        cwd=checkout, env=env, capture_output=True, text=True, timeout=1800, check=False)
     tail = "\n".join(result.stdout.splitlines()[-40:])
     assert result.returncode == 0, f"ComfyUI's execution tests failed on the engine:\n{tail}\n{result.stderr[-3000:]}"
     assert " passed" in tail and "failed" not in tail
