@@ -73,7 +73,7 @@ class BmfPromptExecutor(StockPromptExecutor):
             return
         try:
             pool = self._worker_pool()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to start BMF means: run on stock
             log.warning("comfyx BMF engine unavailable (%s); running prompt %s on the stock executor", exc, prompt_id)
             self._run_stock(prompt, prompt_id, extra_data, execute_outputs)
             return

@@ -79,7 +79,7 @@ class WorkerPool:
                 if future.set_running_or_notify_cancel():
                     try:
                         result = fn(*args, **kwargs)
-                    except BaseException as exc:
+                    except BaseException as exc:  # noqa: BLE001 - handed to the caller, as concurrent.futures does
                         future.set_exception(exc)
                     else:
                         future.set_result(result)
