@@ -9,7 +9,9 @@ Instead each pin is recomputed from the thing it names:
 * GitHub trees: the NAR hash of the tree at the pinned commit, read from a local git mirror
   (`--git OWNER/REPO=GIT_DIR`), less the `exclude`d paths (the same paths the Nix source leaves
   out with a non-cone sparse checkout). Every blob is re-hashed against its git object id first,
-  so a damaged mirror cannot produce a wrong pin.
+  so a damaged mirror cannot produce a wrong pin. A blob the mirror lacks (snapshots leave out
+  large files) can be supplied as a file recovered elsewhere (`--blob FILE`): it is used only
+  where the tree names exactly its git blob id.
 * flake.lock inputs: the NAR hash of an unpacked copy of the input (`--flake-input NAME=DIR`,
   e.g. the extracted GitHub tarball of the locked revision); without one they are reported as
   skipped, since their tarballs live on GitHub.
@@ -73,9 +75,14 @@ def pypi_hash(e: dict, files: list[Path], download: bool) -> str | None:
 
 # --- NAR hash of a git tree ---------------------------------------------------------------------
 
+def blob_id(data: bytes) -> str:
+    return hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
+
+
 class Git:
-    def __init__(self, git_dir: str):
+    def __init__(self, git_dir: str, blobs: dict[str, bytes] | None = None):
         self.git_dir = git_dir
+        self.blobs = blobs or {}  # blob id -> content, for blobs the mirror lacks
         self.proc = subprocess.Popen(
             ["git", "--git-dir", git_dir, "cat-file", "--batch"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -85,8 +92,10 @@ class Git:
         self.proc.stdin.write(oid.encode() + b"\n")
         self.proc.stdin.flush()
         header = self.proc.stdout.readline().split()
+        if len(header) >= 2 and header[1] == b"missing" and oid in self.blobs:
+            return "blob", self.blobs[oid]
         if len(header) < 3 or header[1] == b"missing":
-            raise LookupError(f"object {oid} is missing from {self.git_dir}")
+            raise LookupError(f"object {oid} is missing from {self.git_dir} (no --blob file has that id)")
         kind, size = header[1].decode(), int(header[2])
         data = self.proc.stdout.read(size)
         self.proc.stdout.read(1)  # trailing newline
@@ -194,8 +203,8 @@ def flake_lock_inputs(lock_file: Path) -> dict[str, dict]:
     return {name: node["locked"] for name, node in lock["nodes"].items() if "locked" in node}
 
 
-def github_tree_hash(git_dir: str, rev: str, exclude: list[str]) -> str:
-    git = Git(git_dir)
+def github_tree_hash(git_dir: str, rev: str, exclude: list[str], blobs: dict[str, bytes] | None = None) -> str:
+    git = Git(git_dir, blobs)
     w = HashWriter()
     w.write(nar_str(b"nix-archive-1"))
     nar_tree(git, git.commit_tree(rev), "", set(exclude), w)
@@ -211,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="directory of already downloaded PyPI files (checked before downloading)")
     ap.add_argument("--git", action="append", default=[], metavar="OWNER/REPO=GIT_DIR",
                     help="local git directory holding a pinned GitHub repository")
+    ap.add_argument("--blob", type=Path, action="append", default=[], metavar="FILE",
+                    help="a file standing in for a blob a --git mirror lacks (matched by its git blob id)")
     ap.add_argument("--download", action="store_true", help="fetch PyPI files that --files lacks")
     ap.add_argument("--flake-lock", type=Path, default=HERE.parent / "flake.lock")
     ap.add_argument("--flake-input", action="append", default=[], metavar="NAME=DIR",
@@ -227,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--git {g}: expected OWNER/REPO=GIT_DIR")
         gits[key.lower()] = path
 
+    blobs = {}
+    for f in args.blob:
+        data = f.read_bytes()
+        blobs[blob_id(data)] = data
+        print(f"blob      {f}: {blob_id(data)}")
     mismatches = checked = 0
     copies = dict(arg.partition("=")[::2] for arg in args.flake_input)
     for name, locked in sorted(flake_lock_inputs(args.flake_lock).items()):
@@ -251,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                 why = "file not given (--files) and --download not set"
             elif e["type"] == "github":
                 git_dir = gits.get(f"{e['owner']}/{e['repo']}".lower())
-                got = github_tree_hash(git_dir, e["rev"], e.get("exclude", [])) if git_dir else None
+                got = github_tree_hash(git_dir, e["rev"], e.get("exclude", []), blobs) if git_dir else None
                 why = f"no --git {e['owner']}/{e['repo']}=GIT_DIR"
             else:
                 got, why = None, f"type {e['type']} cannot be recomputed here"

@@ -1,11 +1,7 @@
 # ComfyUI's source at the pinned commit, with every patches/comfyui/*.patch applied in name
 # order (the directory is read at evaluation time, so new patches need no change here).
-#
-# sources.json excludes comfy/text_encoders/llama_tokenizer/tokenizer.json from the fetch: that
-# 8 MB file (read only by the HunyuanVideo / llama text encoders, not on the SD1.5/SDXL path)
-# could not be obtained where the pin was made, and a fixed-output hash must be computed from
-# the exact tree it names. Dropping `exclude` there (and recomputing the hash with
-# pkgs/update-hashes.py from a complete clone) restores the full tree.
+# The fetch is the whole tree (its hash was recomputed by pkgs/update-hashes.py with the one
+# blob our mirror lacked rebuilt by ./recover-llama-tokenizer.py and checked against its id).
 {
   lib,
   stdenvNoCC,
@@ -43,7 +39,5 @@ stdenvNoCC.mkDerivation {
   dontFixup = true;
   passthru = {
     inherit (s) rev;
-    # The source lacks these paths; see the comment at the top.
-    missing = s.exclude or [ ];
   };
 }

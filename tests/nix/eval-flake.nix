@@ -51,5 +51,6 @@ in
     fetch = src.src;
     # An entry without `exclude` fetches the whole tree (no sparse checkout).
     wholeTree = fetchComfyxSource "stduuid";
+    sparse = fetchComfyxSource "bmf";
   };
 }

@@ -42,10 +42,13 @@ def test_comfyui_source_fetch(flake):
     fetch = flake()["comfyuiSrc"]["fetch"]
     assert (fetch["owner"], fetch["repo"]) == ("Comfy-Org", "ComfyUI")
     assert fetch["rev"] == "a125cd84b054a57729b5eecab930ca9408719832"
-    assert fetch["nonConeMode"] is True
-    assert fetch["sparseCheckout"] == ["/*", "!/comfy/text_encoders/llama_tokenizer/tokenizer.json"]
     assert fetch["hash"].startswith("sha256-")
+    # The whole tree, as GitHub's tarball gives it: no sparse checkout.
+    assert set(fetch) == {"owner", "repo", "rev", "hash"}
     assert set(flake()["comfyuiSrc"]["wholeTree"]) == {"owner", "repo", "rev", "hash"}
+    # `exclude` in sources.json becomes a non-cone sparse checkout (BMF leaves out bmf_lite).
+    sparse = flake()["comfyuiSrc"]["sparse"]
+    assert sparse["nonConeMode"] is True and sparse["sparseCheckout"] == ["/*", "!/bmf_lite"]
 
 
 def test_every_comfyui_patch_is_applied_in_name_order(flake, tmp_path):

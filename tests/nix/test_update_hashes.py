@@ -121,7 +121,32 @@ def test_pinned_comfyui_hash_recomputes():
     if not git_dir:
         pytest.skip("COMFYX_COMFYUI_GIT is not set: name a git directory holding ComfyUI's pinned commit")
     s = json.loads((REPO / "pkgs" / "sources.json").read_text())["comfyui"]
-    assert update_hashes.github_tree_hash(git_dir, s["rev"], s["exclude"]) == s["hash"]
+    assert "exclude" not in s, "ComfyUI is pinned as its whole tree"
+    assert update_hashes.github_tree_hash(git_dir, s["rev"], []) == s["hash"]
+
+
+def test_a_blob_the_mirror_lacks_is_taken_from_a_file_with_its_id(repo, tmp_path, capsys):
+    work, rev = repo
+    whole = update_hashes.github_tree_hash(str(work / ".git"), rev, [])
+    data = (work / "a" / "big.json").read_bytes()
+    oid = update_hashes.blob_id(data)
+    assert oid == git(work, "hash-object", "a/big.json").strip()
+    (work / ".git" / "objects" / oid[:2] / oid[2:]).unlink()  # a snapshot without that blob
+    with pytest.raises(LookupError, match=oid):
+        update_hashes.github_tree_hash(str(work / ".git"), rev, [])
+    wrong = update_hashes.blob_id(b"{ }\n")
+    with pytest.raises(LookupError, match=oid):
+        update_hashes.github_tree_hash(str(work / ".git"), rev, [], {wrong: b"{ }\n"})
+    assert update_hashes.github_tree_hash(str(work / ".git"), rev, [], {oid: data}) == whole
+    # The same through the command line.
+    recovered = tmp_path / "recovered.json"
+    recovered.write_bytes(data)
+    sources = tmp_path / "sources.json"
+    sources.write_text(json.dumps({"tree": {"type": "github", "owner": "o", "repo": "r", "rev": rev, "hash": whole}}))
+    args = ["--sources", str(sources), "--git", f"o/r={work / '.git'}"]
+    assert update_hashes.main(args) == 0 and "skip      tree" in capsys.readouterr().out
+    assert update_hashes.main([*args, "--blob", str(recovered)]) == 0
+    assert "ok        tree" in capsys.readouterr().out
 
 
 def test_directory_nar_hash_matches_nix(repo, tmp_path):
