@@ -5,7 +5,14 @@ Why this exists: our machines cannot run nixpkgs, so no `nix build` tells us a h
 Instead each pin is recomputed from the thing it names:
 
 * PyPI files: the exact file (from a directory of already downloaded files, or fetched from
-  the same URL `fetchPypi` builds), sha256 in SRI form.
+  the URL `fetchPypi` builds, else from the URL PyPI's index gives for that file name), streamed
+  into sha256 (nothing is kept on disk), in SRI form.
+* Files pinned by URL (`url-wheel`: torch's XPU wheels, on download.pytorch.org): the same, from
+  `--files` or `--download`; where neither has the file, reported as taken from the public pin
+  the entry names.
+* `pinnedBy` (a public pin of the same file: repository, commit, file): with a git directory of
+  that repository (`--git OWNER/REPO=GIT_DIR`), our URL/file name and hash are compared with the
+  ones written in that file at that commit, so a copied pin is rechecked against its source.
 * GitHub trees: the NAR hash of the tree at the pinned commit, read from a local git mirror
   (`--git OWNER/REPO=GIT_DIR`), less the `exclude`d paths (the same paths the Nix source leaves
   out with a non-cone sparse checkout). Every blob is re-hashed against its git object id first,
@@ -24,11 +31,15 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -40,9 +51,11 @@ def sri(digest: bytes) -> str:
     return "sha256-" + base64.b64encode(digest).decode()
 
 
-# --- PyPI files -----------------------------------------------------------------------------
+# --- wheel files ----------------------------------------------------------------------------
 
 def wheel_filename(e: dict) -> str:
+    if e.get("type") == "url-wheel":  # the name fetch-wheel.nix stores it under: %2B is `+`
+        return urllib.parse.unquote(e["url"].rsplit("/", 1)[1])
     return f"{e['pname']}-{e['version']}-{e['python']}-{e['abi']}-{e['platform']}.whl"
 
 
@@ -61,7 +74,22 @@ def hash_stream(stream) -> str:
     return sri(h.digest())
 
 
-def pypi_hash(e: dict, files: list[Path], download: bool) -> str | None:
+def index_url(e: dict) -> str:
+    """The file's URL in PyPI's JSON index (PEP 691), for mirrors without fetchPypi's redirects."""
+    project = re.sub(r"[-_.]+", "-", e["pname"]).lower()
+    req = urllib.request.Request(f"https://pypi.org/simple/{project}/",
+                                 headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        files = json.load(r)["files"]
+    name = wheel_filename(e)
+    for f in files:
+        if f["filename"] == name:
+            return f["url"]
+    raise LookupError(f"PyPI lists no file {name} for {project}")
+
+
+def file_hash(e: dict, files: list[Path], download: bool) -> str | None:
+    """sha256 of the entry's file from `files`, else downloaded (streamed, never stored)."""
     name = wheel_filename(e)
     for d in files:
         if (d / name).is_file():
@@ -69,7 +97,14 @@ def pypi_hash(e: dict, files: list[Path], download: bool) -> str | None:
                 return hash_stream(f)
     if not download:
         return None
-    with urllib.request.urlopen(wheel_url(e), timeout=600) as r:
+    url = e["url"] if e["type"] == "url-wheel" else wheel_url(e)
+    try:
+        with urllib.request.urlopen(url, timeout=600) as r:
+            return hash_stream(r)
+    except urllib.error.HTTPError as err:
+        if err.code != 404 or e["type"] == "url-wheel":
+            raise
+    with urllib.request.urlopen(index_url(e), timeout=600) as r:
         return hash_stream(r)
 
 
@@ -103,6 +138,19 @@ class Git:
         if hashlib.sha1(f"{kind} {size}\0".encode() + data).hexdigest() != oid:
             raise ValueError(f"object {oid} does not match its id")
         return kind, data
+
+    def file(self, rev: str, path: str) -> bytes:
+        """The content of `path` in commit `rev`."""
+        oid = self.commit_tree(rev)
+        for part in path.split("/"):
+            entries = {name.decode(): child for _, name, child in self.tree_entries(oid)}
+            if part not in entries:
+                raise LookupError(f"{path} is not in {rev}")
+            oid = entries[part]
+        kind, data = self.read(oid)
+        if kind != "blob":
+            raise ValueError(f"{path} in {rev} is a {kind}, not a file")
+        return data
 
     def commit_tree(self, rev: str) -> str:
         kind, data = self.read(rev)
@@ -211,6 +259,74 @@ def github_tree_hash(git_dir: str, rev: str, exclude: list[str], blobs: dict[str
     return sri(w.h.digest())
 
 
+# --- public pins ---------------------------------------------------------------------------------
+
+def pin_source(e: dict) -> str:
+    p = e["pinnedBy"]
+    return f"{p['repo']}@{p['commit'][:8]}:{p['file']}"
+
+
+def public_pin(git: Git, e: dict) -> tuple[str, str]:
+    """(url, hash) the entry's public pin gives for the same file name.
+
+    The pin is Nix (`url = "..."; hash = "...";` pairs); it is read from the git object store at
+    the pinned commit, each object checked against its id.
+    """
+    p = e["pinnedBy"]
+    text = git.file(p["commit"], p["file"]).decode()
+    name = wheel_filename(e)
+    found = [(url, h) for url, h in re.findall(r'url\s*=\s*"([^"]+)";\s*hash\s*=\s*"([^"]+)";', text)
+             if urllib.parse.unquote(url.rsplit("/", 1)[1]) == name]
+    if len(found) != 1:
+        raise LookupError(f"{pin_source(e)} pins {len(found)} files named {name}, not one")
+    return found[0]
+
+
+@functools.cache
+def git_at(git_dir: str) -> Git:
+    return Git(git_dir)
+
+
+def entry_hash(e: dict, args: argparse.Namespace, gits: dict[str, str],
+               blobs: dict[str, bytes]) -> tuple[str | None, str]:
+    """(recomputed hash or None, why it is None) for one sources.json entry."""
+    try:
+        if e["type"] in ("pypi-wheel", "url-wheel"):
+            why = "file not given (--files) and --download not set"
+            if e["type"] == "url-wheel":
+                why = f"taken from {pin_source(e)}; {why}"
+            return file_hash(e, args.files, args.download), why
+        if e["type"] == "github":
+            git_dir = gits.get(f"{e['owner']}/{e['repo']}".lower())
+            why = f"no --git {e['owner']}/{e['repo']}=GIT_DIR"
+            return (github_tree_hash(git_dir, e["rev"], e.get("exclude", []), blobs) if git_dir else None), why
+        return None, f"type {e['type']} cannot be recomputed here"
+    except urllib.error.URLError as err:
+        if e["type"] == "url-wheel":
+            return None, f"taken from {pin_source(e)}, not reachable here ({err.reason})"
+        return None, str(err)
+    except (LookupError, ValueError, OSError) as err:
+        return None, str(err)
+
+
+def check_public_pin(name: str, e: dict, gits: dict[str, str]) -> bool | None:
+    """Whether our URL (url-wheel) or file name and hash equal the public pin's; None: no --git for it."""
+    git_dir = gits.get(e["pinnedBy"]["repo"].lower())
+    if git_dir is None:
+        print(f"skip      {name}: pinned by {pin_source(e)}, no --git {e['pinnedBy']['repo']}=GIT_DIR")
+        return None
+    try:
+        url, h = public_pin(git_at(git_dir), e)
+    except (LookupError, ValueError) as err:
+        print(f"MISMATCH  {name}: {err}")
+        return False
+    if h != e["hash"] or (e["type"] == "url-wheel" and url != e["url"]):
+        print(f"MISMATCH  {name}: {pin_source(e)} pins {url} {h}, we pin {e.get('url', '')} {e['hash']}")
+        return False
+    print(f"ok        {name} agrees with {pin_source(e)}")
+    return True
+
+
 # --- main ------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,10 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--files", type=Path, action="append", default=[],
                     help="directory of already downloaded PyPI files (checked before downloading)")
     ap.add_argument("--git", action="append", default=[], metavar="OWNER/REPO=GIT_DIR",
-                    help="local git directory holding a pinned GitHub repository")
+                    help="local git directory holding a pinned GitHub repository or a public pin's repository")
     ap.add_argument("--blob", type=Path, action="append", default=[], metavar="FILE",
                     help="a file standing in for a blob a --git mirror lacks (matched by its git blob id)")
-    ap.add_argument("--download", action="store_true", help="fetch PyPI files that --files lacks")
+    ap.add_argument("--download", action="store_true",
+                    help="fetch files that --files lacks (streamed into the hash, not stored)")
     ap.add_argument("--flake-lock", type=Path, default=HERE.parent / "flake.lock")
     ap.add_argument("--flake-input", action="append", default=[], metavar="NAME=DIR",
                     help="unpacked copy of a flake.lock input at its locked revision")
@@ -261,29 +378,23 @@ def main(argv: list[str] | None = None) -> int:
     for name, e in sorted(sources.items()):
         if name.startswith("_") or (args.only and name not in args.only):
             continue
-        try:
-            if e["type"] == "pypi-wheel":
-                got = pypi_hash(e, args.files, args.download)
-                why = "file not given (--files) and --download not set"
-            elif e["type"] == "github":
-                git_dir = gits.get(f"{e['owner']}/{e['repo']}".lower())
-                got = github_tree_hash(git_dir, e["rev"], e.get("exclude", []), blobs) if git_dir else None
-                why = f"no --git {e['owner']}/{e['repo']}=GIT_DIR"
-            else:
-                got, why = None, f"type {e['type']} cannot be recomputed here"
-        except (LookupError, ValueError, OSError) as err:
-            got, why = None, str(err)
+        got, why = entry_hash(e, args, gits, blobs)
         if got is None:
             print(f"skip      {name}: {why}")
-            continue
-        checked += 1
-        if got == e["hash"]:
-            print(f"ok        {name} {got}")
         else:
-            mismatches += 1
-            print(f"MISMATCH  {name}: pinned {e['hash']}, computed {got}")
-            if args.write:
-                e["hash"] = got
+            checked += 1
+            if got == e["hash"]:
+                print(f"ok        {name} {got}")
+            else:
+                mismatches += 1
+                print(f"MISMATCH  {name}: pinned {e['hash']}, computed {got}")
+                if args.write:
+                    e["hash"] = got
+        if "pinnedBy" in e:
+            agrees = check_public_pin(name, e, gits)
+            if agrees is not None:
+                checked += 1
+                mismatches += not agrees
     if args.write and mismatches:
         args.sources.write_text(json.dumps(sources, indent=2) + "\n")
     print(f"{checked} rechecked, {mismatches} mismatched")

@@ -42,7 +42,8 @@ def test_no_placeholder_hashes(nix_files):
 def test_sources_pins_are_sha256_sri():
     sources = json.loads((REPO / "pkgs" / "sources.json").read_text())
     pins = {k: v for k, v in sources.items() if not k.startswith("_")}
-    assert {"comfyui", "bmf", "stduuid", "comfyui-frontend-package", "torch-xla", "libtpu"} <= set(pins)
+    assert {"comfyui", "bmf", "stduuid", "comfyui-frontend-package", "torch-xla", "libtpu", "torch-2.10.0-xpu",
+            "intel-sycl-rt"} <= set(pins)
     for name, entry in pins.items():
         h = entry["hash"]
         assert h.startswith("sha256-"), name
@@ -60,3 +61,22 @@ def test_flake_lock_pins_nixpkgs_with_a_nar_hash():
     assert len(base64.b64decode(locked["narHash"][7:])) == 32
     # flake.nix asks for the branch the lock was taken from
     assert f'github:NixOS/nixpkgs/{nixpkgs["original"]["ref"]}' in (REPO / "flake.nix").read_text()
+
+
+def test_url_wheels_name_their_public_pin():
+    """A hash we cannot compute here (download.pytorch.org is out of reach) is taken from a public
+    pin of the same file, which the entry names: repository, full commit, file."""
+    sources = json.loads((REPO / "pkgs" / "sources.json").read_text())
+    url_wheels = {k: v for k, v in sources.items() if not k.startswith("_") and v["type"] == "url-wheel"}
+    assert set(url_wheels) == {"torch-2.10.0-xpu", "torchvision-0.25.0-xpu", "torchaudio-2.10.0-xpu",
+                               "triton-xpu-3.6.0"}
+    for name, entry in sources.items():
+        if name.startswith("_") or (entry["type"] != "url-wheel" and "pinnedBy" not in entry):
+            continue
+        pin = entry["pinnedBy"]
+        assert set(pin) == {"repo", "commit", "file"}, name
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+", pin["repo"]) and re.fullmatch(r"[0-9a-f]{40}", pin["commit"]), name
+        assert pin["file"] and not pin["file"].startswith("/"), name
+    for name, entry in url_wheels.items():
+        assert entry["url"].startswith("https://download.pytorch.org/whl/"), name
+        assert entry["url"].endswith(".whl") and "cp312" in entry["url"], name

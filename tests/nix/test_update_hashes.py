@@ -171,3 +171,109 @@ def test_flake_inputs_are_rechecked_from_an_unpacked_copy(repo, tmp_path, capsys
     (tree / "README").write_text("changed\n")
     assert update_hashes.main([*base, "--flake-input", f"dep={tree}"]) == 1
     assert "MISMATCH  flake:dep" in capsys.readouterr().out
+
+
+def sri_of(data: bytes) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+PIN_FILE = """{
+  xpu = {
+    torch = {
+      version = "1.0";
+      url = "https://download.invalid/whl/xpu/demo-1.0%2Bxpu-py3-none-any.whl";
+      hash = "HASH";
+    };
+  };
+  runtime.lib = { url = "https://files.pythonhosted.org/packages/ab/cd/rt-2.0-py3-none-any.whl"; hash = "RT"; };
+}
+"""
+
+
+@pytest.fixture
+def pinned(tmp_path: Path) -> tuple[Path, Path, dict]:
+    """A public pin (a git repository with a Nix file of URLs and hashes) and sources naming it."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    wheel, rt = b"an xpu wheel", b"a runtime wheel"
+    pins = tmp_path / "pins"
+    (pins / "nix").mkdir(parents=True)
+    (pins / "nix" / "versions.nix").write_text(PIN_FILE.replace("HASH", sri_of(wheel)).replace("RT", sri_of(rt)))
+    git(pins, "init", "-q")
+    git(pins, "add", "-A")
+    git(pins, "commit", "-qm", "pins")
+    pin = {"repo": "o/pins", "commit": git(pins, "rev-parse", "HEAD").strip(), "file": "nix/versions.nix"}
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "demo-1.0+xpu-py3-none-any.whl").write_bytes(wheel)
+    sources = {
+        "demo": {"type": "url-wheel", "pname": "demo", "version": "1.0+xpu", "hash": sri_of(wheel),
+                 "url": "https://download.invalid/whl/xpu/demo-1.0%2Bxpu-py3-none-any.whl", "pinnedBy": pin},
+        "rt": {"type": "pypi-wheel", "pname": "rt", "version": "2.0", "python": "py3", "abi": "none",
+               "platform": "any", "hash": sri_of(rt), "pinnedBy": pin},
+    }
+    return pins, files, sources
+
+
+def run_sources(tmp_path: Path, sources: dict, *args: str) -> int:
+    path = tmp_path / "sources.json"
+    path.write_text(json.dumps(sources))
+    return update_hashes.main(["--sources", str(path), "--flake-lock", str(write_empty_lock(tmp_path)), *args])
+
+
+def write_empty_lock(tmp_path: Path) -> Path:
+    lock = tmp_path / "flake.lock"
+    lock.write_text(json.dumps({"nodes": {"root": {}}, "root": "root", "version": 7}))
+    return lock
+
+
+def test_url_wheel_file_name_decodes_the_local_version():
+    entry = {"type": "url-wheel", "url": "https://download.pytorch.org/whl/xpu/torch-2.10.0%2Bxpu-cp312-cp312-linux_x86_64.whl"}
+    assert update_hashes.wheel_filename(entry) == "torch-2.10.0+xpu-cp312-cp312-linux_x86_64.whl"
+
+
+def test_url_wheel_out_of_reach_is_reported_as_taken_from_its_pin(pinned, tmp_path, capsys):
+    _, files, sources = pinned
+    assert run_sources(tmp_path, {"demo": sources["demo"]}, "--download") == 0
+    out = capsys.readouterr().out
+    assert "skip      demo: taken from o/pins@" in out and "not reachable here" in out
+    assert "0 rechecked" in out
+    # The same file, downloaded elsewhere, is rechecked like a PyPI one.
+    assert run_sources(tmp_path, {"demo": sources["demo"]}, "--files", str(files)) == 0
+    assert "ok        demo sha256-" in capsys.readouterr().out
+
+
+def test_pins_are_compared_with_the_public_pin(pinned, tmp_path, capsys):
+    pins, _, sources = pinned
+    with_git = ["--git", f"o/pins={pins / '.git'}"]
+    assert run_sources(tmp_path, sources, *with_git) == 0
+    out = capsys.readouterr().out
+    assert "ok        demo agrees with o/pins@" in out and "ok        rt agrees with o/pins@" in out
+    assert "2 rechecked, 0 mismatched" in out
+    # Without the pin's repository there is nothing to compare with.
+    assert run_sources(tmp_path, sources) == 0
+    assert "skip      demo: pinned by o/pins@" in capsys.readouterr().out
+    # A hash, or a URL, that is not the public pin's is a mismatch; so is a file the pin lacks.
+    wrong_hash = {**sources["rt"], "hash": sri_of(b"something else")}
+    wrong_url = {**sources["demo"], "url": sources["demo"]["url"].replace("/xpu/", "/cpu/")}
+    absent = {**sources["rt"], "version": "3.0"}
+    for entry in (wrong_hash, wrong_url, absent):
+        assert run_sources(tmp_path, {"e": entry}, *with_git) == 1
+        assert "MISMATCH  e:" in capsys.readouterr().out
+    assert run_sources(tmp_path, {"e": absent}, *with_git) == 1
+    assert "pins 0 files named rt-3.0-py3-none-any.whl" in capsys.readouterr().out
+
+
+def test_our_pins_agree_with_the_public_pins():
+    git_dir = os.environ.get("COMFYX_PIN_GIT")
+    if not git_dir:
+        pytest.skip("COMFYX_PIN_GIT is not set: name a git directory of utensils/comfyui-nix (the public pin)")
+    sources = json.loads((REPO / "pkgs" / "sources.json").read_text())
+    pinned = {k: v for k, v in sources.items() if not k.startswith("_") and "pinnedBy" in v}
+    assert len(pinned) == 25
+    for name, entry in pinned.items():
+        assert entry["pinnedBy"]["repo"] == "utensils/comfyui-nix", name
+        url, h = update_hashes.public_pin(update_hashes.Git(git_dir), entry)
+        assert h == entry["hash"], name
+        if entry["type"] == "url-wheel":
+            assert url == entry["url"], name
