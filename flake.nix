@@ -1,5 +1,5 @@
 {
-  description = "comfyx: ComfyUI on NVIDIA (CUDA), Intel (IPEX), TPU and CPU, installed declaratively";
+  description = "comfyx: ComfyUI on NVIDIA (CUDA), Intel (XPU, IPEX), TPU and CPU, installed declaratively";
 
   # One input only: every other source is a fixed-output fetch pinned in pkgs/sources.json,
   # so `nix flake update` moves nixpkgs and nothing else.
@@ -9,14 +9,14 @@
     { self, nixpkgs }:
     let
       inherit (nixpkgs) lib;
-      # The accelerator wheels (CUDA torch, IPEX, torch_xla, libtpu) exist for x86_64 Linux only.
+      # The accelerator wheels (CUDA and XPU torch, IPEX, torch_xla, libtpu) exist for x86_64 Linux only.
       systems = [ "x86_64-linux" ];
       pkgsFor =
         system:
         import nixpkgs {
           inherit system;
           overlays = [ self.overlays.default ];
-          # The CUDA libraries the torch wheels link against are unfree.
+          # The CUDA libraries the torch wheels link against, and Intel's runtime, are unfree.
           config.allowUnfree = true;
         };
       forAllSystems = f: lib.genAttrs systems (system: f (pkgsFor system));
@@ -30,6 +30,7 @@
           comfyui-cpu
           comfyui-cuda
           comfyui-ipex
+          comfyui-ipex-cpu
           comfyui-tpu
           comfyui-src
           bmf
@@ -37,7 +38,8 @@
         inherit (pkgs.comfyxPython.pkgs) comfyx comfyx-kernels;
       });
 
-      # `nix run` starts ComfyUI through `comfyx serve` on the CPU; `nix run .#cuda` etc. pick a backend.
+      # `nix run` starts ComfyUI through `comfyx serve` on the CPU; `nix run .#cuda` etc. pick a
+      # backend: `.#ipex` an Intel GPU, `.#ipex-cpu` IPEX on a Xeon CPU.
       apps = forAllSystems (
         pkgs:
         let
@@ -51,6 +53,7 @@
           cpu = app pkgs.comfyui-cpu;
           cuda = app pkgs.comfyui-cuda;
           ipex = app pkgs.comfyui-ipex;
+          ipex-cpu = app pkgs.comfyui-ipex-cpu;
           tpu = app pkgs.comfyui-tpu;
           comfyx = {
             type = "app";

@@ -1,11 +1,12 @@
 # comfyx's packages on top of nixpkgs.
 #
 # Python packages enter through pythonPackagesExtensions so that they exist in every
-# python3*Packages set (and in the per-backend interpreters built from them). The ComfyUI
-# builds use Python 3.13, nixpkgs' default, whose packages the public binary cache holds.
+# python3*Packages set (and in the per-variant interpreters built from them). The ComfyUI
+# builds use Python 3.13, nixpkgs' default, whose packages the public binary cache holds; the
+# Intel GPU one uses 3.12, the only Python its pinned XPU wheels are built for.
 final: prev:
 let
-  comfyui = backend: final.callPackage ../pkgs/comfyui/package.nix { inherit backend; };
+  comfyui = variant: final.callPackage ../pkgs/comfyui/package.nix { inherit variant; };
 in
 {
   # Every fixed-output pin except flake.lock; rechecked by pkgs/update-hashes.py.
@@ -24,6 +25,7 @@ in
 
   comfyui-cpu = comfyui "cpu";
   comfyui-cuda = comfyui "cuda";
-  comfyui-ipex = comfyui "ipex";
+  comfyui-ipex = comfyui "ipex"; # Intel GPUs (torch XPU wheels)
+  comfyui-ipex-cpu = comfyui "ipex-cpu"; # Xeon CPUs (IPEX 2.8 on torch 2.8)
   comfyui-tpu = comfyui "tpu";
 }

@@ -1,5 +1,6 @@
-# ComfyUI for one backend (cpu, cuda, ipex, tpu): the pinned source, a Python environment with
-# ComfyUI's requirements, comfyx and the backend's torch, and two programs:
+# ComfyUI for one variant (cpu, cuda, ipex for Intel GPUs, ipex-cpu for Xeon CPUs, tpu): the pinned
+# source, a Python environment with ComfyUI's requirements, comfyx and the variant's torch, and two
+# programs:
 #   bin/comfyui  start the server with state under $XDG_DATA_HOME/comfyui (what `nix run` runs)
 #   bin/comfyx   comfyx itself, with COMFYUI_PATH pointing at the store copy of ComfyUI
 # Python packages are fixed at build time; nothing is pip-installed at run time. Custom nodes add
@@ -10,14 +11,17 @@
   callPackage,
   makeWrapper,
   replaceVars,
+  runCommand,
   runtimeShell,
   comfyui-src,
-  backend,
+  variant,
   withBmf ? false,
   extraPythonPackages ? (ps: [ ]),
 }:
 let
-  python = callPackage ./python.nix { inherit backend; };
+  python = callPackage ./python.nix { inherit variant; };
+  # comfyx's --backend: both Intel variants are `ipex` (an XPU through torch.xpu, else IPEX on the CPU).
+  backend = lib.removeSuffix "-cpu" variant;
   # Everything in ComfyUI v0.3.64's requirements.txt, in its order.
   requirements =
     ps: with ps; [
@@ -54,10 +58,11 @@ let
     {
       cpu = [ ];
       cuda = [ ps.comfyx-kernels ];
-      ipex = [ ps.intel-extension-for-pytorch ];
+      ipex = [ ];
+      ipex-cpu = [ ps.intel-extension-for-pytorch ];
       tpu = [ ps.torch-xla ];
     }
-    .${backend};
+    .${variant};
   env = python.withPackages (
     ps:
     requirements ps
@@ -66,6 +71,17 @@ let
     ++ lib.optional withBmf ps.bmf
     ++ extraPythonPackages ps
   );
+  # What `passthru.tests.imports` runs in the build sandbox, which has no accelerator: the
+  # variant's torch and backend packages load their libraries.
+  importCheck =
+    {
+      cpu = "import torch";
+      cuda = "import torch";
+      ipex = "import torch; assert torch.xpu._is_compiled(), torch.__version__";
+      ipex-cpu = "import torch, intel_extension_for_pytorch";
+      tpu = "import torch, torch_xla";
+    }
+    .${variant};
   launcher = replaceVars ./comfyui.sh {
     inherit runtimeShell backend;
     comfyx = "${env}/bin/comfyx";
@@ -73,7 +89,7 @@ let
   };
 in
 stdenvNoCC.mkDerivation {
-  pname = "comfyui-${backend}";
+  pname = "comfyui-${variant}";
   inherit (comfyui-src) version;
   dontUnpack = true;
   nativeBuildInputs = [ makeWrapper ];
@@ -87,15 +103,22 @@ stdenvNoCC.mkDerivation {
   '';
   passthru = {
     inherit
+      variant
       backend
       python
       env
       comfyui-src
       withBmf
       ;
+    # `nix build .#comfyui-ipex.tests.imports`
+    tests.imports = runCommand "comfyui-${variant}-imports" { } ''
+      export HOME=$TMPDIR PJRT_DEVICE=CPU
+      ${env}/bin/python -c ${lib.escapeShellArg "${importCheck}; import torchvision, torchaudio, comfyx"}
+      touch $out
+    '';
   };
   meta = {
-    description = "ComfyUI (${comfyui-src.version}) with comfyx, ${backend} backend";
+    description = "ComfyUI (${comfyui-src.version}) with comfyx, ${variant} variant";
     homepage = "https://github.com/Comfy-Org/ComfyUI";
     license = lib.licenses.gpl3Only;
     mainProgram = "comfyui";

@@ -1,20 +1,26 @@
-# The Python 3.13 interpreter of one backend: nixpkgs' package set with torch swapped.
+# The Python interpreter of one variant: nixpkgs' package set with torch swapped.
 #
 # Why wheels: building CUDA torch from source takes hours and tens of GB on a cache miss, and
 # IPEX / torch_xla are only published as wheels built against one exact torch release. So:
-#   cpu   nixpkgs' torch (built by Hydra, in the public cache)
-#   cuda  nixpkgs' torch-bin / torchvision-bin / torchaudio-bin (official CUDA wheels)
-#   ipex  torch 2.8.0 wheels from PyPI + intel-extension-for-pytorch 2.8.0 (needs torch==2.8.0)
-#   tpu   torch 2.9.0 wheels from PyPI + torch_xla 2.9.0 + libtpu 0.0.21 (torch_xla's pin)
-# The PyPI torch wheels are the CUDA builds; nixpkgs' torch-bin derivation already knows how to
-# link those against nixpkgs' CUDA libraries, so ipex and tpu reuse it with another src.
+#   cpu       nixpkgs' torch (built by Hydra, in the public cache)
+#   cuda      nixpkgs' torch-bin / torchvision-bin / torchaudio-bin (official CUDA wheels)
+#   ipex      Intel GPUs: torch 2.10.0+xpu, torchvision, torchaudio and triton-xpu (PyTorch's
+#             XPU wheels) with the Intel runtime wheels torch requires. Python 3.12: the pinned
+#             XPU wheels are cp312. No IPEX: stock torch.xpu drives the GPU, and IPEX 2.8 is
+#             bound to torch 2.8.
+#   ipex-cpu  Xeon CPUs: torch 2.8.0 wheels from PyPI + intel-extension-for-pytorch 2.8.0
+#   tpu       torch 2.9.0 wheels from PyPI + torch_xla 2.9.0 + libtpu 0.0.21 (torch_xla's pin)
+# Every other variant runs comfyxPython (3.13). The PyPI torch wheels are the CUDA builds;
+# nixpkgs' torch-bin derivation already knows how to link those against nixpkgs' CUDA libraries,
+# so ipex-cpu and tpu reuse it with another src. The XPU wheels link Intel's runtime instead.
 {
   lib,
   cudaPackages,
   comfyxPython,
+  python312,
   fetchComfyxWheel,
   comfyxSources,
-  backend,
+  variant,
 }:
 let
   # torch-bin (or torchvision-bin, torchaudio-bin) at the version of the wheel pinned as `name`.
@@ -61,6 +67,45 @@ let
       };
     ipex =
       self: super:
+      let
+        xpuWheel = name: args: self.callPackage ./xpu-wheel.nix ({ inherit name; } // args);
+      in
+      untested super
+      // {
+        intel-xpu-runtime = self.callPackage ./intel-xpu-runtime.nix { };
+        triton-xpu = xpuWheel "triton-xpu-3.6.0" { };
+        # The XPU build's module is `triton` too: it stands in for nixpkgs' one, so that the
+        # environment never holds two.
+        triton = self.triton-xpu;
+        # torch's Requires-Dist: these, triton-xpu and the Intel runtime (checked at build time).
+        torch = xpuWheel "torch-2.10.0-xpu" {
+          dependencies = with self; [
+            filelock
+            typing-extensions
+            setuptools
+            sympy
+            networkx
+            jinja2
+            fsspec
+            triton-xpu
+            intel-xpu-runtime
+          ];
+        };
+        torchvision = xpuWheel "torchvision-0.25.0-xpu" {
+          linkedTorch = self.torch;
+          dependencies = with self; [
+            torch
+            numpy
+            pillow
+          ];
+        };
+        torchaudio = xpuWheel "torchaudio-2.10.0-xpu" {
+          linkedTorch = self.torch;
+          dependencies = [ self.torch ];
+        };
+      };
+    ipex-cpu =
+      self: super:
       untested super
       // wheelTorch "torch-2.8.0" "torchvision-0.23.0" "torchaudio-2.8.0" self super
       // {
@@ -76,10 +121,12 @@ let
       };
   };
 
-  python = comfyxPython.override {
+  # The pinned XPU wheels are cp312 only.
+  interpreter = if variant == "ipex" then python312 else comfyxPython;
+  python = interpreter.override {
     self = python;
-    packageOverrides = overrides.${backend};
+    packageOverrides = overrides.${variant};
   };
 in
-assert lib.assertOneOf "backend" backend (builtins.attrNames overrides);
+assert lib.assertOneOf "variant" variant (builtins.attrNames overrides);
 python

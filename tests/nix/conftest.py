@@ -118,9 +118,9 @@ def flake():
 
 @pytest.fixture
 def comfyui_package():
-    """pkgs/comfyui for a backend with stand-in Python packages (eval-packages.nix)."""
-    return lambda backend, bmf=False: evaluate(
-        "eval-packages.nix", backend=f'"{backend}"', withBmf="true" if bmf else "false")
+    """pkgs/comfyui for a variant with stand-in Python packages (eval-packages.nix)."""
+    return lambda variant, bmf=False: evaluate(
+        "eval-packages.nix", variant=f'"{variant}"', withBmf="true" if bmf else "false")
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ rec {
     comfyui-cpu = comfyui "cpu";
     comfyui-cuda = comfyui "cuda";
     comfyui-ipex = comfyui "ipex";
+    comfyui-ipex-cpu = comfyui "ipex-cpu";
     comfyui-tpu = comfyui "tpu";
     comfyuiNodes = {
       # callPackage adds these to the set, which is not a node.

@@ -21,9 +21,9 @@ def test_outputs(flake):
 def test_packages_apps_checks(flake):
     f = flake()
     assert set(f["packageNames"]) == {
-        "default", "comfyui-cpu", "comfyui-cuda", "comfyui-ipex", "comfyui-tpu", "comfyui-src",
-        "comfyx", "comfyx-kernels", "bmf"}
-    assert {"default", "cpu", "cuda", "ipex", "tpu", "comfyx"} == set(f["appNames"])
+        "default", "comfyui-cpu", "comfyui-cuda", "comfyui-ipex", "comfyui-ipex-cpu", "comfyui-tpu",
+        "comfyui-src", "comfyx", "comfyx-kernels", "bmf"}
+    assert {"default", "cpu", "cuda", "ipex", "ipex-cpu", "tpu", "comfyx"} == set(f["appNames"])
     assert {"vm-cpu", "vm-ollama", "module-eval", "python-tests", "comfyui-cpu"} <= set(f["checkNames"])
     assert f["perSystem"]["devShells"] == ["x86_64-linux"]
 
@@ -32,7 +32,7 @@ def test_modules_and_overlay(flake):
     f = flake()
     assert f["modules"]["nixos"].endswith("modules/nixos/comfyui.nix")
     assert f["modules"]["homeManager"].endswith("modules/home-manager/comfyui.nix")
-    assert {"comfyui-cpu", "comfyui-cuda", "comfyui-ipex", "comfyui-tpu", "comfyui-src", "bmf",
+    assert {"comfyui-cpu", "comfyui-cuda", "comfyui-ipex", "comfyui-ipex-cpu", "comfyui-tpu", "comfyui-src", "bmf",
             "comfyuiNodes", "comfyxSources", "pythonPackagesExtensions"} <= set(f["overlayNames"])
     assert {"comfyx", "comfyx-kernels", "bmf", "comfyui-frontend-package", "comfyui-workflow-templates",
             "comfyui-embedded-docs"} == set(f["pythonPackageNames"])
