@@ -58,9 +58,14 @@ rec {
         type = types.enum backends;
         default = "cpu";
         description = ''
-          Accelerator backend: `cuda` (NVIDIA, torch CUDA wheels), `ipex` (Intel, torch 2.8 +
-          intel-extension-for-pytorch 2.8), `tpu` (torch_xla + libtpu) or `cpu`. It selects the
-          default package, comfyx's `--backend`, and the devices the service may open.
+          Accelerator backend: `cuda` (NVIDIA, torch CUDA wheels), `ipex` (Intel GPUs, torch's XPU
+          wheels), `tpu` (torch_xla + libtpu) or `cpu`. It selects the default package, comfyx's
+          `--backend`, and the devices the service may open.
+
+          `ipex` defaults to `comfyui-ipex`, which needs the GPU's Level Zero driver
+          (`hardware.graphics.extraPackages = [ pkgs.intel-compute-runtime ]` on NixOS). For IPEX 2.8
+          on a Xeon CPU instead, set `package = pkgs.comfyui-ipex-cpu` (torch 2.8 +
+          intel-extension-for-pytorch 2.8); comfyx's `--backend ipex` runs either.
         '';
       };
       device = mkOption {

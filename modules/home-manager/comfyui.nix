@@ -29,7 +29,10 @@ in
     package = mkPackageOption comfyxPkgs "ComfyUI (comfyx)" {
       default = [ "comfyui-${cfg.backend.type}" ];
       pkgsText = "comfyx's packages";
-      extraDescription = "The default follows `backend.type`.";
+      extraDescription = ''
+        The default follows `backend.type`; with `ipex` it is `comfyui-ipex` (Intel GPUs), and
+        `comfyui-ipex-cpu` runs IPEX on a Xeon CPU instead.
+      '';
     };
 
     backend = mkOption {

@@ -92,8 +92,9 @@ in
       default = [ "comfyui-${cfg.backend.type}" ];
       pkgsText = "comfyx's packages";
       extraDescription = ''
-        The default follows `backend.type` (`comfyui-cpu`, `comfyui-cuda`, `comfyui-ipex`,
-        `comfyui-tpu`). Node Python dependencies and BMF are added with `.override`.
+        The default follows `backend.type` (`comfyui-cpu`, `comfyui-cuda`, `comfyui-ipex` for
+        Intel GPUs, `comfyui-tpu`); with `ipex`, `comfyui-ipex-cpu` runs IPEX on a Xeon CPU
+        instead. Node Python dependencies and BMF are added with `.override`.
       '';
     };
 

@@ -30,6 +30,15 @@ def test_backend_and_devices(home):
     assert r["service"]["Service"]["ExecStart"].startswith(f"{STORE}comfyui-cuda/bin/comfyui")
 
 
+def test_ipex_defaults_to_the_xpu_package_and_takes_the_cpu_one(home):
+    r = home(cfg('programs.comfyui.backend.type = "ipex";'))
+    assert r["packages"] == ["comfyui-ipex"]
+    r = home(cfg('programs.comfyui.backend.type = "ipex";', "programs.comfyui.package = pkgs.comfyui-ipex-cpu;")
+             .replace("{ ", "{ pkgs, ... }: { ", 1))
+    assert r["packages"] == ["comfyui-ipex-cpu"]
+    assert "COMFYX_BACKEND=ipex" in r["service"]["Service"]["Environment"]
+
+
 def test_tpu_with_cuda_devices_is_rejected(home):
     r = home(cfg('programs.comfyui.backend = { type = "tpu"; device = "cuda:0"; };'))
     assert any('names cuda devices' in m for m in r["failedAssertions"])

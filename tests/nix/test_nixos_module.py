@@ -121,7 +121,17 @@ def test_ipex_backend_opens_render_nodes(nixos):
     assert sc["DeviceAllow"] == ["char-drm rw"]
     assert sorted(sc["SupplementaryGroups"]) == ["render", "video"]
     assert r["unit"]["environment"]["ZE_AFFINITY_MASK"] == "1"
-    assert r["package"] == "comfyui-ipex"
+    assert r["package"] == "comfyui-ipex"  # Intel GPUs, torch's XPU wheels
+
+
+def test_ipex_on_a_xeon_cpu_takes_the_ipex_cpu_package(nixos):
+    r = nixos(cfg('services.comfyui.backend.type = "ipex";', "services.comfyui.package = pkgs.comfyui-ipex-cpu;")
+              .replace("{ ", "{ pkgs, ... }: { ", 1))
+    assert r["failedAssertions"] == []
+    assert r["package"] == "comfyui-ipex-cpu"
+    assert exec_start(r)[0] == f"{STORE}comfyui-ipex-cpu/bin/comfyx"
+    assert exec_start(r)[4:6] == ["--backend", "ipex"]
+    assert r["unit"]["environment"]["COMFYX_BACKEND"] == "ipex"
 
 
 def test_tpu_backend(nixos):
