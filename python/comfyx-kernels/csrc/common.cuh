@@ -56,4 +56,17 @@ inline __nv_fp8_interpretation_t fp8_interpretation(Fp8Type type) {
   throw std::invalid_argument("unknown fp8 type code " + std::to_string(int(type)));
 }
 
+// Calls `body.template operator()<K>()` with K the fp8 interpretation for `type`.
+template <typename Body>
+void dispatch_fp8(Fp8Type type, Body&& body) {
+  switch (type) {
+    case Fp8Type::kE4M3: body.template operator()<__NV_E4M3>(); return;
+    case Fp8Type::kE5M2: body.template operator()<__NV_E5M2>(); return;
+  }
+  throw std::invalid_argument("unknown fp8 type code " + std::to_string(int(type)));
+}
+
+template <__nv_fp8_interpretation_t Kind>
+constexpr float kFp8Max = Kind == __NV_E4M3 ? 448.0f : 57344.0f;
+
 }  // namespace comfyx

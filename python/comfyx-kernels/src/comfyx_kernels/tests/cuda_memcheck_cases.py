@@ -1,7 +1,8 @@
 """Every CUDA kernel on awkward inputs, for `compute-sanitizer --tool memcheck python -m ...`.
 
-Tails (numel % 16 != 0), tiny and empty tensors, unaligned views, strided RoPE inputs, the
-scalar RoPE path and in-place calls; each result is checked against the eager backend so the
+Tails (numel % 16 != 0), tiny and empty tensors, unaligned views, inputs next to fp8
+rounding midpoints (the quantize's divide fallback), strided RoPE inputs, the scalar RoPE path
+and in-place calls; each result is checked against the eager backend so the
 run also fails on wrong values. Exits non-zero on any mismatch.
 """
 
@@ -13,6 +14,8 @@ import torch
 
 import comfyx_kernels as cx
 from comfyx_kernels.backends import eager
+
+from .helpers import near_midpoints
 
 
 def check(name: str, actual: torch.Tensor, expected: torch.Tensor, exact: bool = True) -> bool:
@@ -52,6 +55,17 @@ def main() -> int:
             qd, sd = cx.quantize_fp8_dynamic(x)
             qe, se = eager.quantize_fp8_dynamic(x, torch.float8_e4m3fn)
             ok &= check(f"dynamic large {dtype}", qd, qe) & check("dynamic large scale", sd, se)
+        for fp8 in (torch.float8_e4m3fn, torch.float8_e5m2):  # the divide fallback, diverging
+            x = near_midpoints(fp8, 0.37).cuda()
+            scale = torch.tensor(0.37, device="cuda")
+            ok &= check(
+                f"quantize near midpoints {fp8}",
+                cx.quantize_per_tensor_fp8(x, scale, fp8),
+                eager.quantize_per_tensor_fp8(x, scale, fp8),
+            )
+            qd, sd = cx.quantize_fp8_dynamic(x, fp8)
+            qe, se = eager.quantize_fp8_dynamic(x, fp8)
+            ok &= check(f"dynamic near midpoints {fp8}", qd, qe) & check("its scale", sd, se)
         unaligned = torch.randn(4097, device="cuda", dtype=torch.bfloat16)[1:]
         ok &= check(
             "quantize unaligned view",

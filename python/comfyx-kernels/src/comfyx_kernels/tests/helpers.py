@@ -39,3 +39,28 @@ def assert_bit_equal(actual: torch.Tensor, expected: torch.Tensor) -> None:
     assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
     differ = bits(actual).cpu() != bits(expected).cpu()
     assert not differ.any(), f"{int(differ.sum())} of {differ.numel()} elements differ"
+
+
+def fp8_midpoints(fp8_dtype: torch.dtype) -> torch.Tensor:
+    """Every value halfway between neighbouring non-negative finite fp8 values (and one past
+    the largest, where an unsaturated conversion would round up), in float64."""
+    values = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(fp8_dtype).double()
+    values = values[values.isfinite() & (values >= 0)].unique()
+    above_max = 2 * values[-1] - values[-2]
+    values = torch.cat([values, above_max.reshape(1)])
+    return (values[1:] + values[:-1]) / 2
+
+
+def near_midpoints(
+    fp8_dtype: torch.dtype, scale: float, largest: float = float("inf")
+) -> torch.Tensor:
+    """float32 x (on the CPU) with x / scale within a few float32 ulps of an fp8 rounding
+    midpoint, both signs, |x / scale| ≤ `largest`: where a quantize kernel must divide."""
+    midpoints = fp8_midpoints(fp8_dtype)
+    midpoints = midpoints[midpoints <= largest]
+    offsets = torch.arange(-6, 7, dtype=torch.float64) * 2.0**-24
+    targets = (midpoints[:, None] * (1 + offsets)).reshape(-1)
+    x = (targets * scale).float()
+    x = torch.cat([x, x.nextafter(torch.tensor(float("inf"))), x.nextafter(torch.tensor(0.0))])
+    x = x[(x.double() / scale).abs() <= largest]
+    return torch.cat([x, -x])
