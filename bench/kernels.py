@@ -27,7 +27,8 @@ from pathlib import Path
 import comfyx_kernels as cx
 import torch
 from comfyx_kernels.backends import cuda as cx_cuda
-from comfyx_kernels.quantized_tensor import QuantizedTensor, fp8_linear
+from comfyx_kernels.backends import eager as cx_eager
+from comfyx_kernels.quantized_tensor import FAST_ACCUM, QuantizedTensor, fp8_linear
 from comfyx_kernels.registry import PRIORITY
 
 CALLS, RUNS = 50, 5
@@ -37,6 +38,7 @@ MATRIX_SHAPES = [(8192, 8192), (4096, 3072), (4608, 3072)]
 # RoPE q and k (B, H, L, D) bf16 with float32 freqs: Flux at 1024² is (1, 24, 4608, 128).
 ROPE_SHAPES = [(1, 24, 4608, 128), (1, 24, 4096, 128), (1, 64, 8192, 128)]
 LINEAR_SHAPES = [(4096, 3072, 3072), (4096, 3072, 12288), (8192, 8192, 8192)]
+ACCUMULATION = {False: "exact accum", True: "fast accum"}
 TARGETS = {
     "quantize_fp8 8192x8192 % copy": 97.0,
     "dynamic_quantize_fp8 4096x3072 gpu_us": 20.0,
@@ -150,6 +152,7 @@ class Results:
     def __init__(self, copy_gbs: float):
         self.copy_gbs = copy_gbs
         self.rows: list[dict] = []
+        self.errors: dict[str, dict] = {}  # fp8 linear output errors per shape
 
     def add(self, op, shape, impl, backend, fn, bytes_moved=None, **extra):
         gpu, wall, method = gpu_and_wall_us(fn)
@@ -191,12 +194,29 @@ def bench_quantize(results, shape, ck_cuda, ck_tq):
     inputs = rotating(x)
     moved = 3 * x.numel()
 
-    def ours(op, backend, call):
-        results.add(op, shape, "comfyx", backend, expect_backend(call, op, backend), moved)
+    def ours(op, backend, call, **extra):
+        results.add(op, shape, "comfyx", backend, expect_backend(call, op, backend), moved, **extra)
+
+    # Bit-exactness at this size: elements that differ from eager (the IEEE divide).
+    expected = {
+        "quantize_fp8": cx_eager.quantize_per_tensor_fp8(x, scale, FP8),
+        "dynamic_quantize_fp8": cx_eager.quantize_fp8_dynamic(x, FP8)[0],
+    }
+
+    def differ_from_eager(op, backend):
+        with cx.use_backend(backend):
+            q = cx.quantize_per_tensor_fp8(x, scale) if op == "quantize_fp8" else cx.quantize_fp8_dynamic(x)[0]
+        return int((q.view(torch.uint8) != expected[op].view(torch.uint8)).sum())
 
     for backend in ("cuda", "triton"):
-        ours("quantize_fp8", backend, lambda: cx.quantize_per_tensor_fp8(*inputs(), scale))
-        ours("dynamic_quantize_fp8", backend, lambda: cx.quantize_fp8_dynamic(*inputs()))
+        ours(
+            "quantize_fp8", backend, lambda: cx.quantize_per_tensor_fp8(*inputs(), scale),
+            differ_from_eager=differ_from_eager("quantize_fp8", backend),
+        )
+        ours(
+            "dynamic_quantize_fp8", backend, lambda: cx.quantize_fp8_dynamic(*inputs()),
+            differ_from_eager=differ_from_eager("dynamic_quantize_fp8", backend),
+        )
     if ck_cuda:
         call = lambda: ck_cuda.quantize_per_tensor_fp8(*inputs(), scale)  # noqa: E731
         results.add("quantize_fp8", shape, "comfy-kitchen", "cuda", call, moved)
@@ -246,6 +266,37 @@ def bench_rope(results, shape, ck_cuda, ck_trope):
         results.add("rope", shape, "comfy-kitchen", "triton", lambda: ck_trope.apply_rope(*inputs()), moved)
 
 
+def relative_error(actual: torch.Tensor, reference: torch.Tensor) -> float:
+    """‖actual − reference‖ / ‖reference‖ in float64."""
+    reference = reference.double()
+    return round(float((actual.double() - reference).norm() / reference.norm()), 6)
+
+
+def linear_errors(x, w, bias, input_scale, qw, outputs: dict[str, torch.Tensor]) -> dict:
+    """Each fp8 output's relative error against float64 products: of the same dequantized
+    operands (what the GEMM's accumulation adds), of the unquantized operands, and against the
+    bf16 linear; with the fp8 quantization error itself (dequantized vs unquantized operands)."""
+    qx = cx.quantize_per_tensor_fp8(x, input_scale)
+    dequantized = torch.nn.functional.linear(  # exact in float64, as the GEMM sees them
+        qx.float().double() * input_scale.double(),
+        qw.qdata.float().double() * qw.scale.double(),
+        bias.double(),
+    )
+    unquantized = torch.nn.functional.linear(x.double(), w.double(), bias.double())
+    bf16 = torch.nn.functional.linear(x, w, bias)
+    errors = {
+        "fp8_quantization_vs_unquantized": relative_error(dequantized, unquantized),
+        "bf16_linear_vs_unquantized": relative_error(bf16, unquantized),
+    }
+    for name, out in outputs.items():
+        errors[name] = {
+            "vs_dequantized_fp64": relative_error(out, dequantized),
+            "vs_unquantized_fp64": relative_error(out, unquantized),
+            "vs_bf16_linear": relative_error(out, bf16),
+        }
+    return errors
+
+
 def bench_linear(results, shape, ck_cuda):
     m, k, n = shape
     x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
@@ -256,33 +307,50 @@ def bench_linear(results, shape, ck_cuda):
     inputs = rotating(x)
     flops = 2 * m * k * n
     bf16 = results.add("linear_bf16", shape, "torch", "cublas", lambda: torch.nn.functional.linear(*inputs(), w, bias))
-    static = lambda: fp8_linear(*inputs(), qw, bias, input_scale)  # noqa: E731
-    dynamic = lambda: fp8_linear(*inputs(), qw, bias)  # noqa: E731
-    fast = lambda: fp8_linear(*inputs(), qw, bias, input_scale, fast_accum=True)  # noqa: E731
-    rows = [
+    rows, outputs = [], {}
+    for fast in (False, True):
+        mode = ACCUMULATION[fast]
+        static = lambda fast=fast: fp8_linear(*inputs(), qw, bias, input_scale, fast_accum=fast)  # noqa: E731
+        call = expect_backend(static, "fp8_linear", "cuda")
+        rows.append(results.add("fp8_linear_static", shape, "comfyx", "cuda", call, accumulation=mode))
+        outputs[f"comfyx {mode}"] = fp8_linear(x, qw, bias, input_scale, fast_accum=fast)
+    dynamic = lambda: fp8_linear(*inputs(), qw, bias)  # noqa: E731 - the default accumulation
+    rows.append(
         results.add(
-            "fp8_linear_static_fast_accum", shape, "comfyx", "cuda", expect_backend(fast, "fp8_linear", "cuda")
-        ),
-        results.add("fp8_linear_static", shape, "comfyx", "cuda", expect_backend(static, "fp8_linear", "cuda")),
-        results.add("fp8_linear_dynamic", shape, "comfyx", "cuda", expect_backend(dynamic, "fp8_linear", "cuda")),
-    ]
+            "fp8_linear_dynamic", shape, "comfyx", "cuda", expect_backend(dynamic, "fp8_linear", "cuda"),
+            accumulation=ACCUMULATION[FAST_ACCUM],
+        )
+    )
     if ck_cuda:
         w_t = qw.qdata.t()
 
-        def kitchen_linear():
-            qx = ck_cuda.quantize_per_tensor_fp8(*inputs(), input_scale)
-            return torch._scaled_mm(qx, w_t, scale_a=input_scale, scale_b=qw.scale, bias=bias, out_dtype=torch.bfloat16)
+        def kitchen_linear(xi, fast):
+            qx = ck_cuda.quantize_per_tensor_fp8(xi, input_scale)
+            return torch._scaled_mm(
+                qx, w_t, scale_a=input_scale, scale_b=qw.scale, bias=bias, out_dtype=torch.bfloat16,
+                use_fast_accum=fast,
+            )
 
-        rows.append(results.add("fp8_linear_static", shape, "comfy-kitchen", "cuda", kitchen_linear))
+        # comfy-kitchen's own linear accumulates exactly; the fast row is its quantize with ours.
+        for fast in (False, True):
+            mode = ACCUMULATION[fast]
+            call = lambda fast=fast: kitchen_linear(*inputs(), fast)  # noqa: E731
+            rows.append(results.add("fp8_linear_static", shape, "comfy-kitchen", "cuda", call, accumulation=mode))
+            outputs[f"comfy-kitchen {mode}"] = kitchen_linear(x, fast)
     for row in (bf16, *rows):
         row["tflops"] = round(flops / row["gpu_us"] / 1e6, 1)
         row["speedup_vs_bf16"] = round(bf16["gpu_us"] / row["gpu_us"], 3)
+    results.errors[str(shape)] = errors = linear_errors(x, w, bias, input_scale, qw, outputs)
+    print(json.dumps({"linear_errors": str(shape), **errors}), flush=True)
 
 
 def check_targets(results) -> dict:
-    """Each target with comfyx's best cuda-backend figure and comfy-kitchen's best beside it."""
+    """Each target with comfyx's best cuda-backend figure and comfy-kitchen's best beside it.
+    fp8 linear: comfyx in its default accumulation (FAST_ACCUM), comfy-kitchen in its own
+    (exact); the other mode of each is reported beside them."""
+    default_mode, exact_mode = ACCUMULATION[FAST_ACCUM], ACCUMULATION[False]
 
-    def best(op, shape, metric, impl, lower_is_better=False):
+    def best(op, shape, metric, impl, lower_is_better=False, accumulation=None):
         values = [
             r[metric]
             for r in results.rows
@@ -291,6 +359,7 @@ def check_targets(results) -> dict:
             and r["impl"] == impl
             and (impl != "comfyx" or r["backend"] == "cuda")
             and r.get("heads_per_thread", cx_cuda.ROPE_HEADS_PER_THREAD) == cx_cuda.ROPE_HEADS_PER_THREAD
+            and r.get("accumulation") == accumulation
         ]
         if not values:
             return None
@@ -305,11 +374,18 @@ def check_targets(results) -> dict:
         checks[f"fp8_linear speedup {shape}"] = ("fp8_linear_static", shape, "speedup_vs_bf16", False)
     report = {}
     for key, (op, shape, metric, lower) in checks.items():
-        value = best(op, shape, metric, "comfyx", lower)
+        linear = op.startswith("fp8_linear")
+        value = best(op, shape, metric, "comfyx", lower, default_mode if linear else None)
         target = TARGETS[key]
         met = value is not None and (value <= target if lower else value >= target)
-        kitchen = best(op, shape, metric, "comfy-kitchen", lower)
+        kitchen = best(op, shape, metric, "comfy-kitchen", lower, exact_mode if linear else None)
         report[key] = {"value": value, "target": target, "met": met, "comfy_kitchen": kitchen}
+        if linear:
+            report[key]["accumulation"] = default_mode
+            for impl in ("comfyx", "comfy-kitchen"):
+                report[key][f"{impl} by accumulation"] = {
+                    mode: best(op, shape, metric, impl, lower, mode) for mode in ACCUMULATION.values()
+                }
     return report
 
 
@@ -326,17 +402,21 @@ def plot(results, path: Path) -> None:
         ("fp8_linear_static", "speedup_vs_bf16", "speedup over bf16 linear"),
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(22, 5))
+
+    def series(row: dict) -> str:
+        return " ".join(filter(None, (row["impl"], row["backend"], row.get("accumulation"))))
+
     for axis, (op, metric, label) in zip(axes, panels, strict=True):
         default = cx_cuda.ROPE_HEADS_PER_THREAD
         rows = [
             r for r in results.rows if r["op"] == op and metric in r and r.get("heads_per_thread", default) == default
         ]
         shapes = list(dict.fromkeys(r["shape"] for r in rows))
-        impls = list(dict.fromkeys(f"{r['impl']} {r['backend']}" for r in rows))
+        impls = list(dict.fromkeys(series(r) for r in rows))
         width = 0.8 / max(len(impls), 1)
         for i, impl in enumerate(impls):
             values = [
-                next((r[metric] for r in rows if r["shape"] == s and f"{r['impl']} {r['backend']}" == impl), 0)
+                next((r[metric] for r in rows if r["shape"] == s and series(r) == impl), 0)
                 for s in shapes
             ]
             axis.bar([j + i * width for j in range(len(shapes))], values, width, label=impl)
@@ -377,7 +457,9 @@ def main() -> None:
         "python": platform.python_version(),
         "copy_bandwidth_gbs": round(results.copy_gbs, 1),
         "method": f"CUDA events, median of {RUNS} x {CALLS} calls; wall = host time per call",
+        "fp8_linear_default_fast_accum": FAST_ACCUM,
         "targets": targets,
+        "fp8_linear_relative_errors": results.errors,
         "errors": errors,
         "rows": results.rows,
     }
