@@ -2,12 +2,15 @@
 fp8 linear. Writes bench/results/kernels.json and kernels.png (or --out DIR).
 
 GPU time: CUDA events around a CUDA graph of 50 calls, median of 5 replays (graph replay keeps
-host overhead out, so small sizes show the kernels' own time). Wall time: host clock per call
-over 50 eager back-to-back calls (what a Python caller pays, launch overhead included).
-"% copy" is bytes moved (each input read once, each output written once) over GPU time, against
-a device-to-device copy measured in the same run. Every comfyx row asserts the backend that
-ran; comfy-kitchen rows call one of its backend modules directly (its use_backend falls back
-silently).
+host overhead out, so small sizes show the kernels' own time). The linear rows of one shape
+(bf16, fp8 in both accumulation modes, comfy-kitchen) are timed side by side: their graphs
+replayed in turn for 15 rounds, so clock drift reaches all alike, since their ratios are the
+figure; the fp8 outputs' relative errors (float64 references, bf16 linear) are recorded too.
+Wall time: host clock per call over 50 eager back-to-back calls (what a Python caller pays,
+launch overhead included). "% copy" is bytes moved (each input read once, each output written
+once) over GPU time, against a device-to-device copy measured in the same run. Every comfyx row
+asserts the backend that ran; comfy-kitchen rows call one of its backend modules directly (its
+use_backend falls back silently).
 
 Usage: python bench/kernels.py [--out DIR]
 """
@@ -39,6 +42,8 @@ MATRIX_SHAPES = [(8192, 8192), (4096, 3072), (4608, 3072)]
 ROPE_SHAPES = [(1, 24, 4608, 128), (1, 24, 4096, 128), (1, 64, 8192, 128)]
 LINEAR_SHAPES = [(4096, 3072, 3072), (4096, 3072, 12288), (8192, 8192, 8192)]
 ACCUMULATION = {False: "exact accum", True: "fast accum"}
+# fp8 vs bf16 linear, timed side by side: rounds of one graph replay (of LINEAR_CALLS calls) each.
+LINEAR_CALLS, LINEAR_ROUNDS = 10, 15
 TARGETS = {
     "quantize_fp8 8192x8192 % copy": 97.0,
     "dynamic_quantize_fp8 4096x3072 gpu_us": 20.0,
@@ -148,14 +153,37 @@ def expect_backend(fn: Callable[[], object], op: str, backend: str) -> Callable[
     return call
 
 
+def interleaved_gpu_us(fns: list[Callable[[], object]]) -> list[float]:
+    """GPU time per call of each fn: their CUDA graphs (LINEAR_CALLS calls each) replayed in
+    turn, round after round, so clock and temperature drift reach them all alike."""
+    graphs = []
+    for fn in fns:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(LINEAR_CALLS):
+                fn()
+        graphs.append(graph)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(LINEAR_ROUNDS):
+        for graph, series in zip(graphs, times, strict=True):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            graph.replay()
+            end.record()
+            torch.cuda.synchronize()
+            series.append(start.elapsed_time(end) / LINEAR_CALLS * 1e3)
+    del graphs
+    torch.cuda.empty_cache()
+    return [statistics.median(series) for series in times]
+
+
 class Results:
     def __init__(self, copy_gbs: float):
         self.copy_gbs = copy_gbs
         self.rows: list[dict] = []
         self.errors: dict[str, dict] = {}  # fp8 linear output errors per shape
 
-    def add(self, op, shape, impl, backend, fn, bytes_moved=None, **extra):
-        gpu, wall, method = gpu_and_wall_us(fn)
+    def _record(self, op, shape, impl, backend, gpu, wall, method, bytes_moved=None, **extra):
         row = {
             "op": op,
             "shape": str(shape),
@@ -171,6 +199,25 @@ class Results:
         self.rows.append(row)
         print(json.dumps(row), flush=True)
         return row
+
+    def add(self, op, shape, impl, backend, fn, bytes_moved=None, **extra):
+        gpu, wall, method = gpu_and_wall_us(fn)
+        return self._record(op, shape, impl, backend, gpu, wall, method, bytes_moved, **extra)
+
+    def add_side_by_side(self, specs: list[dict]) -> list[dict]:
+        """Rows for calls whose ratios are the figure (fp8 vs bf16 linear), timed interleaved.
+        Each spec: op, shape, impl, backend, fn and any extra fields of its row."""
+        for spec in specs:
+            for _ in range(3):  # warm-up: cuBLASLt heuristics, allocations
+                spec["fn"]()
+        torch.cuda.synchronize()
+        walls = [wall_us(spec["fn"]) for spec in specs]
+        gpus = interleaved_gpu_us([spec["fn"] for spec in specs])
+        method = f"cuda graphs interleaved, median of {LINEAR_ROUNDS} x {LINEAR_CALLS} calls"
+        return [
+            self._record(**{k: v for k, v in spec.items() if k != "fn"}, gpu=gpu, wall=wall, method=method)
+            for spec, wall, gpu in zip(specs, walls, gpus, strict=True)
+        ]
 
 
 def kitchen_backends():
@@ -306,21 +353,21 @@ def bench_linear(results, shape, ck_cuda):
     input_scale = (x.abs().amax().float() / 448).reshape(())
     inputs = rotating(x)
     flops = 2 * m * k * n
-    bf16 = results.add("linear_bf16", shape, "torch", "cublas", lambda: torch.nn.functional.linear(*inputs(), w, bias))
-    rows, outputs = [], {}
+    base = {"shape": shape, "backend": "cuda"}
+    specs = [
+        {**base, "op": "linear_bf16", "impl": "torch", "backend": "cublas",
+         "fn": lambda: torch.nn.functional.linear(*inputs(), w, bias)},
+    ]
+    outputs = {}
     for fast in (False, True):
         mode = ACCUMULATION[fast]
         static = lambda fast=fast: fp8_linear(*inputs(), qw, bias, input_scale, fast_accum=fast)  # noqa: E731
-        call = expect_backend(static, "fp8_linear", "cuda")
-        rows.append(results.add("fp8_linear_static", shape, "comfyx", "cuda", call, accumulation=mode))
+        specs.append({**base, "op": "fp8_linear_static", "impl": "comfyx", "accumulation": mode,
+                      "fn": expect_backend(static, "fp8_linear", "cuda")})
         outputs[f"comfyx {mode}"] = fp8_linear(x, qw, bias, input_scale, fast_accum=fast)
     dynamic = lambda: fp8_linear(*inputs(), qw, bias)  # noqa: E731 - the default accumulation
-    rows.append(
-        results.add(
-            "fp8_linear_dynamic", shape, "comfyx", "cuda", expect_backend(dynamic, "fp8_linear", "cuda"),
-            accumulation=ACCUMULATION[FAST_ACCUM],
-        )
-    )
+    specs.append({**base, "op": "fp8_linear_dynamic", "impl": "comfyx", "accumulation": ACCUMULATION[FAST_ACCUM],
+                  "fn": expect_backend(dynamic, "fp8_linear", "cuda")})
     if ck_cuda:
         w_t = qw.qdata.t()
 
@@ -334,10 +381,12 @@ def bench_linear(results, shape, ck_cuda):
         # comfy-kitchen's own linear accumulates exactly; the fast row is its quantize with ours.
         for fast in (False, True):
             mode = ACCUMULATION[fast]
-            call = lambda fast=fast: kitchen_linear(*inputs(), fast)  # noqa: E731
-            rows.append(results.add("fp8_linear_static", shape, "comfy-kitchen", "cuda", call, accumulation=mode))
+            specs.append({**base, "op": "fp8_linear_static", "impl": "comfy-kitchen", "accumulation": mode,
+                          "fn": lambda fast=fast: kitchen_linear(*inputs(), fast)})
             outputs[f"comfy-kitchen {mode}"] = kitchen_linear(x, fast)
-    for row in (bf16, *rows):
+    rows = results.add_side_by_side(specs)
+    bf16 = rows[0]
+    for row in rows:
         row["tflops"] = round(flops / row["gpu_us"] / 1e6, 1)
         row["speedup_vs_bf16"] = round(bf16["gpu_us"] / row["gpu_us"], 3)
     results.errors[str(shape)] = errors = linear_errors(x, w, bias, input_scale, qw, outputs)
@@ -456,7 +505,8 @@ def main() -> None:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "copy_bandwidth_gbs": round(results.copy_gbs, 1),
-        "method": f"CUDA events, median of {RUNS} x {CALLS} calls; wall = host time per call",
+        "method": f"CUDA events, median of {RUNS} x {CALLS} calls (linear: {LINEAR_ROUNDS} interleaved "
+        f"rounds x {LINEAR_CALLS}); wall = host time per call",
         "fp8_linear_default_fast_accum": FAST_ACCUM,
         "targets": targets,
         "fp8_linear_relative_errors": results.errors,

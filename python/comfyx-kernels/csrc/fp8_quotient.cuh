@@ -2,8 +2,9 @@
 // dividing: div.rn costs a reciprocal, a check and several FMAs per element, which bounded
 // the dynamic quantize after its grid barrier.
 //
-// Why it is exact (the Triton kernels use the same bracket, with the constants of
-// comfyx_kernels/fp8.py; a CPU test checks it over every 16-bit input and many scales):
+// Why it is exact (tests/test_fp8_quotient.py checks this bracket with the CPU's IEEE float32
+// over every 16-bit input and many scales; the GPU tests compare with eager near every fp8
+// rounding midpoint):
 // - Q = RN(x / s) is what eager converts; F = fp8 conversion (round to nearest even,
 //   saturating to ±max, NaN stays NaN) is monotonic non-decreasing in its float input.
 // - below ≤ 1/s ≤ above as real numbers: with inv = RN(1/s) (relative error ≤ u = 2^-24),

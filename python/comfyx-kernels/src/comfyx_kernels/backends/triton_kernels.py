@@ -1,8 +1,7 @@
 """Triton kernels: fp8 quantize / dequantize / dynamic quantize and interleaved RoPE.
 
-Math matches the eager backend bit for bit: fp32 IEEE divide (div_rn, not Triton's approximate
-`/`), saturate, round to nearest even; the quantize kernels get the divide's result from two
-multiplies where that is provably the same (quotient_to_fp8, fp8.QUOTIENT_BRACKET).
+Math matches the eager backend: fp32 IEEE divide (div_rn, not Triton's approximate `/`),
+saturate, round to nearest even.
 """
 
 from __future__ import annotations
@@ -12,13 +11,7 @@ import os
 import triton
 import triton.language as tl
 
-from ..fp8 import BRACKETED_SCALES, QUOTIENT_BRACKET
-
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
-_BELOW = tl.constexpr(1.0 - QUOTIENT_BRACKET)
-_ABOVE = tl.constexpr(1.0 + QUOTIENT_BRACKET)
-_MIN_BRACKETED = tl.constexpr(BRACKETED_SCALES[0])
-_MAX_BRACKETED = tl.constexpr(BRACKETED_SCALES[1])
 
 
 def _tuning(configs: list[triton.Config]) -> list[triton.Config]:
@@ -34,31 +27,6 @@ _FLAT_CONFIGS = _tuning(
 )
 
 
-@triton.jit
-def _saturated_codes(v, FP8_MAX: tl.constexpr, OUT: tl.constexpr):
-    """fp8 codes (uint8) of v saturated to ±FP8_MAX, NaN kept."""
-    v = tl.clamp(v, -FP8_MAX, FP8_MAX, propagate_nan=tl.PropagateNan.ALL)
-    return v.to(OUT).to(tl.uint8, bitcast=True)
-
-
-@triton.jit
-def quotient_to_fp8(x, scale, FP8_MAX: tl.constexpr, OUT: tl.constexpr):
-    """fp8 of saturate(div_rn(x, scale)), bit for bit, mostly from two multiplies."""
-    if (scale >= _MIN_BRACKETED) & (scale <= _MAX_BRACKETED):  # false for NaN
-        inverse = tl.math.div_rn(tl.full([], 1.0, tl.float32), scale)
-        exact = (scale.to(tl.uint32, bitcast=True) & 0x7FFFFF) == 0  # a power of two
-        below = tl.where(exact, inverse, inverse * _BELOW)
-        above = tl.where(exact, inverse, inverse * _ABOVE)
-        codes = _saturated_codes(x * below, FP8_MAX, OUT)
-        redo = codes != _saturated_codes(x * above, FP8_MAX, OUT)
-        if tl.max(redo.to(tl.int32), axis=0) > 0:  # rare: divide this block, keep the rest
-            divided = _saturated_codes(tl.math.div_rn(x, scale), FP8_MAX, OUT)
-            codes = tl.where(redo, divided, codes)
-    else:
-        codes = _saturated_codes(tl.math.div_rn(x, scale), FP8_MAX, OUT)
-    return codes.to(OUT, bitcast=True)
-
-
 @triton.autotune(configs=_FLAT_CONFIGS, key=["size_class"])
 @triton.jit
 def quantize_kernel(
@@ -67,8 +35,9 @@ def quantize_kernel(
     offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offsets < n
     x = tl.load(x_ptr + offsets, mask=mask).to(tl.float32)
-    q = quotient_to_fp8(x, tl.load(scale_ptr), FP8_MAX, out_ptr.dtype.element_ty)
-    tl.store(out_ptr + offsets, q, mask=mask)
+    scaled = tl.math.div_rn(x, tl.load(scale_ptr))
+    scaled = tl.clamp(scaled, -FP8_MAX, FP8_MAX, propagate_nan=tl.PropagateNan.ALL)
+    tl.store(out_ptr + offsets, scaled.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.autotune(configs=_FLAT_CONFIGS, key=["size_class"])
@@ -111,8 +80,10 @@ def quantize_from_amax_kernel(
     offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offsets < n
     x = tl.load(x_ptr + offsets, mask=mask).to(tl.float32)
-    q = quotient_to_fp8(x, scale, FP8_MAX, out_ptr.dtype.element_ty)
-    tl.store(out_ptr + offsets, q, mask=mask)
+    scaled = tl.clamp(
+        tl.math.div_rn(x, scale), -FP8_MAX, FP8_MAX, propagate_nan=tl.PropagateNan.ALL
+    )
+    tl.store(out_ptr + offsets, scaled.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.autotune(
