@@ -332,10 +332,10 @@ def fp8_linear(
     The activation path ComfyUI's fp8 layers take: one quantize kernel, one cuBLASLt fp8 GEMM
     (called directly, without the per-op dispatch of F.linear on QuantizedTensors).
     `fast_accum` (default FAST_ACCUM: on unless COMFYX_FP8_FAST_ACCUM=0) lets Hopper's tensor
-    cores accumulate without promoting partial sums to float32: faster (8192³ on an H100: 1.8 times
-    bf16 instead of 1.6) at an error well inside the fp8 quantization error itself
-    (bench/results/kernels.md), as torchao's float8 inference does. Pass False for the exact
-    float32 accumulation.
+    cores accumulate without promoting partial sums to float32, as torchao's float8 inference
+    does: 2-4% less GPU time on an H100, for 0.02-0.05% more relative output error where
+    quantizing the operands to fp8 costs 2.7% (bench/results/kernels.md). Pass False for the
+    exact float32 accumulation.
     """
     if not isinstance(weight, QuantizedTensor):
         raise TypeError(f"fp8_linear needs a QuantizedTensor weight, got {type(weight).__name__}")

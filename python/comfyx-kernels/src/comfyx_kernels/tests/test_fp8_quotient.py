@@ -7,8 +7,7 @@ to sit within a few ulps of fp8 rounding midpoints (where the CUDA kernels must 
 the divide), on every 16-bit input, and on scales outside the bracketed range.
 
 (The Triton kernels keep div_rn: the same bracket, selecting fp8 codes through a branch, was
-miscompiled on an H100 (half of the codes zeroed) though right in the interpreter, and it was
-no faster there.)
+miscompiled on an H100 (half of the codes zeroed) though right in the interpreter, and slower.)
 """
 
 import pytest
