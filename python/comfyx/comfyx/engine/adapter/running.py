@@ -31,6 +31,7 @@ from comfy_execution.utils import get_executing_context
 
 from comfyx.engine.core.policy import CpuBoundTracker, Lane, Limiter, lanes_for
 from comfyx.engine.core.pool import WorkerPool
+from comfyx.engine.core.ready import ReadyIndex
 
 
 @dataclass
@@ -187,10 +188,17 @@ def _call_in_worker(function: Any, inputs: dict, unique_id: str, index: int | No
 
 
 class TrackedExecutionList(ExecutionList):
-    """ComfyUI's ``ExecutionList``, registered with the running prompt so offloading can see the frontier."""
+    """ComfyUI's ``ExecutionList``, registered with the running prompt so offloading can see the frontier.
+
+    Its ready nodes come from a :class:`ReadyIndex` (same nodes, same order) rather than
+    a scan of every pending node per staged node.
+    """
 
     def __init__(self, dynprompt: DynamicPrompt, output_cache: Any):
         super().__init__(dynprompt, output_cache)
+        self._ready_index = ReadyIndex()
+        self.pendingNodes = self._ready_index.pending
+        self.blockCount = self._ready_index.block_count
         self.last_ready: list[str] = []  # the nodes that were ready when the last node was staged
         run = current_run.get()
         if run is not None:
@@ -198,7 +206,7 @@ class TrackedExecutionList(ExecutionList):
             run.execution_list = self
 
     def get_ready_nodes(self) -> list[str]:
-        self.last_ready = super().get_ready_nodes()
+        self.last_ready = self._ready_index.ready()
         return self.last_ready
 
 
