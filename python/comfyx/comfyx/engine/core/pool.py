@@ -9,10 +9,13 @@ are never copied.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import itertools
 import os
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,24 @@ def bmf_unavailable_reason() -> str | None:
             hint = " (babitmf 0.2.0 needs FFmpeg 4 shared libraries, e.g. Debian bullseye's libavcodec58)"
         return f"cannot import bmf: {exc}{hint}"
     return None
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what is written to file descriptor 1 meanwhile to stderr.
+
+    BMF's C++ side logs to stdout while a graph starts, whatever ``BMF_LOG_LEVEL`` says;
+    stdout can be a program's output (``comfyx run`` prints the files it wrote there).
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        ctypes.CDLL(None).fflush(None)  # C stdio buffers still holding BMF's lines
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 class WorkerPool:
@@ -59,8 +80,9 @@ class WorkerPool:
             )
         builder.generate_config_file(mode=bmf.GraphMode.PUSHDATA, is_blocked=False, file_name="")
         # The builder's own run() prints the whole config; start the engine directly.
-        self._graph = engine.Graph(builder.graph_config_.dump(), False, False)
-        self._graph.start()
+        with _stdout_to_stderr():
+            self._graph = engine.Graph(builder.graph_config_.dump(), False, False)
+            self._graph.start()
         self._closed = False
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:

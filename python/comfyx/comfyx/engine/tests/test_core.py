@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from comfyx.engine.core.keys import ContentKey, KeyTable
 from comfyx.engine.core.policy import CpuBoundTracker, Lane, Limiter, lanes_for, node_types
 from comfyx.engine.core.pool import WorkerPool, bmf_unavailable_reason
+from comfyx.engine.core.ready import ReadyIndex
 
 needs_bmf = pytest.mark.skipif(bmf_unavailable_reason() is not None, reason=str(bmf_unavailable_reason()))
 
@@ -50,6 +54,16 @@ def test_closed_pool_refuses_jobs() -> None:
     pool.close()
     with pytest.raises(RuntimeError, match="closed"):
         pool.submit(int, "1")
+
+
+@needs_bmf
+def test_pool_start_writes_nothing_to_stdout() -> None:
+    # BMF's C++ logger prints to stdout when a graph starts; `comfyx run` prints its files there.
+    code = "from comfyx.engine.core.pool import WorkerPool; pool = WorkerPool(2); pool.submit(int, '1').result(); " \
+           "pool.close(); print('only this')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout == "only this\n"
+    assert "JobRunner" in result.stderr  # BMF's lines went to stderr instead
 
 
 def test_pool_rejects_zero_workers() -> None:
@@ -192,3 +206,34 @@ def test_keying_is_linear_in_graph_size() -> None:
     small, large = lookups(2000), lookups(8000)
     assert small >= 2000  # every node was reached
     assert large <= 4 * small + 10  # quadratic would be 16 times
+
+
+def test_ready_index_matches_comfyuis_scan_through_random_changes() -> None:
+    # The same mutations ComfyUI's TopologicalSort makes: join pending (block count reset to 0),
+    # links and external blocks (+1 / -1), pop (leave pending, count kept), rejoin later.
+    rng = random.Random(7)
+    index = ReadyIndex()
+    pending, counts = index.pending, index.block_count
+    for _ in range(5000):
+        node = f"n{rng.randrange(40)}"
+        action = rng.random()
+        if node not in pending and action < 0.5:
+            pending[node] = True
+            counts[node] = 0
+        elif node in pending and action < 0.7:
+            counts[node] += 1
+        elif node in pending and counts[node] > 0 and action < 0.9:
+            counts[node] -= 1
+        elif node in pending:
+            del pending[node]
+        assert index.ready() == [n for n in pending if counts[n] == 0]
+
+
+def test_ready_index_lists_a_rejoined_node_last() -> None:
+    index = ReadyIndex()
+    for node in ("a", "b"):
+        index.pending[node] = True
+        index.block_count[node] = 0
+    del index.pending["a"]
+    index.pending["a"] = True
+    assert index.ready() == ["b", "a"] == list(index.pending)
