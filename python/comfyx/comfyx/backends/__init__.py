@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from comfyx.backends import intel, tpu
+from comfyx.backends import intel, intel_int8, tpu
 from comfyx.backends.probe import probe_accelerators
 from comfyx.comfyui.hooks import after_import
 
@@ -42,11 +42,16 @@ class BackendUnavailableError(RuntimeError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--backend`` (default ``$COMFYX_BACKEND`` or auto) and the TPU options, all comfyx's own."""
+    """``--backend`` (default ``$COMFYX_BACKEND`` or auto), ``--ipex-int8`` and the TPU options, all comfyx's own."""
     parser.add_argument(
         "--backend", choices=BACKENDS, default=os.environ.get(BACKEND_ENV) or "auto",
         help=f"accelerator backend; auto picks CUDA, then Intel XPU, then TPU, then CPU "
         f"(default: ${BACKEND_ENV} or auto)",
+    )
+    parser.add_argument(
+        "--ipex-int8", action=argparse.BooleanOptionalAction, default=None,
+        help="IPEX on a CPU with VNNI: quantize the diffusion model's Linear layers to int8 (dynamic "
+        f"quantization; lossy); implies --backend ipex (default: ${intel_int8.INT8_ENV}=1, else off)",
     )
     tpu.settings.add_arguments(parser)
 
@@ -55,8 +60,16 @@ def configure(args: argparse.Namespace) -> str:
     """Apply the parsed backend options; returns the backend to launch with."""
     if args.backend not in BACKENDS:  # a bad $COMFYX_BACKEND bypasses argparse's choices
         raise BackendUnavailableError(f"unknown backend {args.backend!r}; choose one of {', '.join(BACKENDS)}")
+    int8 = _ipex_int8(args)
+    intel_int8.request(int8)
     settings = tpu.settings.from_args(args)
     tpu.settings.set_current(settings)
+    if int8:
+        if args.backend not in ("auto", "ipex") or settings.enable is True:
+            raise BackendUnavailableError(
+                f"--ipex-int8 (or {intel_int8.INT8_ENV}=1) needs --backend ipex, not "
+                f"{'--tpu-enable' if settings.enable is True else '--backend ' + args.backend}")
+        return "ipex"
     if settings.enable is True:
         if args.backend not in ("auto", "tpu"):
             raise BackendUnavailableError(f"--tpu-enable contradicts --backend {args.backend}")
@@ -64,6 +77,15 @@ def configure(args: argparse.Namespace) -> str:
     if settings.enable is False and args.backend == "tpu":
         raise BackendUnavailableError("--tpu-disable contradicts --backend tpu")
     return args.backend
+
+
+def _ipex_int8(args: argparse.Namespace) -> bool:
+    if args.ipex_int8 is not None:
+        return args.ipex_int8
+    try:
+        return intel_int8.requested_by_env()
+    except ValueError as err:
+        raise BackendUnavailableError(str(err)) from None
 
 
 def comfyui_args(backend: str, args: list[str]) -> list[str]:

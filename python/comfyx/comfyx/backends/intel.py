@@ -5,6 +5,8 @@ vanishes) and calls ``ipex.optimize(graph_mode=True)``, a deprecated TorchScript
 only on XPU. comfyx turns that call off and instead runs ``ipex.optimize`` eagerly, on
 XPU and on Xeon CPUs, after checking the version pair and the CPU's instruction set;
 every check that fails says what is wrong and leaves the model to plain torch.
+``--ipex-int8`` adds int8 Linear layers to the diffusion model where the CPU supports
+them (:mod:`comfyx.backends.intel_int8`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
-from pathlib import Path
+import sys
 from types import ModuleType
 
+from comfyx.backends import intel_int8
+from comfyx.backends.cpuinfo import cpu_flags, describe_isa
 from comfyx.comfyui.hooks import after_import
 
 log = logging.getLogger("comfyx.backends.intel")
@@ -81,18 +85,6 @@ def describe(torch: ModuleType, cpu: bool = False) -> str:
     return f"CPU with IPEX {ipex} (torch {torch.__version__}, no Intel XPU)"
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
-    """The CPU's feature flags as the kernel reports them (empty where unknown)."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
 def bf16_prepack_problem(onednn_bf16: bool, flags: set[str], max_isa: str | None) -> str | None:
     """Why IPEX's bf16 weight prepack cannot run, given oneDNN's answer, or None.
 
@@ -101,19 +93,18 @@ def bf16_prepack_problem(onednn_bf16: bool, flags: set[str], max_isa: str | None
     """
     if onednn_bf16:
         return None
-    have = ", ".join(sorted(f for f in flags if f.startswith(("avx", "amx")))) or "no AVX flags"
-    limit = f", limited by ONEDNN_MAX_CPU_ISA={max_isa}" if max_isa else ""
     return (f"IPEX's bf16 weight prepack needs AVX-512 (avx512bw/vl/dq) or AVX-NE-CONVERT, which oneDNN "
-            f"cannot use here (CPU flags: {have}{limit})")
+            f"cannot use here ({describe_isa(flags, max_isa)})")
 
 
-def optimize(model, torch: ModuleType):
+def optimize(model, torch: ModuleType, int8: bool = False):
     """``ipex.optimize`` for inference, or ``model`` unchanged with a warning saying why.
 
     Weights are prepacked (IPEX replaces Conv2d/Linear by its own modules holding oneDNN
     layouts), ComfyUI's layers included (:func:`_expose_torch_layers`). BatchNorm
     folding is off: it returns a new ``fx.GraphModule``,
-    and ComfyUI keeps references to the module it loaded.
+    and ComfyUI keeps references to the module it loaded. ``int8``: Linear layers are
+    quantized first where supported (:mod:`comfyx.backends.intel_int8`), the rest prepacked.
     """
     weight = next(model.parameters())
     dtype = weight.dtype
@@ -126,25 +117,31 @@ def optimize(model, torch: ModuleType):
         problem = bf16_prepack_problem(ipex._C.onednn_has_bf16_support(), cpu_flags(),
                                        os.environ.get("ONEDNN_MAX_CPU_ISA"))
     if problem:
-        log.warning("comfyx ipex: %s is left to plain torch: %s", type(model).__name__, problem)
+        _leave_to_torch(model, problem, int8)
         return model
     import intel_extension_for_pytorch as ipex
 
     exposed = _expose_torch_layers(model, torch)
+    quantized = intel_int8.quantize(model, torch) if int8 else 0
     try:
         with torch.no_grad():
             optimized = ipex.optimize(model.eval(), dtype=dtype, inplace=True, conv_bn_folding=False,
                                       linear_bn_folding=False)
     except (RuntimeError, AssertionError, NotImplementedError) as err:
-        log.warning("comfyx ipex: ipex.optimize failed for %s (%s); using plain torch: %s",
+        log.warning("comfyx ipex: ipex.optimize failed for %s (%s); its layers are not prepacked: %s",
                     type(model).__name__, dtype, err)
         return model
     if optimized is not model:
         raise RuntimeError("ipex.optimize(inplace=True) returned a new module; ComfyUI holds the old one")
-    prepacked = sum(1 for m in model.modules() if _is_ipex_module(m))
+    prepacked = sum(1 for m in model.modules() if is_prepacked(m))
     log.info("comfyx ipex: optimized %s (%s) with IPEX %s: %d of %d ComfyUI layers prepacked",
-             type(model).__name__, dtype, ipex_version(), prepacked, exposed)
+             type(model).__name__, dtype, ipex_version(), prepacked, exposed - quantized)
     return model
+
+
+def _leave_to_torch(model, problem: str, int8: bool) -> None:
+    also = ", int8 not applied" if int8 else ""
+    log.warning("comfyx ipex: %s is left to plain torch%s: %s", type(model).__name__, also, problem)
 
 
 def _expose_torch_layers(model, torch: ModuleType) -> int:
@@ -177,32 +174,42 @@ def install(torch: ModuleType) -> None:
 def _patch_model_load(model_management: ModuleType, torch: ModuleType) -> None:
     args = model_management.args
     if args.disable_ipex_optimize:
-        log.info("comfyx ipex: --disable-ipex-optimize: models run on plain torch")
+        also = "; --ipex-int8 is not applied" if intel_int8.requested() else ""
+        log.warning("comfyx ipex: --disable-ipex-optimize: models run on plain torch%s", also)
         return
     args.disable_ipex_optimize = True  # turns off ComfyUI's own TorchScript (graph_mode) call on XPU
     original = model_management.LoadedModel.model_load
 
     def model_load(self, lowvram_model_memory=0, force_patch_weights=False):
-        real_model = original(self, lowvram_model_memory, force_patch_weights)
-        weights = getattr(real_model, "current_weight_patches_uuid", None)
-        if not hasattr(real_model, _WEIGHTS_AT_OPTIMIZE):
-            if lowvram_model_memory > 0:  # partly offloaded weights move between devices: no prepack
-                return real_model
-            optimize(real_model, torch)
-            setattr(real_model, _WEIGHTS_AT_OPTIMIZE, weights)  # decided once per module, success or not
-        elif getattr(real_model, _WEIGHTS_AT_OPTIMIZE) != weights and _prepacked(real_model):
-            # IPEX's modules hold prepacked copies: a weight ComfyUI writes now would be ignored
+        module, patches = self.model.model, self.model.patches_uuid
+        if getattr(module, _WEIGHTS_AT_OPTIMIZE, patches) != patches and _holds_weight_copies(module):
+            # IPEX's modules hold prepacked (or int8) copies: weights ComfyUI writes now would be
+            # ignored, or fail on layers that no longer have a weight tensor
             raise RuntimeError(
-                f"{type(real_model).__name__}'s weights were prepacked by IPEX with other weight patches "
+                f"{type(module).__name__}'s weights were prepacked by IPEX with other weight patches "
                 "(LoRA) than this run uses; restart ComfyUI, or start with --disable-ipex-optimize")
+        real_model = original(self, lowvram_model_memory, force_patch_weights)
+        if not hasattr(real_model, _WEIGHTS_AT_OPTIMIZE):
+            int8 = intel_int8.requested() and _is_diffusion_model(real_model)
+            if lowvram_model_memory > 0:  # partly offloaded weights move between devices: no prepack
+                _leave_to_torch(real_model, "its weights are partly offloaded (low-VRAM mode)", int8)
+                return real_model
+            optimize(real_model, torch, int8=int8)
+            setattr(real_model, _WEIGHTS_AT_OPTIMIZE, patches)  # decided once per module, success or not
         return real_model
 
     model_management.LoadedModel.model_load = model_load
 
 
-def _prepacked(model) -> bool:
-    return any(_is_ipex_module(m) for m in model.modules())
+def _is_diffusion_model(model) -> bool:
+    """The UNet/DiT wrapper (``comfy.model_base.BaseModel``), not a text encoder or VAE."""
+    return isinstance(model, sys.modules["comfy.model_base"].BaseModel)
 
 
-def _is_ipex_module(module) -> bool:
+def _holds_weight_copies(model) -> bool:
+    return any(is_prepacked(m) or intel_int8.is_quantized(m) for m in model.modules())
+
+
+def is_prepacked(module) -> bool:
+    """A layer IPEX replaced by its own, holding weights in oneDNN's layout."""
     return type(module).__module__.startswith("intel_extension_for_pytorch")

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from comfyx.backends import intel
+from comfyx.backends import cpuinfo, intel
 
 
 @pytest.mark.parametrize(("torch_version", "ipex", "problem"), [
@@ -26,7 +26,7 @@ def test_bf16_prepack_message_explains_onednns_answer():
 
 
 def test_cpu_flags_reads_the_kernels_list(tmp_path: Path):
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2\n\nprocessor\t: 1\nflags\t\t: fpu sse avx2\n")
-    assert intel.cpu_flags(cpuinfo) == {"fpu", "sse", "avx2"}
-    assert intel.cpu_flags(tmp_path / "missing") == set()
+    path = tmp_path / "cpuinfo"
+    path.write_text("processor\t: 0\nflags\t\t: fpu sse avx2\n\nprocessor\t: 1\nflags\t\t: fpu sse avx2\n")
+    assert cpuinfo.cpu_flags(path) == {"fpu", "sse", "avx2"}
+    assert cpuinfo.cpu_flags(tmp_path / "missing") == set()
