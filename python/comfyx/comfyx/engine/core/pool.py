@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import itertools
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -55,6 +56,33 @@ def _stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+_SIGACTION_SIZE = 256  # bytes; more than any libc's ``struct sigaction``
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """Put back the process's signal handlers once BMF has replaced them.
+
+    A BMF graph installs C handlers for SIGINT and SIGTERM that try to end the graph and
+    leave the process running: Ctrl-C would no longer stop ``comfyx serve`` or ``comfyx
+    run``, nor SIGTERM a service. Python's ``signal.signal`` works only in the main thread
+    and the pool starts on ComfyUI's prompt worker, so libc's ``sigaction`` does it.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    saved = {}
+    for number in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+        action = ctypes.create_string_buffer(_SIGACTION_SIZE)
+        if libc.sigaction(int(number), None, action) == 0:
+            saved[number] = action
+    try:
+        yield
+    finally:
+        for number, action in saved.items():
+            current = ctypes.create_string_buffer(_SIGACTION_SIZE)
+            if libc.sigaction(int(number), None, current) == 0 and current.raw != action.raw:
+                libc.sigaction(int(number), action, None)
+
+
 class WorkerPool:
     """Runs callables on ``size`` BMF worker nodes; :meth:`submit` returns a Future."""
 
@@ -80,7 +108,7 @@ class WorkerPool:
             )
         builder.generate_config_file(mode=bmf.GraphMode.PUSHDATA, is_blocked=False, file_name="")
         # The builder's own run() prints the whole config; start the engine directly.
-        with _stdout_to_stderr():
+        with _stdout_to_stderr(), _signal_handlers_kept():
             self._graph = engine.Graph(builder.graph_config_.dump(), False, False)
             self._graph.start()
         self._closed = False

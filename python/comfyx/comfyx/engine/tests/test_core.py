@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -64,6 +65,34 @@ def test_pool_start_writes_nothing_to_stdout() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout == "only this\n"
     assert "JobRunner" in result.stderr  # BMF's lines went to stderr instead
+
+
+SIGNALS_AFTER_A_POOL_STARTS = """
+import os, signal, threading, time
+from comfyx.engine.core.pool import WorkerPool
+pools = []
+worker = threading.Thread(target=lambda: pools.append(WorkerPool(2)))  # ComfyUI starts it off the main thread
+worker.start()
+worker.join()
+assert pools[0].submit(int, "3").result(timeout=30) == 3
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(5)
+print("survived SIGTERM")
+"""
+
+
+@needs_bmf
+def test_ctrl_c_and_sigterm_still_work_once_a_pool_started() -> None:
+    # BMF installs SIGINT/SIGTERM handlers of its own that leave the process running.
+    result = subprocess.run([sys.executable, "-c", SIGNALS_AFTER_A_POOL_STARTS], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.stdout == "interrupted\n", result.stderr
+    assert result.returncode == -signal.SIGTERM
 
 
 def test_pool_rejects_zero_workers() -> None:
