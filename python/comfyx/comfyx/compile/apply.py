@@ -140,13 +140,17 @@ class CompiledModel:
         if delta["frames_compiled"]:
             self.metrics.artifacts_saved = caches.save_artifacts(self.artifact_file)
         log.info(
-            "comfyx compile: %s at %s: %.2f s, %d dynamo frame(s) compiled, FX graph cache %d hit(s) / %d miss(es)",
+            "comfyx compile: %s at %s: %.2f s, %d dynamo frame(s) compiled, FX graph cache %d hit(s) / %d miss(es), "
+            "AOTAutograd cache %d hit(s) / %d miss(es) / %d bypass(es)",
             self.metrics.label,
             shape,
             seconds,
             delta["frames_compiled"],
             delta["fx_cache_hits"],
             delta["fx_cache_misses"],
+            delta["aot_cache_hits"],
+            delta["aot_cache_misses"],
+            delta["aot_cache_bypasses"],
         )
 
 

@@ -28,6 +28,7 @@ _COUNTERS = {
     ("aot_autograd", "autograd_cache_hit"): "aot_cache_hits",
     ("aot_autograd", "autograd_cache_miss"): "aot_cache_misses",
     ("aot_autograd", "autograd_cache_bypass"): "aot_cache_bypasses",
+    ("aot_autograd", "autograd_cache_saved"): "aot_cache_saves",
 }
 
 
@@ -167,6 +168,8 @@ class CompileMetrics:
             f"{s['model']}: first step {first} ({'warm' if s['caches_warm'] else 'cold'} caches), "
             f"steady step {steady}, recompiles {s['recompiles']}, dynamo frames compiled "
             f"{s['frames_compiled']}, FX graph cache {s['fx_cache_hits']} hits / {s['fx_cache_misses']} misses, "
+            f"AOTAutograd cache {s['aot_cache_hits']} hits / {s['aot_cache_misses']} misses / "
+            f"{s['aot_cache_bypasses']} bypasses, "
             f"artifacts loaded {s['artifacts_loaded']} / saved {s['artifacts_saved']}"
         )
 

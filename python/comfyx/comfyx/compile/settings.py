@@ -30,6 +30,17 @@ SPEED_OPTIONS: dict[str, Any] = {}
 # the torch mode that compiles the same way, for WanVideoWrapper (which passes "mode" on)
 SPEED_TORCH_MODE = "default"
 
+# AOTAutograd caches a graph only if it knows every function the graph calls to be safe
+# (torch/_functorch/_aot_autograd/autograd_cache.py, check_node_safe). On CUDA ComfyUI runs
+# each attention inside torch.nn.attention.sdpa_kernel (comfy.ops.scaled_dot_product_attention,
+# cuDNN first), which dynamo records as calls of these private helpers: unknown to that check,
+# they made every compiled ComfyUI model bypass the cache ("Unsupported call_function target
+# _backend_from_string"), and each restart re-traced the whole model. Caching them is sound:
+# their arguments (backend names) are constants of the graph, hashed into the key, and they
+# only choose the attention kernel that tracing records into the compiled code.
+SDPA_CONTEXT_HELPERS = ("_backend_from_string", "_sdpa_kernel")
+CACHEABLE_OPTION = "unsafe_marked_cacheable_functions"
+
 
 class CompileSettingsError(ValueError):
     """A setting is out of range or unknown; the message says which and what is allowed."""
@@ -125,7 +136,12 @@ class CompilePlan:
 
     def key(self) -> tuple:
         """Hashable identity: equal keys compile to the same code."""
-        return (self.backend, self.fullgraph, self.dynamic, tuple(sorted(self.options.items())))
+        options = tuple(sorted((k, _hashable(v)) for k, v in self.options.items()))
+        return (self.backend, self.fullgraph, self.dynamic, options)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(sorted(value.items())) if isinstance(value, dict) else value
 
 
 def plan_for(settings: CompileSettings) -> CompilePlan:
@@ -141,7 +157,18 @@ def plan_for(settings: CompileSettings) -> CompilePlan:
         wan_mode = settings.mode
     if settings.ptx_fast_math:
         options["use_fast_math"] = True
+    options[CACHEABLE_OPTION] = cacheable_functions()
     return CompilePlan("inductor", settings.fullgraph, _dynamic(settings), supported_options(options), wan_mode)
+
+
+def cacheable_functions() -> dict[str, str]:
+    """The functions comfyx declares safe to AOTAutograd's cache, each keyed by torch's version."""
+    import torch
+    from torch.nn import attention
+
+    helpers = [getattr(attention, name) for name in SDPA_CONTEXT_HELPERS if hasattr(attention, name)]
+    # the name AOTAutograd's check looks up: the function's module and name
+    return {f"{helper.__module__}.{helper.__name__}": torch.__version__ for helper in helpers}
 
 
 def _dynamic(settings: CompileSettings) -> bool | None:

@@ -5,9 +5,12 @@ state, and the warm-cache check needs a second process):
 
     python scenario.py --comfyui DIR full   # eager vs compiled sampling, reuse, config change, clones, LoRA
     python scenario.py --comfyui DIR warm   # the first compiled sampling only (run with the same cache dir)
+    python scenario.py --comfyui DIR restart --latent OUT.pt   # speed mode on a tiny SDXL UNet
 
-The model is the tiny SD1.5-architecture UNet of ``comfyx.testing.checkpoint``, fp32 on the
-CPU, sampled by ComfyUI's own KSampler code (``nodes.common_ksampler``).
+``full`` and ``warm`` sample the tiny SD1.5-architecture UNet of ``comfyx.testing.checkpoint``;
+``restart`` samples a tiny SDXL-architecture UNet (ComfyUI's SDXL class) with attention run
+as ComfyUI runs it on CUDA. All fp32 on the CPU, sampled by ComfyUI's own KSampler code
+(``nodes.common_ksampler``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,16 @@ SETTINGS = {
     "ptx_fast_math": False, "warmup_runs": 1,
 }  # fmt: skip
 LATENT = (1, 4, 8, 8)
+# SDXL's UNet layout (label embedding of the 2816 size-and-crop conditioning, linear
+# transformer projections, a middle transformer) at one level of width 64: one attention
+# head, as ComfyUI fixes SD-family heads at 64 channels
+TINY_SDXL_UNET = {
+    "use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True, "legacy": False,
+    "num_classes": "sequential", "adm_in_channels": 2816, "in_channels": 4, "model_channels": 64,
+    "num_res_blocks": [1], "transformer_depth": [1], "channel_mult": [1], "transformer_depth_middle": 1,
+    "use_linear_in_transformer": True, "context_dim": 64, "transformer_depth_output": [1, 1],
+    "use_temporal_attention": False, "use_temporal_resblock": False,
+}  # fmt: skip
 
 
 def _import_comfyui(comfyui: Path) -> None:
@@ -36,7 +49,7 @@ def _import_comfyui(comfyui: Path) -> None:
     comfy.cli_args.args.use_pytorch_cross_attention = True
 
 
-def _tiny_patcher() -> Any:
+def _tiny_patcher(architecture: str = "sd15") -> Any:
     import comfy.model_base
     import comfy.model_patcher
     import comfy.supported_models
@@ -44,7 +57,10 @@ def _tiny_patcher() -> Any:
 
     from comfyx.testing.checkpoint import TINY_UNET
 
-    base = comfy.model_base.BaseModel(comfy.supported_models.SD15(dict(TINY_UNET)), device="cpu")
+    if architecture == "sdxl":
+        base = comfy.model_base.SDXL(comfy.supported_models.SDXL(dict(TINY_SDXL_UNET)), device="cpu")
+    else:
+        base = comfy.model_base.BaseModel(comfy.supported_models.SD15(dict(TINY_UNET)), device="cpu")
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for param in base.parameters():
@@ -57,9 +73,14 @@ def _sample(model: Any, seed: int = 0) -> Any:
     import nodes
     import torch
 
+    unet = model.model.model_config.unet_config
     generator = torch.Generator().manual_seed(1)
-    positive = [[torch.randn(1, 77, 768, generator=generator), {}]]
-    negative = [[torch.randn(1, 77, 768, generator=generator), {}]]
+
+    def cond() -> list:
+        extra = {"pooled_output": torch.randn(1, 1280, generator=generator)} if "adm_in_channels" in unet else {}
+        return [[torch.randn(1, 77, unet["context_dim"], generator=generator), extra]]
+
+    positive, negative = cond(), cond()
     latent = {"samples": torch.zeros(LATENT)}
     return nodes.common_ksampler(model, seed, 2, 7.0, "euler", "normal", positive, negative, latent)[0]["samples"]
 
@@ -141,16 +162,44 @@ def warm() -> dict:
     return {"metrics": compiled_model_of(compiled).metrics.summary()}
 
 
+def _attention_as_on_cuda(attention: Any, *args: Any, **kwargs: Any) -> Any:
+    """ComfyUI's attention as it runs on CUDA, where ``comfy.ops.scaled_dot_product_attention``
+    enters torch's ``sdpa_kernel`` (cuDNN first) around every SDPA call. On a CPU ComfyUI calls
+    SDPA bare; its attention override hook puts the same context around it here."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    priority = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                SDPBackend.MATH]  # fmt: skip
+    with sdpa_kernel(priority, set_priority=True):
+        return attention(*args, **kwargs)
+
+
+def restart(latent_file: Path) -> dict:
+    """One process of a restart: the speed preset (the node's defaults) on the tiny SDXL UNet."""
+    import torch
+
+    from comfyx.compile.apply import compiled_model_of
+
+    model = _tiny_patcher("sdxl")
+    model.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = _attention_as_on_cuda
+    compiled = _apply(model, mode="speed", ptx_fast_math=True)
+    torch.save(_sample(compiled), latent_file)
+    return {"metrics": compiled_model_of(compiled).metrics.summary()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--comfyui", type=Path, required=True)
-    parser.add_argument("scenario", choices=["full", "warm"])
+    parser.add_argument("scenario", choices=["full", "warm", "restart"])
+    parser.add_argument("--latent", type=Path, help="restart: where to save the sampled latent")
     args = parser.parse_args()
+    if args.scenario == "restart" and args.latent is None:
+        parser.error("the restart scenario needs --latent")
     _import_comfyui(args.comfyui)
     import torch
 
     with torch.inference_mode():  # as ComfyUI runs its nodes
-        report = full() if args.scenario == "full" else warm()
+        report = {"full": full, "warm": warm, "restart": lambda: restart(args.latent)}[args.scenario]()
     print("REPORT " + json.dumps(report))
     return 0
 

@@ -8,7 +8,7 @@ import pytest
 
 from comfyx.compile import settings as settings_module
 from comfyx.compile.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, TorchCompileSpeedSettings
-from comfyx.compile.settings import CompileSettings, CompileSettingsError, plan_for
+from comfyx.compile.settings import CACHEABLE_OPTION, CompileSettings, CompileSettingsError, plan_for
 
 WAN_KEYS = {
     "backend", "fullgraph", "mode", "dynamic", "dynamo_cache_size_limit", "dynamo_recompile_limit",
@@ -93,7 +93,21 @@ def test_speed_plan_is_inductor_without_unbounded_autotuning():
 def test_named_modes_expand_to_their_options():
     options = plan_for(CompileSettings(mode="max-autotune-no-cudagraphs", ptx_fast_math=False)).options
     assert options["max_autotune"] is True and "triton.cudagraphs" not in options
-    assert plan_for(CompileSettings(mode="default", ptx_fast_math=False)).options == {}
+    assert set(plan_for(CompileSettings(mode="default", ptx_fast_math=False)).options) == {CACHEABLE_OPTION}
+
+
+@pytest.mark.parametrize("mode", ["speed", "default", "max-autotune"])
+def test_inductor_plans_declare_the_sdpa_kernel_helpers_cacheable(mode):
+    import torch
+
+    plan = plan_for(CompileSettings(mode=mode))
+    # the names AOTAutograd's cache looks up for the nodes torch.nn.attention.sdpa_kernel leaves in a graph
+    assert plan.options[CACHEABLE_OPTION] == {
+        "torch.nn.attention._backend_from_string": torch.__version__,
+        "torch.nn.attention._sdpa_kernel": torch.__version__,
+    }
+    assert hash(plan.key()) == hash(plan_for(CompileSettings(mode=mode)).key())
+    assert plan_for(CompileSettings(backend="cudagraphs", mode="default")).options == {}
 
 
 def test_knobs_this_torch_lacks_are_skipped_with_one_warning(monkeypatch, caplog):
