@@ -8,7 +8,10 @@ full width, fewer of them) at 1024², batch 1.
 Every stage runs in a fresh process with a time limit; the compiled stages get a fresh
 cache directory, except ``*-warm`` stages, which reuse the one their cold stage filled
 (a restart with warm caches). Steady state is the median of per-step device times
-(CUDA events) after warm-up; first steps are host time to a device sync.
+(CUDA events) after warm-up; first steps are host time to a device sync. Compiled stages
+record AOTAutograd's cache outcome (``aot_cache``: hits, misses, saves, bypasses and torch's
+reason for each bypass) and torch's time per compile phase (``compile_phases_s``), so a warm
+first step shows what it still spends its time on.
 
     python bench/compile.py --comfyui /path/to/ComfyUI [--stages a,b] [--out bench/results]
 
@@ -158,6 +161,22 @@ def _speed_settings(dynamic: bool = False) -> Any:
     return CompileSettings(mode="speed", dynamic=dynamic)
 
 
+AOT_CACHE_FIELDS = ("aot_cache_hits", "aot_cache_misses", "aot_cache_saves", "aot_cache_bypasses",
+                    "aot_cache_bypass_reasons")  # fmt: skip
+
+
+def _aot_cache(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {name: metrics[name] for name in AOT_CACHE_FIELDS}
+
+
+def _compile_phases() -> dict[str, float]:
+    """Seconds this process spent per torch compile phase (dynamo's own tracing is
+    entire_frame_compile less backend_compile)."""
+    from torch._dynamo.utils import calculate_time_spent
+
+    return {phase: round(seconds, 3) for phase, seconds in calculate_time_spent().items()}
+
+
 def _rel_err(out: Any, ref: Any) -> float:
     # recorded, not asserted: a mismatch must show in the report next to the timings
     return ((out.float() - ref.float()).norm() / ref.float().norm()).item()
@@ -172,16 +191,21 @@ def stage_eager(kind: str, emit: Callable[..., None]) -> None:
 def stage_comfy(kind: str, emit: Callable[..., None]) -> None:
     """ComfyUI's TorchCompileModel node: set_torch_compile_wrapper(backend="inductor") on a clone."""
     from comfy_api.torch_helpers import set_torch_compile_wrapper
+    from comfyx.compile.metrics import aot_cache_bypass_reasons, counter_delta, counter_snapshot
 
     patcher = _patcher(kind)
     ref = _step_fn(kind, patcher, *RESOLUTIONS[0])()
     clone = patcher.clone()
     set_torch_compile_wrapper(model=clone, backend="inductor")
     step = _step_fn(kind, clone, *RESOLUTIONS[0])
-    first = _first(step)
+    before, reasons = counter_snapshot(), []
+    with aot_cache_bypass_reasons(reasons):
+        first = _first(step)
+    aot_cache = _aot_cache({**counter_delta(before), "aot_cache_bypass_reasons": reasons})
+    phases = _compile_phases()
     rel = _rel_err(step(), ref)
     emit(config="comfyui-TorchCompileModel", first_step_s=first, steady_ms=_steady_ms(step), rel_err=rel,
-         frames=_frames())  # fmt: skip
+         frames=_frames(), aot_cache=aot_cache, compile_phases_s=phases)  # fmt: skip
 
 
 def stage_speed(kind: str, emit: Callable[..., None], warm: bool = False, resolutions: bool = True,
@@ -198,6 +222,7 @@ def stage_speed(kind: str, emit: Callable[..., None], warm: bool = False, resolu
     compiled = compiled_model_of(clone)
     step = _step_fn(kind, clone, *RESOLUTIONS[0])
     first = _first(step)
+    phases = _compile_phases()
     rel = _rel_err(step(), ref)
     steady = _steady_ms(step)
     record = {
@@ -208,6 +233,8 @@ def stage_speed(kind: str, emit: Callable[..., None], warm: bool = False, resolu
         "first_step_s": first,
         "steady_ms": steady,
         "rel_err": rel,
+        "aot_cache": _aot_cache(compiled.metrics.summary()),
+        "compile_phases_s": phases,
     }
     emit(**record, metrics=compiled.metrics.summary())  # kept even if the resolution sweep runs out of time
     if resolutions:
