@@ -7,7 +7,7 @@ import sys
 
 from comfyx.backends import BackendUnavailableError
 from comfyx.comfyui import ComfyUICheckout, ComfyUINotFoundError, find_comfyui, launch
-from comfyx.engine import EngineUnavailableError
+from comfyx.engine import EngineUnavailableError, resolve
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -27,5 +27,9 @@ def prepare_comfyui(args: argparse.Namespace, comfyui_args: list[str]) -> ComfyU
     warning = checkout.pin_warning()
     if warning:
         say(f"warning: {warning}")
-    launch.prepare(checkout, comfyui_args, engine_name=args.engine, backend=args.backend)
+    engine_name, fallback_reason = resolve(args.engine)
+    if fallback_reason is not None:
+        say(f"warning: the BMF engine cannot run here ({fallback_reason}); prompts run on ComfyUI's stock "
+            "executor (`comfyx doctor` reports the engines; --engine stock chooses it explicitly)")
+    launch.prepare(checkout, comfyui_args, engine_name=engine_name, backend=args.backend)
     return checkout

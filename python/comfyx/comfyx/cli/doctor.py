@@ -45,6 +45,7 @@ def collect(comfyui_dir: str | None = None) -> dict:
         "backend": _auto_backend(accelerators),
         "comfyui": comfyui,
         "engines": _engines(comfyui),
+        "default_engine": engine.resolve(None)[0],
         "kernel_backends": _kernel_backends(),
         "paths": _paths(comfyui),
     }
@@ -150,7 +151,7 @@ def render_text(data: dict) -> str:
             lines.append(f"  warning: {comfyui['warning']}")
     else:
         lines.append(f"comfyui: not found: {comfyui['reason']}")
-    lines.append("engines:")
+    lines.append(f"engines: serve and run default to {data['default_engine']}")
     lines += [f"  {name:7} {_availability(e)}" for name, e in data["engines"].items()]
     lines.append("kernel backends:")
     kernels = data["kernel_backends"]

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from comfyx import PINNED_COMFYUI_COMMIT, PINNED_COMFYUI_VERSION, __version__, backends
-from comfyx.engine import ENGINES
+from comfyx.engine import DEFAULT_ENGINE, ENGINES
 
 EXIT_USAGE = 2
 
@@ -85,7 +85,11 @@ def _add_launch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--comfyui", metavar="DIR", help="ComfyUI checkout (default: $COMFYUI_PATH, then the current directory)"
     )
-    parser.add_argument("--engine", choices=ENGINES, default="stock", help="prompt executor (default: %(default)s)")
+    parser.add_argument(
+        "--engine", choices=ENGINES, default=None,
+        help=f"prompt executor: {DEFAULT_ENGINE} (the default; falls back to stock, with a warning, when BMF "
+        "cannot be imported) or ComfyUI's own stock one; an explicit --engine bmf without BMF is an error",
+    )
     backends.add_arguments(parser)  # --backend and the TPU options: comfyx's, never passed to ComfyUI
 
 

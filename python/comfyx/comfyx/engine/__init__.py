@@ -1,14 +1,15 @@
 """Prompt executors comfyx can put behind ComfyUI's queue.
 
 ``stock`` is ComfyUI's own ``execution.PromptExecutor``; ``bmf`` runs prompts on the
-BMF graph runtime (:mod:`comfyx.engine.adapter`). :func:`install` is called before
-ComfyUI's ``main.py`` runs, so it imports nothing of ComfyUI: it registers a hook
-that replaces the executor once ComfyUI imports its ``execution`` module.
+BMF graph runtime (:mod:`comfyx.engine.adapter`) and is the default. :func:`install` is
+called before ComfyUI's ``main.py`` runs, so it imports nothing of ComfyUI: it registers
+a hook that replaces the executor once ComfyUI imports its ``execution`` module.
 """
 
 from __future__ import annotations
 
 ENGINES = ("stock", "bmf")
+DEFAULT_ENGINE = "bmf"
 
 
 class EngineUnavailableError(RuntimeError):
@@ -27,6 +28,21 @@ def install(name: str) -> None:
         from comfyx.engine.adapter.hook import install_into
 
         after_import("execution", install_into)
+
+
+def resolve(name: str | None) -> tuple[str, str | None]:
+    """The engine to install for ``--engine name``, and why the default was not used (None if it was).
+
+    An engine asked for by name is returned as is (:func:`install` refuses it if it cannot
+    run). With no name, the default (``bmf``) when it can run here, else ``stock`` and the
+    reason, which the caller reports once.
+    """
+    if name is not None:
+        return name, None
+    reason = unavailable_reason(DEFAULT_ENGINE)
+    if reason is None:
+        return DEFAULT_ENGINE, None
+    return "stock", reason
 
 
 def unavailable_reason(name: str) -> str | None:
