@@ -111,6 +111,13 @@ def test_progress_state_is_coalesced_and_ends_complete(bmf: ComfyxServer) -> Non
     assert set(states[-1]["nodes"]) == set(prompt)
 
 
+def test_start_up_objects_are_left_out_of_garbage_collections(bmf: ComfyxServer) -> None:
+    # ComfyUI's gc.collect() after a prompt would otherwise visit all of them (0.6 s here).
+    result = run(bmf, {"gc": {"class_type": "ComfyxGcFrozen", "inputs": {}}})
+    assert succeeded(result)
+    assert result.history["outputs"]["gc"]["frozen"][0] > 100_000
+
+
 def test_engine_failure_before_any_node_falls_back_to_stock(comfyui: Path, tmp_path: Path) -> None:
     server = start_server(comfyui, tmp_path, "bmf", env={"COMFYX_ENGINE_WORKERS": "0"})
     try:

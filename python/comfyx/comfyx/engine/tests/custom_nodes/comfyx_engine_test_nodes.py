@@ -8,6 +8,7 @@ be copied, and V3 hidden inputs.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from pathlib import Path
@@ -126,6 +127,22 @@ class ComfyxTensorPointers:
         return {"ui": {"ptrs": ptrs, "thread": [threading.current_thread().name]}}
 
 
+class ComfyxGcFrozen:
+    """Reports how many objects the cyclic garbage collector leaves out (``gc.freeze``)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "report"
+    OUTPUT_NODE = True
+    CATEGORY = "_for_testing/comfyx"
+
+    def report(self):
+        return {"ui": {"frozen": [gc.get_freeze_count()]}}
+
+
 class ComfyxV3Hidden(io.ComfyNode):
     """A V3 node with hidden inputs: adds one and reports its own id and the prompt's size."""
 
@@ -153,4 +170,5 @@ NODE_CLASS_MAPPINGS = {
     "ComfyxTensorSource": ComfyxTensorSource,
     "ComfyxTensorPointers": ComfyxTensorPointers,
     "ComfyxV3Hidden": ComfyxV3Hidden,
+    "ComfyxGcFrozen": ComfyxGcFrozen,
 }
