@@ -9,8 +9,10 @@ checkpoint (``comfyx.testing.checkpoint``), driven over HTTP + websocket:
   ``CompileTime`` count, read through the TPU Compilation Cache node), wall time, and the
   sampler's time per step on runs that compiled nothing.
 - ``ipex`` (torch 2.8.0 + IPEX 2.8.0): the UNet of the same checkpoint as ComfyUI loads it,
-  one cfg step (batch 2), plain torch vs what ``--backend ipex`` does to it
-  (``comfyx.backends.intel.optimize``), alternating in one process; minimum and median.
+  one cfg step (batch 2) at 256² and 128², plain torch vs what ``--backend ipex`` does to it
+  (``comfyx.backends.intel.optimize``) vs ``--backend ipex --ipex-int8``, alternating in one
+  process; minimum, median, the median of each round's ratio to plain torch, and each
+  output's difference from plain torch's.
   (Whole requests through two servers were too noisy on a shared 2-core machine to compare.)
   bf16 is not compared: on a CPU ComfyUI runs bf16 weights through its manual-cast layers
   (fp32 compute), which IPEX cannot prepack, so both would run the same code.
@@ -150,11 +152,14 @@ def bench_xla(comfyui: Path, work: Path) -> dict:
     return {"environment": environment(), "sizes": sizes, "steps": XLA_STEPS, "results": results}
 
 
-def bench_ipex(comfyui: Path, work: Path, size: int, reps: int) -> dict:
-    """The tiny UNet's cfg step (batch 2) as ComfyUI loads it, plain vs ``comfyx.backends.intel.optimize``.
+def bench_ipex(comfyui: Path, work: Path, sizes: list[int], reps: int) -> dict:
+    """The tiny UNet's cfg step (batch 2) as ComfyUI loads it: plain torch, ``--backend ipex``, ``--ipex-int8``.
 
-    In one process, calls alternate between the two models and the minimum is reported with
-    the median: on a shared machine, load from elsewhere only ever adds time.
+    The IPEX models are what ``comfyx.backends.intel.optimize`` makes of copies of the plain
+    one (int8: Linear layers quantized, Conv2d prepacked). In one process, calls alternate
+    between the models and the minimum is reported with the median: on a shared machine,
+    load from elsewhere only ever adds time. Output differences are the UNet's noise
+    prediction against plain torch's, for the same input.
     """
     import copy
 
@@ -167,12 +172,27 @@ def bench_ipex(comfyui: Path, work: Path, size: int, reps: int) -> dict:
     comfy.cli_args.args.cpu = True
     import comfy.sd
     import torch
-    from comfyx.backends import intel
+    from comfyx.backends import intel, intel_int8
 
     patcher = comfy.sd.load_checkpoint_guess_config(str(work / "models" / "checkpoints" / TINY_CHECKPOINT),
                                                     output_vae=False, output_clip=False)[0]
-    models = {"torch-fp32": patcher.model.eval()}
-    models["ipex-fp32"] = intel.optimize(copy.deepcopy(models["torch-fp32"]), torch)
+    plain = patcher.model.eval()
+    models = {"torch-fp32": plain,
+              "ipex-fp32": intel.optimize(copy.deepcopy(plain), torch),
+              "ipex-int8": intel.optimize(copy.deepcopy(plain), torch, int8=True)}
+    int8_layers = sum(1 for m in models["ipex-int8"].modules() if intel_int8.is_quantized(m))
+    if not int8_layers:
+        raise RuntimeError("int8 was not applied on this machine (the log says why); nothing to compare")
+    data = {"environment": environment(), "batch": 2, "reps": reps, "int8_layers": int8_layers,
+            "prepacked_layers": {name: sum(1 for m in model.modules() if intel.is_prepacked(m))
+                                 for name, model in models.items()},
+            "sizes": {}}
+    for size in sizes:
+        data["sizes"][str(size)] = _step_times(models, size, reps, torch)
+    return data
+
+
+def _step_times(models: dict, size: int, reps: int, torch) -> dict:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(2, 4, size // 8, size // 8, generator=generator)
     sigma = torch.full((2,), 3.0)
@@ -189,17 +209,22 @@ def bench_ipex(comfyui: Path, work: Path, size: int, reps: int) -> dict:
                 times[name].append(time.perf_counter() - began)
     results = {name: {"step_seconds_min": round(min(t), 4), "step_seconds_median": round(statistics.median(t), 4),
                       "samples": [round(v, 4) for v in t]} for name, t in times.items()}
+    reference = outputs["torch-fp32"]
     for name, result in results.items():
-        print(f"ipex {name}: min {result['step_seconds_min'] * 1000:.0f} ms, "
-              f"median {result['step_seconds_median'] * 1000:.0f} ms per cfg step", flush=True)
-    results["speedup_min"] = round(results["torch-fp32"]["step_seconds_min"]
-                                   / results["ipex-fp32"]["step_seconds_min"], 3)
-    results["speedup_median"] = round(results["torch-fp32"]["step_seconds_median"]
-                                      / results["ipex-fp32"]["step_seconds_median"], 3)
-    results["max_abs_diff"] = float((outputs["torch-fp32"] - outputs["ipex-fp32"]).abs().max())
-    results["prepacked_layers"] = sum(1 for m in models["ipex-fp32"].modules()
-                                      if type(m).__module__.startswith("intel_extension_for_pytorch"))
-    return {"environment": environment(), "size": size, "batch": 2, "reps": reps, "results": results}
+        error = outputs[name] - reference
+        result["max_abs_diff"] = float(error.abs().max())
+        result["mean_abs_diff"] = float(error.abs().mean())
+        result["relative_rms_diff"] = float(error.pow(2).mean().sqrt() / reference.pow(2).mean().sqrt())
+        result["speedup_min"] = round(results["torch-fp32"]["step_seconds_min"] / result["step_seconds_min"], 3)
+        result["speedup_median"] = round(results["torch-fp32"]["step_seconds_median"]
+                                         / result["step_seconds_median"], 3)
+        # calls of one round ran back to back, under about the same outside load
+        result["speedup_paired_median"] = round(statistics.median(
+            plain / own for plain, own in zip(times["torch-fp32"], times[name], strict=True)), 3)
+        print(f"ipex {size}² {name}: min {result['step_seconds_min'] * 1000:.0f} ms, median "
+              f"{result['step_seconds_median'] * 1000:.0f} ms per cfg step, max |diff| {result['max_abs_diff']:.2e}",
+              flush=True)
+    return results
 
 
 def report(out: Path) -> None:
@@ -227,16 +252,31 @@ def report(out: Path) -> None:
                yscale="log")
     left.legend()
     middle.legend()
-    names = ["torch-fp32", "ipex-fp32"]
-    steps = [ipex["results"][n]["step_seconds_min"] * 1000 for n in names]
-    right.bar(names, steps, color=["tab:gray", "tab:blue"])
-    right.set(title=f"CPU: UNet cfg step at {ipex['size']}² (tiny SD1.5, min of {ipex['reps']})",
-              ylabel="ms per step")
-    for index, value in enumerate(steps):
-        right.annotate(f"{value:.0f}", (index, value), ha="center", va="bottom")
+    _draw_ipex(right, ipex)
     fig.suptitle(f"comfyx backends on {ipex['environment']['cpu']} ({ipex['environment']['cpu_count']} CPUs)")
     fig.tight_layout()
     fig.savefig(out / "backends.png", dpi=110)
+
+
+def _draw_ipex(axes, ipex: dict) -> None:
+    """Each size's step time relative to plain torch's (median of the rounds' ratios), labelled with the
+    minimum in ms; the legend says each output's error."""
+    names = {"torch-fp32": "tab:gray", "ipex-fp32": "tab:blue", "ipex-int8": "tab:purple"}
+    sizes = list(ipex["sizes"])
+    width = 0.8 / len(names)
+    for offset, (name, color) in enumerate(names.items()):
+        results = [ipex["sizes"][size][name] for size in sizes]
+        error = max(r["relative_rms_diff"] for r in results)
+        label = name if name == "torch-fp32" else f"{name} (output rel. RMS diff {error:.0e})"
+        if name == "ipex-int8":
+            label += f", {ipex['int8_layers']} Linear int8"
+        bars = axes.bar([i + offset * width for i in range(len(sizes))],
+                        [1 / r["speedup_paired_median"] for r in results], width, color=color, label=label)
+        axes.bar_label(bars, [f"{r['step_seconds_min'] * 1000:.0f}" for r in results], fontsize="small")
+    axes.set_xticks([i + width for i in range(len(sizes))], [f"{size}²" for size in sizes])
+    axes.set(title=f"CPU: UNet cfg step, tiny SD1.5 ({ipex['reps']} rounds; labels: min ms)",
+             ylabel="time / plain torch fp32 (median of rounds)", ylim=(0, 1.5))
+    axes.legend(fontsize="small", loc="upper center")
 
 
 def _cumulative(values: list[int]) -> list[int]:
@@ -252,8 +292,9 @@ def main() -> None:
     parser.add_argument("stage", choices=["xla", "ipex", "report"])
     parser.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"), help="ComfyUI checkout")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--ipex-size", type=int, default=256, help="image size for the IPEX comparison")
-    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--ipex-sizes", type=int, nargs="+", default=[256, 128],
+                        help="image sizes for the IPEX comparison")
+    parser.add_argument("--reps", type=int, default=25, help="alternating rounds of the IPEX comparison")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.stage == "report":
@@ -266,7 +307,7 @@ def main() -> None:
         if args.stage == "xla":
             data = bench_xla(Path(args.comfyui), work)
         else:
-            data = bench_ipex(Path(args.comfyui), work, args.ipex_size, args.reps)
+            data = bench_ipex(Path(args.comfyui), work, args.ipex_sizes, args.reps)
     (args.out / f"backends.{args.stage}.json").write_text(json.dumps(data, indent=2) + "\n")
 
 
