@@ -11,6 +11,9 @@ mkdir -p "$data/user" "$data/models" "$data/custom_nodes" "$data/input" "$data/o
 export COMFYX_CACHE_DIR="$cache"
 export TRITON_CACHE_DIR="${TRITON_CACHE_DIR:-$cache/triton}"
 export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-$cache/inductor}"
-exec @comfyx@ serve --comfyui @comfyui@ --backend "${COMFYX_BACKEND:-@backend@}" -- \
+# The engine is BMF's only where the package carries BMF (withBmf), so that a package without it
+# does not warn at every start; COMFYX_ENGINE chooses another.
+exec @comfyx@ serve --comfyui @comfyui@ --backend "${COMFYX_BACKEND:-@backend@}" \
+  --engine "${COMFYX_ENGINE:-@engine@}" -- \
   --base-directory "$data" --user-directory "$data/user" \
   --database-url "sqlite:///$data/user/comfyui.db" "$@"

@@ -84,6 +84,7 @@ let
     .${variant};
   launcher = replaceVars ./comfyui.sh {
     inherit runtimeShell backend;
+    engine = if withBmf then "bmf" else "stock";
     comfyx = "${env}/bin/comfyx";
     comfyui = "${comfyui-src}";
   };

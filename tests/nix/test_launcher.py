@@ -20,7 +20,7 @@ def launcher(tmp_path: Path) -> Path:
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     text = (REPO / "pkgs" / "comfyui" / "comfyui.sh").read_text()
     for key, value in {"runtimeShell": "/bin/sh", "comfyx": str(fake), "comfyui": "/store/comfyui",
-                       "backend": "cpu"}.items():
+                       "backend": "cpu", "engine": "stock"}.items():
         text = text.replace(f"@{key}@", value)
     assert "@" not in text.replace("$@", "").replace('"$@"', "")
     script = tmp_path / "comfyui"
@@ -40,10 +40,10 @@ def test_state_under_xdg_directories(tmp_path):
     out = run(launcher(tmp_path), {"HOME": str(home)}, "--port", "9000")
     data = home / ".local/share/comfyui"
     cache = home / ".cache/comfyx"
-    assert out[:6] == ["serve", "--comfyui", "/store/comfyui", "--backend", "cpu", "--"]
-    assert out[6:12] == ["--base-directory", str(data), "--user-directory", str(data / "user"),
+    assert out[:8] == ["serve", "--comfyui", "/store/comfyui", "--backend", "cpu", "--engine", "stock", "--"]
+    assert out[8:14] == ["--base-directory", str(data), "--user-directory", str(data / "user"),
                          "--database-url", f"sqlite:///{data}/user/comfyui.db"]
-    assert out[12:14] == ["--port", "9000"]  # the user's flags come last
+    assert out[14:16] == ["--port", "9000"]  # the user's flags come last
     assert f"CACHE={cache}" in out and f"TRITON={cache}/triton" in out and f"INDUCTOR={cache}/inductor" in out
     for d in ("user", "models", "custom_nodes", "input", "output", "temp"):
         assert (data / d).is_dir(), d
@@ -52,8 +52,10 @@ def test_state_under_xdg_directories(tmp_path):
 def test_overrides(tmp_path):
     data, cache = tmp_path / "data", tmp_path / "cache"
     out = run(launcher(tmp_path), {"HOME": str(tmp_path), "COMFYUI_DATA_DIR": str(data),
-                                   "COMFYX_CACHE_DIR": str(cache), "COMFYX_BACKEND": "cuda"})
+                                   "COMFYX_CACHE_DIR": str(cache), "COMFYX_BACKEND": "cuda",
+                                   "COMFYX_ENGINE": "bmf"})
     assert out[out.index("--backend") + 1] == "cuda"
+    assert out[out.index("--engine") + 1] == "bmf"
     assert out[out.index("--base-directory") + 1] == str(data)
     assert f"CACHE={cache}" in out
     assert (data / "user").is_dir()
