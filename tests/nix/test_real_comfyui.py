@@ -95,7 +95,7 @@ def base_env(tmp_path: Path) -> dict[str, str]:
 def test_launcher_keeps_state_outside_comfyui(tmp_path, comfyui_dir, comfyx_exe):
     text = (REPO / "pkgs" / "comfyui" / "comfyui.sh").read_text()
     for key, value in {"runtimeShell": shutil.which("bash"), "comfyx": comfyx_exe,
-                       "comfyui": str(comfyui_dir), "backend": "cpu"}.items():
+                       "comfyui": str(comfyui_dir), "backend": "cpu", "engine": "stock"}.items():
         text = text.replace(f"@{key}@", value)
     launcher = tmp_path / "comfyui"
     launcher.write_text(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -15,6 +16,14 @@ from comfyx.testing.server import ComfyxServer, comfyx_command
 from comfyx.testing.workflows import TINY_CHECKPOINT
 
 NO_COMFYUI = "COMFYUI_PATH is not set: tests that run real ComfyUI need a v0.3.64 checkout there"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A background job (`cmd &` in a script, nohup) starts with SIGINT ignored, and its children
+    # inherit that: the tests that press Ctrl-C on a comfyx process would then test nothing. A
+    # handled SIGINT here is reset to the default in every child it starts, as in a terminal.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
