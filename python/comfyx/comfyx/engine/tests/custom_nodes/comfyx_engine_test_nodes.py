@@ -34,6 +34,34 @@ class ComfyxBlockingSleep:
         return (image,)
 
 
+_rendezvous: dict[str, threading.Barrier] = {}
+_rendezvous_lock = threading.Lock()
+
+
+class ComfyxRendezvous:
+    """Blocks until `parties` nodes with the same key wait at once: completes only where they
+    run concurrently (run one after another, the first times out and fails)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",), "key": ("STRING", {"default": "branches"}),
+                             "parties": ("INT", {"default": 4, "min": 1}),
+                             "timeout": ("FLOAT", {"default": 60.0, "min": 0.0})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "meet"
+    CATEGORY = "_for_testing/comfyx"
+
+    def meet(self, image, key, parties, timeout):
+        with _rendezvous_lock:
+            barrier = _rendezvous.setdefault(key, threading.Barrier(parties))
+        try:
+            barrier.wait(timeout)
+        except threading.BrokenBarrierError:
+            raise RuntimeError(f"only {barrier.n_waiting} of {parties} nodes ran at the same time") from None
+        return (image,)
+
+
 class ComfyxBusyLoop:
     """CPU-bound pure-Python work that holds the GIL."""
 
@@ -165,6 +193,7 @@ class ComfyxV3Hidden(io.ComfyNode):
 NODE_CLASS_MAPPINGS = {
     "ComfyxBlockingSleep": ComfyxBlockingSleep,
     "ComfyxBusyLoop": ComfyxBusyLoop,
+    "ComfyxRendezvous": ComfyxRendezvous,
     "ComfyxProgressSteps": ComfyxProgressSteps,
     "ComfyxAppendLine": ComfyxAppendLine,
     "ComfyxTensorSource": ComfyxTensorSource,
