@@ -65,6 +65,15 @@ def assert_same_fp8(actual: torch.Tensor, expected: torch.Tensor) -> None:
     assert not differ.any(), f"{int(differ.sum())} of {differ.numel()} elements differ"
 
 
+def assert_quantize_equals_eager(
+    backend: str, x: torch.Tensor, scale: float, fp8_dtype: torch.dtype
+) -> None:
+    s = torch.tensor(scale, device=x.device)
+    with comfyx_kernels.use_backend(backend):
+        q = comfyx_kernels.quantize_per_tensor_fp8(x, s, fp8_dtype)
+    assert_same_fp8(q, eager.quantize_per_tensor_fp8(x, s, fp8_dtype))
+
+
 @pytest.mark.parametrize("fp8_dtype", FP8_DTYPES, ids=str)
 def test_bracket_holds_the_ieee_quotient_for_every_16_bit_input(fp8_dtype):
     x = torch.cat(
@@ -103,11 +112,7 @@ def test_bracket_holds_the_ieee_quotient_for_every_16_bit_input(fp8_dtype):
 def test_quantize_near_midpoints_equals_eager(backend, fp8_dtype, scale):
     x = near_midpoints(fp8_dtype, scale if 0 < abs(scale) < float("inf") else 1.0)
     x = torch.cat([x, torch.tensor([0.0, -0.0, float("inf"), float("-inf"), float("nan")])])
-    x = x.to(device())
-    s = torch.tensor(scale, device=x.device)
-    with comfyx_kernels.use_backend(backend):
-        q = comfyx_kernels.quantize_per_tensor_fp8(x, s, fp8_dtype)
-    assert_same_fp8(q, eager.quantize_per_tensor_fp8(x, s, fp8_dtype))
+    assert_quantize_equals_eager(backend, x.to(device()), scale, fp8_dtype)
 
 
 @pytest.mark.parametrize("backend", backend_params())
@@ -116,10 +121,7 @@ def test_quantize_near_midpoints_equals_eager(backend, fp8_dtype, scale):
 def test_quantize_every_16_bit_input_equals_eager(backend, dtype, fp8_dtype):
     x = every_16_bit_value(dtype).to(device())
     for scale in [1.0, 1.5, 0.37, 13 * 2**-10, 2.0**-100, 2.0**-110, 3e38]:
-        s = torch.tensor(scale, device=x.device)
-        with comfyx_kernels.use_backend(backend):
-            q = comfyx_kernels.quantize_per_tensor_fp8(x, s, fp8_dtype)
-        assert_same_fp8(q, eager.quantize_per_tensor_fp8(x, s, fp8_dtype))
+        assert_quantize_equals_eager(backend, x, scale, fp8_dtype)
 
 
 @pytest.mark.parametrize("backend", backend_params())
