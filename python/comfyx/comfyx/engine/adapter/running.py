@@ -29,7 +29,7 @@ from comfy_execution.graph import DynamicPrompt, ExecutionList
 from comfy_execution.graph_utils import GraphBuilder
 from comfy_execution.utils import get_executing_context
 
-from comfyx.engine.core.policy import CpuBoundTracker, Lane, Limiter, lanes_for
+from comfyx.engine.core.policy import CpuBoundTracker, Lane, Limiter, lanes_for, worth_offloading
 from comfyx.engine.core.pool import WorkerPool
 from comfyx.engine.core.ready import ReadyIndex
 
@@ -54,9 +54,10 @@ class PromptRun:
 
     def should_offload(self) -> bool:
         """Hand the node to a worker only when something else could run meanwhile."""
-        if self.in_flight:
-            return True
-        return self.execution_list is not None and len(self.execution_list.last_ready) > 1
+        listed = self.execution_list
+        if listed is None:
+            return self.in_flight > 0
+        return worth_offloading(self.in_flight, len(listed.last_ready), listed.externalBlocks)
 
     def lanes_of(self, node_class: type) -> frozenset[Lane]:
         if node_class not in self.lanes:

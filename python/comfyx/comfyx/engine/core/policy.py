@@ -39,6 +39,18 @@ CPU_BOUND_RATIO = 0.5
 MIN_CPU_SECONDS = 0.005
 
 
+def worth_offloading(in_flight: int, ready: int, external_blocks: int) -> bool:
+    """Whether a synchronous node should go to a worker: only when another node may run before it ends.
+
+    Another node may run when a job is on a worker (``in_flight``), another node is ready
+    (``ready`` counts this one too), or a node waits on an external block (``external_blocks``):
+    an offloaded or async node whose work may be done but whose result the executor has
+    not yet taken, so that its successors are about to become ready. Run inline then, and
+    a node that waits for one of them would wait with the event loop blocked, forever.
+    """
+    return in_flight > 0 or ready > 1 or external_blocks > 0
+
+
 class Lane(Enum):
     DEVICE = "device"
     OUTPUT = "output"

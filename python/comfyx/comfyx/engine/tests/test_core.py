@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from comfyx.engine.core.keys import ContentKey, KeyTable
-from comfyx.engine.core.policy import CpuBoundTracker, Lane, Limiter, lanes_for, node_types
+from comfyx.engine.core.policy import CpuBoundTracker, Lane, Limiter, lanes_for, node_types, worth_offloading
 from comfyx.engine.core.pool import WorkerPool, bmf_unavailable_reason
 from comfyx.engine.core.ready import ReadyIndex
 
@@ -154,6 +154,19 @@ def test_limiter_caps_concurrency_per_lane(lanes: set[Lane], expected: int) -> N
         return peak
 
     assert asyncio.run(main()) == expected
+
+
+@pytest.mark.parametrize(("in_flight", "ready", "external_blocks", "offload"), [
+    (0, 1, 0, False),  # alone in the frontier, nothing pending: inline, as ComfyUI runs it
+    (0, 2, 0, True),
+    (1, 1, 0, True),
+    # Jobs done on workers whose results the executor has not taken yet: their successors are about
+    # to be ready, so a node run inline now could block the loop they need (a barrier across branches).
+    (0, 1, 3, True),
+])
+def test_offloading_when_anything_else_may_run(in_flight: int, ready: int, external_blocks: int,
+                                               offload: bool) -> None:
+    assert worth_offloading(in_flight, ready, external_blocks) is offload
 
 
 def test_cpu_bound_node_classes_get_the_cpu_lane() -> None:
