@@ -28,6 +28,8 @@ from comfyx.compile.metrics import (
     counter_delta,
     counter_snapshot,
     device_timer,
+    newest_compile_record,
+    recompile_reasons_since,
     synchronize,
 )
 from comfyx.compile.settings import CompilePlan, CompileSettings, plan_for
@@ -81,10 +83,10 @@ class CompiledModel:
     def run(self, executor: Callable, args: tuple, kwargs: dict) -> Any:
         x = args[0]
         signature = _signature(args, kwargs)
-        before = counter_snapshot()
+        before, mark = counter_snapshot(), newest_compile_record()
         if signature not in self._seen:
             self._seen.add(signature)
-            return self._first_call_at_shape(executor, args, kwargs, x, before)
+            return self._first_call_at_shape(executor, args, kwargs, x, before, mark)
         timer = device_timer(x.device)
         with HostTimer() as host, timer or contextlib.nullcontext():
             out = executor(*args, **kwargs)
@@ -92,13 +94,13 @@ class CompiledModel:
         self.metrics.add_counts(delta)
         if delta["frames_compiled"]:  # a guard failed at a known shape: a recompile
             synchronize(x.device)
-            self._record_compile(_shape_text(x), host.seconds, delta)
+            self._record_compile(_shape_text(x), host.seconds, delta, mark)
         else:
             self.metrics.record_steady(_shape_text(x), timer, host.seconds)
         return out
 
     def _first_call_at_shape(
-        self, executor: Callable, args: tuple, kwargs: dict, x: torch.Tensor, before: dict[str, int]
+        self, executor: Callable, args: tuple, kwargs: dict, x: torch.Tensor, before: dict[str, int], mark: Any
     ) -> Any:
         # experimental_ptx means "fill the Triton/PTX caches before the real step": at least one
         # warmup forward does that
@@ -116,7 +118,7 @@ class CompiledModel:
         if first:
             self.metrics.first_step_s = host.seconds
             self.metrics.first_step_counts = delta
-        self._record_compile(_shape_text(x), host.seconds, delta)
+        self._record_compile(_shape_text(x), host.seconds, delta, mark)
         if runs:
             log.info(
                 "comfyx compile: %d warmup forward(s) and the first step at %s: %.2f s (compiling included)",
@@ -135,8 +137,12 @@ class CompiledModel:
             )
         return out
 
-    def _record_compile(self, shape: str, seconds: float, delta: dict[str, int]) -> None:
+    def _record_compile(self, shape: str, seconds: float, delta: dict[str, int], mark: Any) -> None:
         self.metrics.compiling_steps.append((shape, seconds, delta["frames_compiled"]))
+        reasons = recompile_reasons_since(mark)
+        self.metrics.add_recompile_reasons(reasons)
+        if reasons:
+            log.info("comfyx compile: %s recompiled at %s: %s", self.metrics.label, shape, "; ".join(reasons))
         if delta["frames_compiled"]:
             self.metrics.artifacts_saved = caches.save_artifacts(self.artifact_file)
         log.info(

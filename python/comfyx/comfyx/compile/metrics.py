@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 import torch
-from torch._dynamo.utils import counters
+from torch._dynamo.utils import counters, get_compilation_metrics
 
 # (counter group, counter name) -> our name
 _COUNTERS = {
@@ -32,6 +32,7 @@ _COUNTERS = {
 }
 
 
+_MAX_REASONS = 16
 _AOT_CACHE_LOGGER = "torch._functorch._aot_autograd.autograd_cache"
 _BYPASS_PREFIX = "Bypassing autograd cache due to: "
 
@@ -62,6 +63,25 @@ def aot_cache_bypass_reasons(into: list[str]) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def newest_compile_record() -> Any:
+    """Dynamo's newest per-frame compile record (None before any): the mark from which
+    :func:`recompile_reasons_since` finds the records a call added."""
+    records = get_compilation_metrics()
+    return records[-1] if records else None
+
+
+def compile_records_since(mark: Any) -> list[Any]:
+    """Dynamo's per-frame compile records (``CompilationMetrics``) added since ``mark``."""
+    records = get_compilation_metrics()
+    start = next((i + 1 for i in range(len(records) - 1, -1, -1) if records[i] is mark), 0)
+    return records[start:]
+
+
+def recompile_reasons_since(mark: Any) -> list[str]:
+    """Why dynamo recompiled since ``mark``: the first failed guard of each frame it compiled again."""
+    return [reason for record in compile_records_since(mark) if (reason := getattr(record, "recompile_reason", None))]
 
 
 def counter_snapshot() -> dict[str, int]:
@@ -107,6 +127,10 @@ class CompileMetrics:
     artifacts_saved: int = 0
     triton_kernels_cached: int | None = None
     aot_cache_bypass_reasons: list[str] = field(default_factory=list)
+    # dynamo's recompilations: a frame it had compiled compiled again (a new shape, a failed
+    # guard); a frame compiled for the first time is not one
+    recompiles: int = 0
+    recompile_reasons: list[str] = field(default_factory=list)  # the first few, as dynamo gives them
     _steady: dict[str, list[float]] = field(default_factory=dict)  # shape -> step seconds
     _pending: list[tuple[str, _EventTimer]] = field(default_factory=list)
 
@@ -114,10 +138,11 @@ class CompileMetrics:
         for name, value in delta.items():
             self.totals[name] += value
 
-    @property
-    def recompiles(self) -> int:
-        """Dynamo compiles after the first compiling step (new shapes, failed guards)."""
-        return sum(frames for _, _, frames in self.compiling_steps[1:])
+    def add_recompile_reasons(self, reasons: list[str]) -> None:
+        """Dynamo's recompilations, one reason each (:func:`recompile_reasons_since`)."""
+        self.recompiles += len(reasons)
+        room = _MAX_REASONS - len(self.recompile_reasons)
+        self.recompile_reasons.extend(reason[:500] for reason in reasons[: max(room, 0)])
 
     @property
     def caches_warm(self) -> bool:
@@ -157,6 +182,7 @@ class CompileMetrics:
             "artifacts_saved": self.artifacts_saved,
             "triton_kernels_cached": self.triton_kernels_cached,
             "aot_cache_bypass_reasons": list(self.aot_cache_bypass_reasons),
+            "recompile_reasons": list(self.recompile_reasons),
             **self.totals,
         }
 

@@ -51,8 +51,10 @@ class ModelDir:
 
 @pytest.fixture(scope="session")
 def tiny_models(comfyui: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> ModelDir:
-    """The tiny SD1.5-architecture checkpoint, generated once and kept in pytest's cache."""
-    root = Path(request.config.cache.mkdir("comfyx-tiny-models"))
+    """The tiny SD1.5-architecture checkpoint, generated once and kept in pytest's cache (per run
+    under ``-p no:cacheprovider``)."""
+    cache = getattr(request.config, "cache", None)
+    root = Path(cache.mkdir("comfyx-tiny-models")) if cache else tmp_path_factory.mktemp("comfyx-tiny-models")
     checkpoint = root / "checkpoints" / TINY_CHECKPOINT
     if not checkpoint.exists():
         subprocess.run([sys.executable, "-m", "comfyx.testing.checkpoint", "--comfyui", str(comfyui), str(checkpoint)],

@@ -6,6 +6,7 @@ state, and the warm-cache check needs a second process):
     python scenario.py --comfyui DIR full   # eager vs compiled sampling, reuse, config change, clones, LoRA
     python scenario.py --comfyui DIR warm   # the first compiled sampling only (run with the same cache dir)
     python scenario.py --comfyui DIR restart --latent OUT.pt   # speed mode on a tiny SDXL UNet
+    python scenario.py --comfyui DIR resolutions   # speed mode at three latent sizes, then the first again
 
 ``full`` and ``warm`` sample the tiny SD1.5-architecture UNet of ``comfyx.testing.checkpoint``;
 ``restart`` samples a tiny SDXL-architecture UNet (ComfyUI's SDXL class) with attention run
@@ -27,6 +28,7 @@ SETTINGS = {
     "ptx_fast_math": False, "warmup_runs": 1,
 }  # fmt: skip
 LATENT = (1, 4, 8, 8)
+RESOLUTIONS = ((8, 8), (12, 12), (16, 8))  # latent height, width
 # SDXL's UNet layout (label embedding of the 2816 size-and-crop conditioning, linear
 # transformer projections, a middle transformer) at one level of width 64: one attention
 # head, as ComfyUI fixes SD-family heads at 64 channels
@@ -69,7 +71,7 @@ def _tiny_patcher(architecture: str = "sd15") -> Any:
     return comfy.model_patcher.ModelPatcher(base, load_device=cpu, offload_device=cpu)
 
 
-def _sample(model: Any, seed: int = 0) -> Any:
+def _sample(model: Any, seed: int = 0, latent_shape: tuple[int, ...] = LATENT) -> Any:
     import nodes
     import torch
 
@@ -81,7 +83,7 @@ def _sample(model: Any, seed: int = 0) -> Any:
         return [[torch.randn(1, 77, unet["context_dim"], generator=generator), extra]]
 
     positive, negative = cond(), cond()
-    latent = {"samples": torch.zeros(LATENT)}
+    latent = {"samples": torch.zeros(latent_shape)}
     return nodes.common_ksampler(model, seed, 2, 7.0, "euler", "normal", positive, negative, latent)[0]["samples"]
 
 
@@ -187,10 +189,30 @@ def restart(latent_file: Path) -> dict:
     return {"metrics": compiled_model_of(compiled).metrics.summary()}
 
 
+def resolutions() -> dict:
+    """The speed preset (torch's automatic dynamic shapes) on the tiny SDXL UNet at each of
+    :data:`RESOLUTIONS`, then at the first again: what dynamo compiled at each, and why."""
+    from comfyx.compile.apply import compiled_model_of
+    from comfyx.compile.metrics import compile_records_since, newest_compile_record
+
+    compiled = _apply(_tiny_patcher("sdxl"), mode="speed")
+    steps = []
+    for height, width in (*RESOLUTIONS, RESOLUTIONS[0]):
+        mark = newest_compile_record()
+        _sample(compiled, latent_shape=(1, 4, height, width))
+        records = compile_records_since(mark)
+        steps.append({
+            "latent": [height, width],
+            "compiled": [f"{r.co_name} ({r.co_filename}:{r.co_firstlineno})" for r in records],
+            "recompile_reasons": [r.recompile_reason for r in records if r.recompile_reason],
+        })  # fmt: skip
+    return {"steps": steps, "metrics": compiled_model_of(compiled).metrics.summary()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--comfyui", type=Path, required=True)
-    parser.add_argument("scenario", choices=["full", "warm", "restart"])
+    parser.add_argument("scenario", choices=["full", "warm", "restart", "resolutions"])
     parser.add_argument("--latent", type=Path, help="restart: where to save the sampled latent")
     args = parser.parse_args()
     if args.scenario == "restart" and args.latent is None:
@@ -199,7 +221,8 @@ def main() -> int:
     import torch
 
     with torch.inference_mode():  # as ComfyUI runs its nodes
-        report = {"full": full, "warm": warm, "restart": lambda: restart(args.latent)}[args.scenario]()
+        scenarios = {"full": full, "warm": warm, "restart": lambda: restart(args.latent), "resolutions": resolutions}
+        report = scenarios[args.scenario]()
     print("REPORT " + json.dumps(report))
     return 0
 

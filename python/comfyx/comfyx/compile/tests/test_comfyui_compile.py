@@ -106,3 +106,16 @@ def test_restart_takes_aotautograd_and_fx_graph_from_the_cache(comfyui, tmp_path
     assert warm["fx_cache_hits"] >= 1 and warm["fx_cache_misses"] == 0, warm
     assert warm["frames_compiled"] == cold["frames_compiled"] and warm["recompiles"] == 0, warm
     assert torch.equal(torch.load(tmp_path / "cold.pt"), torch.load(tmp_path / "warm.pt"))
+
+
+def test_speed_mode_recompiles_once_across_three_resolutions(comfyui, tmp_path):
+    # torch's automatic dynamic: the second resolution recompiles the UNet with its sizes
+    # dynamic; the third, and the first again, run the graphs already there
+    report = run_scenario(comfyui, "resolutions", tmp_path / "cache")
+    first, second, third, first_again = report["steps"]
+    assert first["compiled"] and not first["recompile_reasons"], report
+    assert len(second["recompile_reasons"]) == 1 and "size mismatch" in second["recompile_reasons"][0], report
+    assert third["recompile_reasons"] == [] and first_again["recompile_reasons"] == [], report
+    metrics = report["metrics"]
+    assert metrics["recompiles"] == 1 and metrics["recompile_reasons"] == second["recompile_reasons"], metrics
+    assert len(metrics["steady_step_ms_by_shape"]) == 3, metrics

@@ -1,10 +1,17 @@
-"""Metrics bookkeeping (no ComfyUI, no compile)."""
+"""Metrics bookkeeping (no ComfyUI; dynamo only with its eager backend, which compiles nothing)."""
 
 from __future__ import annotations
 
 import logging
 
-from comfyx.compile.metrics import CompileMetrics, aot_cache_bypass_reasons
+import torch
+
+from comfyx.compile.metrics import (
+    CompileMetrics,
+    aot_cache_bypass_reasons,
+    newest_compile_record,
+    recompile_reasons_since,
+)
 
 
 def test_aot_cache_bypass_reasons_are_collected_and_the_logger_restored():
@@ -29,5 +36,21 @@ def test_steady_state_is_reported_per_shape_at_the_first_compiled_shape():
     assert summary["steady_step_ms"] == 20.0
     assert summary["steady_step_ms_by_shape"] == {"2x4x8x8": 20.0, "2x4x8x12": 500.0}
     assert summary["steady_steps"] == 4 and summary["recompiles"] == 0
-    metrics.compiling_steps.append(("2x4x8x12", 2.0, 1))
-    assert metrics.summary()["recompiles"] == 1
+
+
+def test_recompile_reasons_name_the_failed_guard_of_each_recompile():
+    torch._dynamo.reset()
+    torch._dynamo.utils.clear_compilation_metrics()
+    double = torch.compile(lambda t: t * 2, backend="eager", dynamic=False)
+    double(torch.ones(3))  # a first compile: no recompilation
+    assert recompile_reasons_since(None) == []
+    mark = newest_compile_record()
+    double(torch.ones(3))  # the same shape: no compile
+    assert recompile_reasons_since(mark) == []
+    double(torch.ones(5))
+    (reason,) = recompile_reasons_since(mark)
+    assert "size mismatch at index 0" in reason and "expected 3, actual 5" in reason, reason
+    metrics = CompileMetrics("m")
+    metrics.add_recompile_reasons([reason] * 20)
+    summary = metrics.summary()
+    assert summary["recompiles"] == 20 and summary["recompile_reasons"] == [reason] * 16  # the first few kept
