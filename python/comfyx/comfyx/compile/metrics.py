@@ -197,6 +197,7 @@ class CompileMetrics:
             f"AOTAutograd cache {s['aot_cache_hits']} hits / {s['aot_cache_misses']} misses / "
             f"{s['aot_cache_bypasses']} bypasses, "
             f"artifacts loaded {s['artifacts_loaded']} / saved {s['artifacts_saved']}"
+            + (f"; first recompile: {s['recompile_reasons'][0]}" if s["recompile_reasons"] else "")
         )
 
 

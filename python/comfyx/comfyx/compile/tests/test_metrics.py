@@ -54,3 +54,4 @@ def test_recompile_reasons_name_the_failed_guard_of_each_recompile():
     metrics.add_recompile_reasons([reason] * 20)
     summary = metrics.summary()
     assert summary["recompiles"] == 20 and summary["recompile_reasons"] == [reason] * 16  # the first few kept
+    assert "recompiles 20," in metrics.text() and metrics.text().endswith(f"first recompile: {reason}")
