@@ -73,7 +73,8 @@ def newest_compile_record() -> Any:
 
 
 def compile_records_since(mark: Any) -> list[Any]:
-    """Dynamo's per-frame compile records (``CompilationMetrics``) added since ``mark``."""
+    """Dynamo's per-frame compile records (``CompilationMetrics``) added since ``mark``; all it
+    keeps (its last 64) if ``mark`` is None or no longer among them."""
     records = get_compilation_metrics()
     start = next((i + 1 for i in range(len(records) - 1, -1, -1) if records[i] is mark), 0)
     return records[start:]
