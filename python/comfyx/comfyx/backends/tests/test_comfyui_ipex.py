@@ -5,12 +5,11 @@ Needs torch==2.8.0 + intel-extension-for-pytorch==2.8.0 (their own virtualenv) a
 
 import re
 
-import numpy as np
 import pytest
 from comfyx.backends.cpuinfo import cpu_flags
 from comfyx.backends.intel_int8 import VNNI_FLAGS
+from comfyx.testing.images import psnr, read_rgb
 from comfyx.testing.workflows import txt2img
-from PIL import Image
 
 pytest.importorskip("intel_extension_for_pytorch", reason="IPEX is not installed (venv with torch==2.8.0 + IPEX 2.8.0)")
 
@@ -26,8 +25,7 @@ def render(comfyx_server, tiny_models, tmp_path, backend: str, *comfyui_args: st
     run = server.run_prompt(txt2img(width=96, height=64, steps=3, seed=7))
     assert run.first("execution_error") is None, server.log_tail()
     image = run.history["outputs"]["7"]["images"][0]
-    with Image.open(out / image["subfolder"] / image["filename"]) as png:
-        pixels = np.asarray(png.convert("RGB"), dtype=np.int16)
+    pixels = read_rgb(out / image["subfolder"] / image["filename"])
     log = server.log_tail(400)
     server.stop()
     return pixels, log
@@ -49,7 +47,7 @@ def test_ipex_matches_plain_torch(comfyx_server, tiny_models, tmp_path):
     assert prepacked == exposed > 10
     assert "comfyx ipex" not in plain_log
     assert plain.shape == ipex.shape == (64, 96, 3)
-    diff = np.abs(plain - ipex)
+    diff = abs(plain - ipex)
     assert diff.max() <= 8 and diff.mean() < 0.5, (diff.max(), diff.mean())
 
 
@@ -90,11 +88,6 @@ def test_weight_patches_after_prepack_stop_instead_of_being_ignored(comfyx_serve
     assert stop in error["exception_message"], error["exception_message"]
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(((a.astype(np.float64) - b) ** 2).mean())
-    return 10 * np.log10(255**2 / mse) if mse else float("inf")
-
-
 @pytest.mark.skipif(not HAS_VNNI, reason=f"the CPU has none of {VNNI_FLAGS}")
 def test_int8_matches_plain_torch_within_int8_tolerance(comfyx_server, tiny_models, tmp_path):
     plain, _ = render(comfyx_server, tiny_models, tmp_path, "cpu")
@@ -110,7 +103,7 @@ def test_int8_matches_plain_torch_within_int8_tolerance(comfyx_server, tiny_mode
     # int8 is lossy (per-channel int8 weights, activations quantized per call), so the bound is
     # looser than float32 IPEX's: 40 dB PSNR is an RMS error of 2.6 of 255 levels (measured
     # here: 59 dB, max 1 level).
-    diff = np.abs(plain - int8)
+    diff = abs(plain - int8)
     assert psnr(plain, int8) >= 40 and diff.max() <= 16, (psnr(plain, int8), diff.max())
 
 

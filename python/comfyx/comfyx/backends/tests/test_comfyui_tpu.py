@@ -8,8 +8,8 @@ import random
 from pathlib import Path
 
 import pytest
+from comfyx.testing.images import image_format
 from comfyx.testing.workflows import txt2img
-from PIL import Image
 
 pytest.importorskip("torch_xla", reason="torch_xla is not installed (venv with torch==2.9.0 torch_xla==2.9.0)")
 
@@ -36,8 +36,7 @@ def tpu_stats(server) -> dict:
 
 def image_size(out: Path, run) -> tuple[int, int]:
     image = run.history["outputs"]["7"]["images"][0]
-    with Image.open(out / image["subfolder"] / image["filename"]) as png:
-        return png.size
+    return image_format(out / image["subfolder"] / image["filename"])[1]
 
 
 @pytest.fixture

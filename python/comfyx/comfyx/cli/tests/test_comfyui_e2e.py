@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from comfyx import PINNED_COMFYUI_VERSION
+from comfyx.testing.images import image_format
 from comfyx.testing.server import PromptRejectedError, comfyx_command
 from comfyx.testing.workflows import txt2img
-from PIL import Image
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
@@ -53,8 +53,7 @@ def failing_workflow() -> dict:
 
 
 def assert_png(path: Path, size: tuple[int, int] = (64, 64)) -> None:
-    with Image.open(path) as image:
-        assert image.format == "PNG" and image.size == size
+    assert image_format(path) == ("PNG", size)
 
 
 def test_serve_answers_and_runs_txt2img_to_a_png(comfyx_server, tiny_models, tmp_path):
