@@ -46,7 +46,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from comfyx.engine.tests.support import TimedRun, run, start_server
+from comfyx.engine.tests.support import run, start_server
 from comfyx.testing.server import ComfyxServer, PromptRun
 from comfyx.testing.workflows import txt2img
 
@@ -126,7 +126,7 @@ def bench_branches(servers: dict[str, ComfyxServer], repeats: int) -> dict:
     return results
 
 
-def loader_seconds(result: TimedRun, prompt: dict, loader: str) -> float:
+def loader_seconds(result: PromptRun, prompt: dict, loader: str) -> float:
     """From the loader's ``executing`` event to the first node that uses its outputs starting (0 when cached).
 
     A node that reads the loader's outputs can only start once they exist, on either engine.

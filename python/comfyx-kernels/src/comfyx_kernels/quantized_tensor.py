@@ -339,17 +339,45 @@ def fp8_linear(
     """
     if not isinstance(weight, QuantizedTensor):
         raise TypeError(f"fp8_linear needs a QuantizedTensor weight, got {type(weight).__name__}")
-    qdata, scale = weight._layout.quantize(x, input_scale, torch.float8_e4m3fn)
+    return scaled_fp8_linear(x, weight._qdata, weight._scale, bias, input_scale, fast_accum)
+
+
+def scaled_fp8_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    input_scale: torch.Tensor | None = None,
+    fast_accum: bool | None = None,
+) -> torch.Tensor:
+    """fp8_linear for a layer that stores its fp8 weight (N, K) and float32 scale as plain tensors.
+
+    This is how ComfyUI's layers hold them (a QuantizedTensor parameter would not survive its
+    weight casting and patching). Where the GEMM cannot run on fp8 tensor cores
+    (:func:`fp8_linear_problem`), the quantized operands are multiplied dequantized.
+    """
+    qdata, scale = TensorCoreFP8Layout.quantize(x, input_scale, torch.float8_e4m3fn)
     out = _fp8_matmul(
         qdata.reshape(-1, x.shape[-1]),
         scale,
-        weight._qdata.t(),
-        weight._scale,
+        weight.t(),
+        weight_scale,
         bias,
         x.dtype,
         lambda: torch.nn.functional.linear(
-            QuantizedTensor(qdata, scale, x.dtype, weight._layout_name), weight, bias
+            TensorCoreFP8Layout.dequantize(qdata, scale, x.dtype),
+            TensorCoreFP8Layout.dequantize(weight, weight_scale, x.dtype),
+            bias,
         ),
         FAST_ACCUM if fast_accum is None else fast_accum,
     )
     return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
+def fp8_linear_problem(x: torch.Tensor, weight: torch.Tensor) -> str | None:
+    """Why x @ weight.T for an fp8 weight (N, K) cannot run on fp8 tensor cores, or None."""
+    if x.shape[-1] != weight.shape[-1]:
+        return f"input has {x.shape[-1]} features, the weight takes {weight.shape[-1]}"
+    # the activation as fp8_linear multiplies it: quantized to e4m3
+    activation = x.new_empty((0, x.shape[-1]), dtype=torch.float8_e4m3fn)
+    return _scaled_mm_problem(activation, weight.t())

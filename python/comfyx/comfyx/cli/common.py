@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from comfyx import fastpath
 from comfyx.backends import BackendUnavailableError
 from comfyx.comfyui import ComfyUICheckout, ComfyUINotFoundError, find_comfyui, launch
 from comfyx.engine import EngineUnavailableError, resolve
@@ -31,5 +32,10 @@ def prepare_comfyui(args: argparse.Namespace, comfyui_args: list[str]) -> ComfyU
     if fallback_reason is not None:
         say(f"warning: the BMF engine cannot run here ({fallback_reason}); prompts run on ComfyUI's stock "
             "executor (`comfyx doctor` reports the engines; --engine stock chooses it explicitly)")
-    launch.prepare(checkout, comfyui_args, engine_name=engine_name, backend=args.backend)
+    if args.kernels_off_reason is not None:
+        say(f"warning: comfyx's kernels are off ({args.kernels_off_reason}); fp8 checkpoints and Flux RoPE run as "
+            "ComfyUI runs them (`comfyx doctor` says what can run)")
+    if args.fast_path != fastpath.FastPathSettings():
+        say(f"fast path: {args.fast_path.describe()}")
+    launch.prepare(checkout, comfyui_args, engine_name=engine_name, backend=args.backend, fast_path=args.fast_path)
     return checkout

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from comfyx import PINNED_COMFYUI_COMMIT, PINNED_COMFYUI_VERSION, __version__, backends
+from comfyx import PINNED_COMFYUI_COMMIT, PINNED_COMFYUI_VERSION, __version__, backends, fastpath
 from comfyx.engine import DEFAULT_ENGINE, ENGINES
 
 EXIT_USAGE = 2
@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     doctor.add_argument("--comfyui", metavar="DIR", help="ComfyUI checkout to report on")
 
+    from comfyx.cli.bench import add_parser as add_bench_parser
+
+    add_bench_parser(commands)
+
     comfyui = commands.add_parser("comfyui", help="manage a ComfyUI checkout", allow_abbrev=False)
     comfyui_commands = comfyui.add_subparsers(dest="comfyui_command", metavar="COMMAND", required=True)
     install = comfyui_commands.add_parser(
@@ -91,6 +95,7 @@ def _add_launch_options(parser: argparse.ArgumentParser) -> None:
         "cannot be imported) or ComfyUI's own stock one; an explicit --engine bmf without BMF is an error",
     )
     backends.add_arguments(parser)  # --backend and the TPU options: comfyx's, never passed to ComfyUI
+    fastpath.add_arguments(parser)  # --fast and its parts
 
 
 def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -112,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("serve", "run"):
         try:
             args.backend = backends.configure(args)
-        except backends.BackendUnavailableError as err:
+            args.fast_path, args.kernels_off_reason = fastpath.from_args(args)
+        except (backends.BackendUnavailableError, fastpath.FastPathUnavailableError) as err:
             parser.error(str(err))
 
     if args.command == "serve":
@@ -123,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from comfyx.cli.run import run
 
         return run(args)
+    if args.command == "bench":
+        from comfyx.cli.bench import bench
+
+        return bench(args)
     if args.command == "doctor":
         from comfyx.cli.doctor import doctor
 

@@ -12,14 +12,21 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from comfyx import backends, engine
+from comfyx import backends, engine, fastpath
 from comfyx.comfyui.hooks import after_import
 from comfyx.comfyui.locate import ComfyUICheckout
 
 log = logging.getLogger(__name__)
 
 
-def prepare(checkout: ComfyUICheckout, comfyui_args: Sequence[str], *, engine_name: str, backend: str) -> None:
+def prepare(
+    checkout: ComfyUICheckout,
+    comfyui_args: Sequence[str],
+    *,
+    engine_name: str,
+    backend: str,
+    fast_path: fastpath.FastPathSettings,
+) -> None:
     """Set up this process as ``python main.py ARGS`` would see it, plus comfyx's hooks.
 
     Raises EngineUnavailableError / BackendUnavailableError before anything of
@@ -28,6 +35,7 @@ def prepare(checkout: ComfyUICheckout, comfyui_args: Sequence[str], *, engine_na
     args = backends.comfyui_args(backend, list(comfyui_args))
     engine.install(engine_name)
     backends.install(backend)
+    fastpath.install(fast_path)
     after_import("folder_paths", _add_comfyx_nodes)
     sys.argv = [str(checkout.main_py), *args]
     sys.path.insert(0, str(checkout.path))

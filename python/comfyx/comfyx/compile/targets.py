@@ -6,6 +6,8 @@ import logging
 
 from torch import nn
 
+from comfyx.comfyui.blocks import is_block_list
+
 log = logging.getLogger(__name__)
 
 WHOLE_MODEL = ("diffusion_model",)
@@ -29,22 +31,10 @@ def compile_keys(base_model: nn.Module, transformer_blocks_only: bool) -> tuple[
     keys = [
         f"{WHOLE_MODEL[0]}.{name}.{index}"
         for name, child in root.named_children()
-        if _is_block_list(child)
+        if is_block_list(child)
         for index in range(len(child))
     ]
     if not keys:
         log.info("comfyx compile: %s has no list of transformer blocks; compiling it whole", type(root).__name__)
         return WHOLE_MODEL
     return tuple(keys)
-
-
-def _is_block_list(module: nn.Module) -> bool:
-    if not isinstance(module, nn.ModuleList) or len(module) == 0:
-        return False
-    kinds = {type(block) for block in module}
-    if len(kinds) != 1:
-        return False
-    (kind,) = kinds
-    containers = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
-    # a list of single layers (e.g. Linear projections) is no block list
-    return not issubclass(kind, containers) and any(True for _ in module[0].children())

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from comfyx.backends.tpu import nodes as tpu_nodes
 from comfyx.compile import nodes as compile_nodes
+from comfyx.kernels import nodes as kernel_nodes
 from comfyx.nodes import system
 
 #: Directory to add to ComfyUI's ``custom_nodes`` folder paths.
 COMFYUI_ENTRY_DIR = Path(__file__).with_name("comfyui_entry")
 
-_NODE_MODULES = (system, tpu_nodes, compile_nodes)
+_NODE_MODULES = (system, tpu_nodes, compile_nodes, kernel_nodes)
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}

@@ -74,25 +74,54 @@ def _seeded_like(name: str, tensor, generator):
     return (torch.randn(tensor.shape, generator=generator) * 0.02).to(torch.float16)
 
 
-def write_checkpoint(comfyui: Path, out: Path, seed: int = 0) -> Path:
+def write_checkpoint(comfyui: Path, out: Path, seed: int = 0, fp8: str | None = None) -> Path:
     """Build the checkpoint with the ComfyUI at ``comfyui`` and write it atomically to ``out``."""
     sys.path.insert(0, str(comfyui))
     from safetensors.torch import save_file
 
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
-    save_file(build_state_dict(seed), str(partial))
+    state = build_state_dict(seed)
+    save_file(state if fp8 is None else fp8_state_dict(state, fp8), str(partial))
     partial.replace(out)
     return out
+
+
+FP8_FORMATS = ("scaled_fp8", "comfy_quant", "fp8")
+DIFFUSION_PREFIX = "model.diffusion_model."
+
+
+def fp8_state_dict(state: dict, fmt: str, prefix: str = DIFFUSION_PREFIX) -> dict:
+    """``state`` with its diffusion model in an fp8 format ComfyUI reads.
+
+    ``scaled_fp8`` (v0.3.64) and ``comfy_quant`` (newer ComfyUI) quantize the Linear weights
+    (the 2-D ones) with a per-tensor scale each; ``fp8`` casts every float tensor of the
+    diffusion model to float8_e4m3fn without a scale, as ``--fp8_e4m3fn-unet`` keeps it.
+    """
+    import torch
+    from comfyx_kernels.checkpoint import to_checkpoint
+    from comfyx_kernels.quantized_tensor import QuantizedTensor
+
+    if fmt not in FP8_FORMATS:
+        raise ValueError(f"unknown fp8 format {fmt!r}; known: {', '.join(FP8_FORMATS)}")
+    if fmt == "fp8":
+        return {key: value.to(torch.float8_e4m3fn) if key.startswith(prefix) and value.is_floating_point() else value
+                for key, value in state.items()}
+    linear = {key for key, value in state.items() if key.startswith(prefix) and key.endswith(".weight")
+              and value.ndim == 2}
+    quantized = {key: QuantizedTensor.from_float(value.float()) if key in linear else value
+                 for key, value in state.items()}
+    return to_checkpoint(quantized, fmt, prefix)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--comfyui", type=Path, required=True, help="ComfyUI checkout whose modules build it")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fp8", choices=FP8_FORMATS, help="write the diffusion model in this fp8 format")
     parser.add_argument("out", type=Path, help="output .safetensors file")
     args = parser.parse_args(argv)
-    print(write_checkpoint(args.comfyui, args.out, args.seed))
+    print(write_checkpoint(args.comfyui, args.out, args.seed, args.fp8))
     return 0
 
 
