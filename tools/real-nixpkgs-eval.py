@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,9 @@ class Result:
 
 
 def git(tree: Path, *args: str) -> str | None:
-    proc = subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True, check=False)
+    # safe.directory: the tree may belong to another user than the one running this (root).
+    proc = subprocess.run(["git", "-c", "safe.directory=*", "-C", str(tree), *args], capture_output=True,
+                          text=True, check=False)
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
@@ -117,14 +120,18 @@ class Evaluator:
         self.tree_hole = tree_hole
 
     def nix(self, args: list[str]) -> subprocess.CompletedProcess[str]:
-        return nix_chroot.run(self.root, ["nix", "--show-trace", *args], TIMEOUT)
+        try:
+            return nix_chroot.run(self.root, ["nix", "--show-trace", *args], TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(args, 124, "", f"error: nix {args[0]} ran past {TIMEOUT} s")
 
-    def attr_names(self, output: str) -> list[str]:
-        proc = self.nix(["eval", "--json", *self.flake_args, f"{FLAKE}#{output}.{SYSTEM}",
-                         "--apply", "builtins.attrNames"])
+    def attr_names(self, output: str) -> tuple[list[str], Result | None]:
+        """The output's attribute names, or a failed Result when listing them fails."""
+        attr = f"{output}.{SYSTEM}"
+        proc = self.nix(["eval", "--json", *self.flake_args, f"{FLAKE}#{attr}", "--apply", "builtins.attrNames"])
         if proc.returncode != 0:
-            raise RuntimeError(f"listing {output}: {summarize(proc.stderr)}")
-        return json.loads(proc.stdout)
+            return [], self.result(attr, proc)
+        return json.loads(proc.stdout), None
 
     def result(self, name: str, proc: subprocess.CompletedProcess[str]) -> Result:
         if proc.returncode == 0:
@@ -155,24 +162,25 @@ class Evaluator:
         return sorted(json.loads(proc.stdout))
 
 
-def targets(ev: Evaluator, has_home_manager: bool) -> list:
-    """(name, thunk) for every evaluation, in report order."""
-    jobs = []
+def targets(ev: Evaluator, has_home_manager: bool) -> list[Callable[[], Result]]:
+    """Every evaluation, in report order."""
+    jobs: list[Callable[[], Result]] = []
     for output, select in (("packages", "drvPath"), ("apps", "program"), ("checks", "drvPath"),
                            ("devShells", "drvPath")):
-        for name in ev.attr_names(output):
-            attr = f"{output}.{SYSTEM}.{name}"
-            jobs.append((attr, lambda a=attr, s=select: ev.flake_attr(a, s)))
-    jobs.append((f"formatter.{SYSTEM}", lambda: ev.flake_attr(f"formatter.{SYSTEM}", "drvPath")))
+        names, failed = ev.attr_names(output)
+        if failed is not None:
+            jobs.append(lambda r=failed: r)
+        for name in names:
+            jobs.append(lambda a=f"{output}.{SYSTEM}.{name}", s=select: ev.flake_attr(a, s))
+    jobs.append(lambda: ev.flake_attr(f"formatter.{SYSTEM}", "drvPath"))
     for backend in NIXOS:
         for part in ("toplevel", "unit"):
-            attr = f"nixos.{backend}.{part}"
-            jobs.append((attr, lambda a=attr: ev.config(a, has_home_manager)))
+            jobs.append(lambda a=f"nixos.{backend}.{part}": ev.config(a, has_home_manager))
     if has_home_manager:
-        jobs.append(("homeManager", lambda: ev.config("homeManager", True)))
+        jobs.append(lambda: ev.config("homeManager", True))
     else:
-        jobs.append(("homeManager", lambda: Result("homeManager", "skip", "no --home-manager tree given")))
-    jobs.append(("nix flake check --no-build", ev.flake_check))
+        jobs.append(lambda: Result("homeManager", "skip", "no --home-manager tree given"))
+    jobs.append(ev.flake_check)
     return jobs
 
 
@@ -192,7 +200,7 @@ def names_file(names: list[str], tree: str) -> str:
     return "".join(f"# {line}\n" for line in header) + "".join(f"{n}\n" for n in names)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nixpkgs", type=Path, required=True, help="a nixpkgs tree (best a git repository)")
     ap.add_argument("--home-manager", type=Path, help="a Home Manager tree (release-25.11 for our pin)")
@@ -204,7 +212,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--python-names", type=Path, metavar="FILE",
                     help="write the tree's python3Packages names to FILE instead of evaluating the flake")
     args = ap.parse_args(argv)
-
     for name, tree in (("--nixpkgs", args.nixpkgs), ("--home-manager", args.home_manager)):
         if tree is not None and not tree.is_dir():
             ap.error(f"{name} {tree}: no such directory")
@@ -212,19 +219,44 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--nixpkgs {args.nixpkgs}: not a nixpkgs tree (no lib/.version or nixos/)")
     if args.home_manager is not None and not (args.home_manager / "modules/default.nix").is_file():
         ap.error(f"--home-manager {args.home_manager}: not a Home Manager tree (no modules/default.nix)")
-    hole = re.compile(args.tree_hole) if args.tree_hole else None
+    if args.jobs < 1:
+        ap.error(f"--jobs {args.jobs}: at least 1")
+    try:
+        args.tree_hole = re.compile(args.tree_hole) if args.tree_hole else None
+    except re.error as err:
+        ap.error(f"--tree-hole {args.tree_hole!r}: {err}")
+    return args
 
+
+def report(jobs: list[Callable[[], Result]], parallel: int) -> int:
+    """Run the evaluations, print each result in order as it is known, then the counts."""
+    results = []
+    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            r = future.result()
+            results.append(r)
+            label = {"tree": "FAIL [tree]"}.get(r.status, r.status)
+            print(f"{label:<5} {r.name}" + (f"  {r.detail}" if r.status in ("ok", "skip") else ""))
+            if r.status in ("FAIL", "tree"):
+                print("\n".join(f"      {line}" for line in r.detail.splitlines()))
+            sys.stdout.flush()
+    n = {s: sum(r.status == s for r in results) for s in ("ok", "FAIL", "tree", "skip")}
+    print(f"{n['ok']} ok, {n['FAIL'] + n['tree']} FAIL ({n['tree']} of them the tree's), {n['skip']} skipped")
+    return 1 if n["FAIL"] else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         nix_chroot.prepare(args.root)
     except (nix_chroot.ChrootError, subprocess.CalledProcessError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    is_git = (args.nixpkgs / ".git").exists()
-    ref = "git+file:///src/nixpkgs" if is_git else "path:/src/nixpkgs"
-
+    nixpkgs = args.nixpkgs.resolve()
+    is_git = (nixpkgs / ".git").exists()
     with tempfile.TemporaryDirectory(prefix="comfyx-src-") as src:
         snapshot(Path(src))
-        binds = {"/src/comfyx": Path(src), "/src/nixpkgs": args.nixpkgs.resolve()}
+        binds = {"/src/comfyx": Path(src), "/src/nixpkgs": nixpkgs}
         if args.home_manager:
             binds["/src/home-manager"] = args.home_manager.resolve()
         with nix_chroot.mounted(args.root, binds):
@@ -234,32 +266,22 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {err}", file=sys.stderr)
                 return 2
             print(f"nix      {'.'.join(map(str, version))} in {args.root} (offline, no substituters, no IFD)")
-            print(f"nixpkgs  {describe(args.nixpkgs.resolve())}")
+            print(f"nixpkgs  {describe(nixpkgs)}")
             if not is_git:
                 print("         (not a git repository: every evaluation re-hashes the whole tree)")
             if args.home_manager:
                 print(f"home-mgr {describe(args.home_manager.resolve())}")
-            ev = Evaluator(args.root, ref, hole)
-            if args.python_names:
+            ev = Evaluator(args.root, "git+file:///src/nixpkgs" if is_git else "path:/src/nixpkgs", args.tree_hole)
+            if not args.python_names:
+                return report(targets(ev, args.home_manager is not None), args.jobs)
+            try:
                 names = ev.python_names()
-                args.python_names.write_text(names_file(names, describe(args.nixpkgs.resolve())))
-                print(f"wrote {len(names)} names to {args.python_names}")
-                return 0
-            jobs = targets(ev, args.home_manager is not None)
-            with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-                futures = [pool.submit(thunk) for _, thunk in jobs]
-                results = []
-                for future in futures:  # in report order, each as soon as it and those before it are done
-                    r = future.result()
-                    results.append(r)
-                    label = {"tree": "FAIL [tree]"}.get(r.status, r.status)
-                    print(f"{label:<5} {r.name}" + (f"  {r.detail}" if r.status in ("ok", "skip") else ""))
-                    if r.status in ("FAIL", "tree"):
-                        print("\n".join(f"      {line}" for line in r.detail.splitlines()))
-                    sys.stdout.flush()
-    n = {s: sum(r.status == s for r in results) for s in ("ok", "FAIL", "tree", "skip")}
-    print(f"{n['ok']} ok, {n['FAIL'] + n['tree']} FAIL ({n['tree']} of them the tree's), {n['skip']} skipped")
-    return 1 if n["FAIL"] else 0
+            except RuntimeError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+            args.python_names.write_text(names_file(names, describe(nixpkgs)))
+            print(f"wrote {len(names)} names to {args.python_names}")
+            return 0
 
 
 if __name__ == "__main__":

@@ -65,6 +65,10 @@ def test_bad_trees_are_refused_before_anything_runs(tmp_path):
     (tmp_path / "nixos").mkdir()
     proc = run_script("--nixpkgs", str(tmp_path), "--home-manager", str(tmp_path))
     assert proc.returncode == 2 and "not a Home Manager tree" in proc.stderr
+    proc = run_script("--nixpkgs", str(tmp_path), "--tree-hole", "(")
+    assert proc.returncode == 2 and "--tree-hole '('" in proc.stderr
+    proc = run_script("--nixpkgs", str(tmp_path), "--jobs", "0")
+    assert proc.returncode == 2 and "--jobs 0" in proc.stderr
 
 
 @pytest.mark.slow
