@@ -13,11 +13,17 @@ let
     root = ../.;
     fileset = lib.fileset.unions [
       ../flake.nix
+      ../flake.lock # test_update_hashes reads its pins
       ../overlays
       ../pkgs
       ../modules
       ../checks
       ../tests/nix
+      # test_python_names evaluates our Python packages, which read their pyproject files;
+      # test_real_nixpkgs checks the script's input handling (its evaluation skips here).
+      ../python/comfyx/pyproject.toml
+      ../python/comfyx-kernels/pyproject.toml
+      ../tools
       (lib.fileset.maybeMissing ../patches)
     ];
   };

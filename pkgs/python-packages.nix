@@ -11,6 +11,8 @@ in
   comfyx = pyfinal.callPackage ./comfyx/package.nix { };
   comfyx-kernels = pyfinal.callPackage ./comfyx-kernels/package.nix { };
   bmf = pyfinal.callPackage ./bmf/package.nix { };
+  # Not in our nixpkgs pin; one of ComfyUI's requirements.
+  spandrel = pyfinal.callPackage ./spandrel/package.nix { };
 
   comfyui-frontend-package = dataWheel "comfyui-frontend-package" "comfyui_frontend_package";
   comfyui-workflow-templates = dataWheel "comfyui-workflow-templates" "comfyui_workflow_templates";

@@ -48,9 +48,10 @@ let
 
   # Swapping torch rebuilds the pure-Python packages above it; their test suites would then run
   # against a torch the public cache never tested them with, and only slow the build down.
+  # (spandrel is ours, a wheel without tests: its import check stays.)
   untested =
     super:
-    lib.genAttrs [ "einops" "kornia" "safetensors" "spandrel" "torchsde" "transformers" ] (
+    lib.genAttrs [ "einops" "kornia" "safetensors" "torchsde" "transformers" ] (
       n: super.${n}.overridePythonAttrs { doCheck = false; }
     );
 

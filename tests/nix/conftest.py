@@ -55,9 +55,9 @@ def evaluate(harness: str, module: str | None = None, **args: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def evaluation_error(harness: str, module: str) -> str:
-    """The error evaluating `module` gives; fails the test if it evaluates."""
-    proc = _eval(harness, module)
+def evaluation_error(harness: str, module: str | None = None, **args: str) -> str:
+    """The error evaluating `module` (and `args`, as in `evaluate`) gives; fails the test if it evaluates."""
+    proc = _eval(harness, module, **args)
     if proc.returncode == 0:
         raise AssertionError(f"expected an evaluation error, got {proc.stdout[:500]}")
     return proc.stderr
@@ -127,3 +127,9 @@ def comfyui_package():
 def nix_eval():
     """evaluate(harness, **args) for harnesses without a fixture of their own."""
     return evaluate
+
+
+@pytest.fixture
+def nix_eval_error():
+    """evaluation_error(harness, **args) for harnesses without a fixture of their own."""
+    return lambda harness, **args: evaluation_error(harness, **args)

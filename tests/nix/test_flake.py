@@ -34,8 +34,9 @@ def test_modules_and_overlay(flake):
     assert f["modules"]["homeManager"].endswith("modules/home-manager/comfyui.nix")
     assert {"comfyui-cpu", "comfyui-cuda", "comfyui-ipex", "comfyui-ipex-cpu", "comfyui-tpu", "comfyui-src", "bmf",
             "comfyuiNodes", "comfyxSources", "pythonPackagesExtensions"} <= set(f["overlayNames"])
+    # spandrel: a ComfyUI requirement our nixpkgs pin lacks.
     assert {"comfyx", "comfyx-kernels", "bmf", "comfyui-frontend-package", "comfyui-workflow-templates",
-            "comfyui-embedded-docs"} == set(f["pythonPackageNames"])
+            "comfyui-embedded-docs", "spandrel"} == set(f["pythonPackageNames"])
 
 
 def test_comfyui_source_fetch(flake):
