@@ -321,7 +321,7 @@ def run_config(plan: Plan, config: Config, models: dict | None, work: Path) -> t
     finally:
         server.stop()
         result.log_lines = _interesting_log_lines(server)
-    if config.compiles and result.error is None:
+    if config.kind == "comfyx" and config.compiles and result.error is None:  # comfyx's persistent caches
         _warm_restart(plan, config, models, work, result)
     return result, image
 
@@ -385,8 +385,12 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def execute(plan: Plan) -> dict[str, Any]:
-    """Run every configuration of ``plan``; returns the JSON-ready report."""
+def execute(plan: Plan, after_each: Any = None) -> dict[str, Any]:
+    """Run every configuration of ``plan``; returns the JSON-ready report.
+
+    ``after_each(report)``, if given, gets the report of the configurations run so far after
+    each one (a long run interrupted keeps what it measured).
+    """
     if not plan.configs:
         raise BenchError("no configuration to run")
     names = [c.name for c in plan.configs]
@@ -413,6 +417,9 @@ def execute(plan: Plan) -> dict[str, Any]:
         for config in plan.configs:
             result, images[config.name] = run_config(plan, config, models, work)
             results.append(result)
+            if after_each is not None and reference in images:
+                _quality(results, images, reference)
+                after_each(report(plan, results, reference, models, round(time.monotonic() - started, 1)))
         _quality(results, images, reference)
     finally:
         if owned is not None:

@@ -62,14 +62,14 @@ def bench(args: argparse.Namespace) -> int:
         if plan.arch is not None:
             _ensure_models(comfyui, plan.models_dir, plan.arch, args.flux_blocks)
         say(f"benchmarking {plan.arch or plan.workflow}: {', '.join(c.name for c in plan.configs)}")
-        result = run.execute(plan)
+        stem = args.name or f"e2e-{plan.arch or Path(plan.workflow).stem}-{Path(plan.workflow).stem}"
+        result = run.execute(plan, after_each=lambda partial: report.write(partial, args.out, stem))
     except (ComfyUINotFoundError, run.BenchError) as err:
         say(f"error: {err}")
         return EXIT_USAGE
     except GenerationError as err:
         say(f"error: {err}")
         return EXIT_ERROR
-    stem = args.name or f"e2e-{plan.arch or Path(plan.workflow).stem}-{Path(plan.workflow).stem}"
     files = report.write(result, args.out, stem)
     print(report.table(result))
     say("wrote " + ", ".join(str(f) for f in files))

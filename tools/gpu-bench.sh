@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One device run of `comfyx bench` on a GPU machine (H100/H200, torch+CUDA, nvcc, no network).
+#
+#   tools/gpu-bench.sh MODEL [comfyx bench options...]
+#
+# Expects, carried with the call (git-ignored, see .git/info/exclude):
+#   .carry/comfyui/  a ComfyUI v0.3.64 tree
+#   .carry/whl/      cp312 wheels of what ComfyUI needs and the image lacks (torchsde, av,
+#                    pydantic(-settings/-core), spandrel, platformdirs, websocket-client, ...)
+# Builds comfyx-kernels' CUDA extension for the device's architecture, generates MODEL's
+# random-weight models, runs the benchmark and leaves in $OUT: the bench's JSON and PNG,
+# bench.log, setup.log and logs.tar.gz (every server's log). BUDGET (seconds, default 570)
+# bounds the whole run; the results so far are kept when it runs out.
+set -uo pipefail
+MODEL=${1:?usage: tools/gpu-bench.sh MODEL [comfyx bench options]}
+shift
+OUT=${OUT:-/tmp/out}
+WORK=/tmp/comfyx-bench-work
+SITE=/tmp/comfyx-site
+mkdir -p "$OUT" "$WORK"
+export PYTHONUNBUFFERED=1
+DEADLINE=$((SECONDS + ${BUDGET:-570}))
+collect() { tar czf "$OUT/logs.tar.gz" -C "$WORK" . 2>/dev/null; }
+trap collect EXIT
+
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
+  python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .carry/whl/*.whl || exit 1
+  arch=$(python3 -c "import torch; print('{}{}'.format(*torch.cuda.get_device_capability()))")
+  [ "$arch" = 90 ] && arch=90a
+  # only this device's architecture: a quarter of the full build's compile time
+  SKBUILD_CMAKE_DEFINE="CMAKE_CUDA_ARCHITECTURES=${arch}-real" python3 -m pip wheel -q --no-build-isolation \
+    --no-deps -w /tmp/kernel-wheel ./python/comfyx-kernels || exit 1
+  python3 -m pip install -q --no-index --no-deps --target "$SITE" /tmp/kernel-wheel/*.whl || exit 1
+} > "$OUT/setup.log" 2>&1 || { tail -30 "$OUT/setup.log"; exit 1; }
+export PYTHONPATH=$SITE:$PWD/python/comfyx
+python3 -c "import comfyx_kernels as k; print([(b.name, b.available, b.reason) for b in k.list_backends()])" \
+  | tee -a "$OUT/setup.log"
+
+left=$((DEADLINE - SECONDS))
+timeout "$left" python3 -m comfyx bench --comfyui .carry/comfyui --models /tmp/comfyx-models --model "$MODEL" \
+  --out "$OUT" --work "$WORK" "$@" 2>&1 | tee "$OUT/bench.log" | grep -E "comfyx bench|error|Error|generat" | tail -40
+tail -12 "$OUT/bench.log"
