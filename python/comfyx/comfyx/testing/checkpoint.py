@@ -98,20 +98,38 @@ def fp8_state_dict(state: dict, fmt: str, prefix: str = DIFFUSION_PREFIX) -> dic
     (the 2-D ones) with a per-tensor scale each; ``fp8`` casts every float tensor of the
     diffusion model to float8_e4m3fn without a scale, as ``--fp8_e4m3fn-unet`` keeps it.
     """
-    import torch
     from comfyx_kernels.checkpoint import to_checkpoint
     from comfyx_kernels.quantized_tensor import QuantizedTensor
+
+    from comfyx.bench.models import to_fp8
 
     if fmt not in FP8_FORMATS:
         raise ValueError(f"unknown fp8 format {fmt!r}; known: {', '.join(FP8_FORMATS)}")
     if fmt == "fp8":
-        return {key: value.to(torch.float8_e4m3fn) if key.startswith(prefix) and value.is_floating_point() else value
-                for key, value in state.items()}
+        return to_fp8(state, prefix)
     linear = {key for key, value in state.items() if key.startswith(prefix) and key.endswith(".weight")
               and value.ndim == 2}
     quantized = {key: QuantizedTensor.from_float(value.float()) if key in linear else value
                  for key, value in state.items()}
     return to_checkpoint(quantized, fmt, prefix)
+
+
+def lora_state_dict(state: dict, layers: list[str], rank: int = 4, scale: float = 0.05, seed: int = 1) -> dict:
+    """A LoRA (ComfyUI's generic ``<layer>.lora_up/lora_down.weight`` keys) for Linear ``layers`` of ``state``.
+
+    ``layers`` are keys without ``.weight`` as the model holds them (``diffusion_model.…``); the
+    checkpoint stores them under ``model.``.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    out = {}
+    for layer in layers:
+        n, k = state[f"model.{layer}.weight"].shape
+        out[f"{layer}.lora_up.weight"] = (torch.randn(n, rank, generator=generator) * scale).half()
+        out[f"{layer}.lora_down.weight"] = (torch.randn(rank, k, generator=generator) * scale).half()
+        out[f"{layer}.alpha"] = torch.tensor(float(rank))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

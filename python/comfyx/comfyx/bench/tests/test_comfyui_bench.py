@@ -1,0 +1,35 @@
+"""``comfyx bench`` end to end on the CPU: real servers, the tiny models it generates, its report."""
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return tmp_path_factory.mktemp("bench-models")
+
+
+@pytest.mark.parametrize(("model", "workflow"), [("sd15-tiny", "txt2img"), ("esrgan-tiny", "upscale")])
+def test_bench_runs_stock_and_comfyx_side_by_side(run_comfyx, comfyui, models, tmp_path, model, workflow):
+    out = tmp_path / "results"
+    proc = run_comfyx("bench", "--comfyui", str(comfyui), "--models", str(models), "--model", model,
+                      "--workflow", workflow, "--cpu", "--runs", "1", "--out", str(out),
+                      "--config", "stock", "--config", "cx: comfyx --quantize fp8", timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "comfyx bench: [cx] run 1/1" in proc.stdout  # progress while it runs
+    report = json.loads((out / f"e2e-{model}-{workflow}.json").read_text())
+    summary = report["summary"]
+    assert set(summary) == {"stock", "cx"} and report["reference"] == "stock"
+    for name in summary:
+        assert summary[name]["end_to_end_s"] > 0 and summary[name]["first_run_s"] > 0
+        assert summary[name]["peak_vram_mib"] is None and summary[name]["energy_j_per_image"] is None
+    assert report["gpu_figures"].startswith("n/a: ")  # and says why
+    # on a CPU --quantize leaves the model as it is (no fp8 GEMMs here): the same image as stock
+    assert summary["cx"]["identical_pixels"], summary["cx"]
+    if workflow == "txt2img":
+        assert summary["stock"]["it_per_s"] > 0 and report["configs"][0]["runs"][0]["steps"] == 4
+    assert (out / f"e2e-{model}-{workflow}.png").exists() or report["chart"].startswith("not drawn: ")
+    assert "it/s" in proc.stdout and "reference: stock" in proc.stdout  # the table

@@ -1,0 +1,138 @@
+"""comfyx's kernels in real ComfyUI workflows, through ``comfyx serve`` (CPU, tiny random-weight models).
+
+On a CPU no fp8 GEMM runs: fp8 layers multiply dequantized (comfyx's eager kernels), as ComfyUI
+runs fp8 weights, and the log says why. What is checked here holds on a GPU too: every fp8
+checkpoint format loads with its scales (an image close to the bf16 one), the Quantize Model
+node leaves the model other branches use untouched, and a LoRA after it is applied.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from comfyx.bench.workflows import with_seed
+from comfyx.testing.checkpoint import FP8_FORMATS, fp8_state_dict, lora_state_dict
+from comfyx.testing.images import psnr, read_rgb
+from comfyx.testing.workflows import txt2img
+
+pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
+
+LORA_LAYERS = [f"diffusion_model.input_blocks.1.1.transformer_blocks.0.{name}"
+               for name in ("attn1.to_q", "attn1.to_v", "attn2.to_out.0", "ff.net.2")]
+# PSNR of each format's image against the bf16 one (tiny SD1.5, 4 steps): measured here 64 dB for
+# the scaled formats (a per-tensor scale per layer) and 60 dB for plain fp8 (no scale); the comfy_quant
+# checkpoint read without its scales, 33 dB (the tiny random UNet moves the image little).
+MIN_PSNR = {"scaled_fp8": 50.0, "comfy_quant": 50.0, "fp8": 45.0}
+
+
+@pytest.fixture(scope="module")
+def fp8_models(tiny_models, tmp_path_factory) -> Path:
+    """The tiny checkpoint in each fp8 format, and a LoRA for it, in a models directory of their own."""
+    from safetensors.torch import load_file, save_file
+
+    root = tmp_path_factory.mktemp("fp8-models")
+    (root / "checkpoints").mkdir()
+    (root / "loras").mkdir()
+    state = load_file(str(tiny_models.root / "checkpoints" / tiny_models.checkpoint))
+    for fmt in FP8_FORMATS:
+        save_file(fp8_state_dict(state, fmt), str(root / "checkpoints" / f"tiny-{fmt}.safetensors"))
+    save_file(lora_state_dict(state, LORA_LAYERS, scale=0.1), str(root / "loras" / "tiny-lora.safetensors"))
+    (root / "checkpoints" / "tiny.safetensors").symlink_to(tiny_models.root / "checkpoints" / tiny_models.checkpoint)
+    config = root / "extra_model_paths.yaml"
+    config.write_text(f"fp8_tests:\n  base_path: {root}\n  checkpoints: checkpoints\n  loras: loras\n")
+    return config
+
+
+def start(comfyx_server, fp8_models, out: Path, *comfyx_args: str):
+    return comfyx_server("--extra-model-paths-config", str(fp8_models), "--output-directory", str(out),
+                         comfyx_args=list(comfyx_args))
+
+
+def image_of(run, out: Path, node: str = "7"):
+    assert run.error() is None, run.error()
+    image = run.history["outputs"][node]["images"][0]
+    return read_rgb(out / image["subfolder"] / image["filename"])
+
+
+def test_every_fp8_format_loads_with_its_scales(comfyx_server, fp8_models, tmp_path):
+    out = tmp_path / "out"
+    server = start(comfyx_server, fp8_models, out)
+    reference = image_of(server.run_prompt(txt2img("tiny.safetensors", prefix="bf16", steps=4)), out)
+    for fmt in FP8_FORMATS:
+        image = image_of(server.run_prompt(txt2img(f"tiny-{fmt}.safetensors", prefix=fmt, steps=4)), out)
+        assert psnr(reference, image) >= MIN_PSNR[fmt], (fmt, psnr(reference, image))
+    log = server.log_tail(2000)
+    assert "comfyx kernels: SD15 checkpoint with comfy_quant layers (float8_e4m3fn): loading them as scaled fp8" in log
+    # on this CPU the fp8 layers cannot multiply in fp8; the log says so once (as often as a message
+    # logged once at start-up appears: ComfyUI's handlers decide how many lines a record makes), with the reason
+    once = log.count("comfyx backend cpu: requested")
+    assert once >= 1 and log.count("comfyx kernels: fp8 layers run dequantized, as ComfyUI runs them: fp8 matmul "
+                                   "needs a CUDA device, operands are on cpu") == once, log
+    assert "Torch already imported" not in log  # nothing of comfyx imports torch before ComfyUI's main.py
+
+
+def test_without_comfyx_kernels_a_comfy_quant_checkpoint_loses_its_scales(comfyx_server, fp8_models, tmp_path):
+    # ComfyUI v0.3.64 alone does not know comfy_quant: the weights load unscaled (what the kernels fix)
+    out = tmp_path / "out"
+    server = start(comfyx_server, fp8_models, out, "--no-kernels")
+    reference = image_of(server.run_prompt(txt2img("tiny.safetensors", prefix="bf16", steps=4)), out)
+    image = image_of(server.run_prompt(txt2img("tiny-comfy_quant.safetensors", prefix="cq", steps=4)), out)
+    assert psnr(reference, image) < 40.0  # measured 33 dB
+
+
+def with_quantized_branch(prompt: dict, lora: str | None = None, plain: bool = True) -> dict:
+    """``prompt`` (txt2img) plus a branch from the same loaded checkpoint through Quantize Model (and a LoRA)."""
+    prompt = {**prompt, "q.quantize": {"class_type": "ComfyxQuantizeModel",
+                                       "inputs": {"model": ["1", 0], "format": "fp8", "layers": "all"}}}
+    model = ["q.quantize", 0]
+    if lora:
+        prompt["q.lora"] = {"class_type": "LoraLoaderModelOnly",
+                            "inputs": {"model": model, "lora_name": lora, "strength_model": 1.0}}
+        model = ["q.lora", 0]
+    prompt["q.sample"] = {**prompt["5"], "inputs": {**prompt["5"]["inputs"], "model": model}}
+    prompt["q.decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["q.sample", 0], "vae": ["1", 2]}}
+    prompt["q.save"] = {"class_type": "SaveImage", "inputs": {"images": ["q.decode", 0], "filename_prefix": "quant"}}
+    if not plain:
+        for node in ("5", "6", "7"):
+            del prompt[node]
+    return prompt
+
+
+def test_quantize_model_node_leaves_the_source_model_untouched(comfyx_server, fp8_models, tmp_path):
+    out = tmp_path / "out"
+    server = start(comfyx_server, fp8_models, out)
+    plain_prompt = txt2img("tiny.safetensors", prefix="plain", steps=3)
+    alone = image_of(server.run_prompt(plain_prompt), out)
+    both = server.run_prompt(with_quantized_branch(plain_prompt))
+    assert (image_of(both, out) == alone).all()  # the plain branch samples the model as loaded
+    quantized = image_of(both, out, "q.save")
+    assert 40.0 <= psnr(alone, quantized) < float("inf"), psnr(alone, quantized)
+    # the loaded checkpoint is ComfyUI's cached node output: switching between the two models
+    # (each prompt only re-runs the samplers) swaps the fp8 layers in and out
+    for seed in (1, 2):
+        reseeded = with_seed(plain_prompt, seed)
+        plain_image = image_of(server.run_prompt(reseeded), out)
+        quantized_image = image_of(server.run_prompt(with_quantized_branch(reseeded, plain=False)), out, "q.save")
+        assert 40.0 <= psnr(plain_image, quantized_image) < float("inf")
+    assert (image_of(server.run_prompt(plain_prompt), out) == alone).all()
+    log = server.log_tail(2000)
+    assert "Linear layers quantized to fp8 (all) in a clone; the source model is unchanged" in log, log
+
+
+def test_lora_after_quantize_model_is_applied_at_the_fp8_scale(comfyx_server, fp8_models, tmp_path):
+    out = tmp_path / "out"
+    server = start(comfyx_server, fp8_models, out)
+    plain_lora = txt2img("tiny.safetensors", prefix="lora", steps=3)
+    plain_lora["l"] = {"class_type": "LoraLoaderModelOnly",
+                       "inputs": {"model": ["1", 0], "lora_name": "tiny-lora.safetensors", "strength_model": 1.0}}
+    plain_lora["5"]["inputs"]["model"] = ["l", 0]
+    with_lora = image_of(server.run_prompt(plain_lora), out)
+    plain_prompt = txt2img("tiny.safetensors", prefix="plain", steps=3)
+    run = server.run_prompt(with_quantized_branch(plain_prompt, lora="tiny-lora.safetensors"))
+    plain, quantized_lora = image_of(run, out), image_of(run, out, "q.save")
+    quantized = image_of(server.run_prompt(with_quantized_branch(plain_prompt, plain=False)), out, "q.save")
+    # the LoRA moves the quantized model's image towards the bf16 model's with the LoRA (measured:
+    # 61.6 dB from it with the LoRA, 52.4 dB without; the plain model's is 52.6 dB from it)
+    assert psnr(with_lora, quantized_lora) > psnr(with_lora, quantized) + 6.0
+    assert psnr(with_lora, quantized_lora) > psnr(with_lora, plain) + 6.0
