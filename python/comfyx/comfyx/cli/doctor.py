@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -47,6 +48,7 @@ def collect(comfyui_dir: str | None = None) -> dict:
         "engines": _engines(comfyui),
         "default_engine": engine.resolve(None)[0],
         "kernel_backends": _kernel_backends(),
+        "fast_path": _fast_path(accelerators),
         "paths": _paths(comfyui),
     }
 
@@ -100,6 +102,36 @@ def _kernel_backends() -> dict:
     except ImportError as err:
         return {"error": f"comfyx_kernels is not importable: {err}"}
     return {b.name: {"available": b.available, "reason": b.reason} for b in kernels.list_backends()}
+
+
+def _fast_path(accelerators: dict) -> dict:
+    """Which parts of ``--fast`` can run here, and why not (see comfyx.fastpath)."""
+    from comfyx import kernels
+
+    kernels_reason = kernels.unavailable_reason()
+    capable = [d for d in accelerators["cuda"]["devices"]
+               if tuple(int(n) for n in d["compute_capability"].split(".")) >= (8, 9)]
+    if kernels_reason:
+        fp8_reason = kernels_reason
+    elif not accelerators["cuda"]["available"]:
+        fp8_reason = f"fp8 GEMMs need a CUDA GPU of sm_89 or newer (cuda: {accelerators['cuda']['reason']})"
+    elif not capable:
+        found = ", ".join(f"{d['name']} (sm_{d['compute_capability'].replace('.', '')})"
+                          for d in accelerators["cuda"]["devices"])
+        fp8_reason = f"fp8 GEMMs need sm_89 or newer; found {found}: fp8 layers run dequantized"
+    else:
+        fp8_reason = None
+    compile_reason = None
+    if accelerators["cuda"]["available"] and importlib.util.find_spec("triton") is None:
+        compile_reason = "torch.compile on CUDA needs Triton (pip install triton)"
+    return {
+        "kernels": {"available": kernels_reason is None, "reason": kernels_reason or "",
+                    "what": "fp8 checkpoints and Flux RoPE on comfyx's kernels (--kernels, on by default)"},
+        "fp8": {"available": fp8_reason is None, "reason": fp8_reason or "",
+                "what": "fp8 GEMMs for fp8 checkpoints and --quantize fp8"},
+        "compile": {"available": compile_reason is None, "reason": compile_reason or "",
+                    "what": "--compile: speed-mode compile of every diffusion model, persistent caches"},
+    }
 
 
 def _paths(comfyui: dict) -> dict:
@@ -159,6 +191,8 @@ def render_text(data: dict) -> str:
         lines.append(f"  {kernels['error']}")
     else:
         lines += [f"  {name:7} {_availability(k)}" for name, k in kernels.items()]
+    lines.append("fast path (--fast):")
+    lines += [f"  {name:7} {_availability(part)}" for name, part in data["fast_path"].items()]
     lines.append("paths:")
     lines += [f"  {name:18} {value}" for name, value in data["paths"].items()]
     return "\n".join(lines)

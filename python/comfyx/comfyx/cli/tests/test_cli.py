@@ -1,6 +1,7 @@
 """The comfyx command without a ComfyUI checkout: help, argument routing, doctor, install errors."""
 
 import importlib.metadata
+import importlib.util
 import json
 import platform
 
@@ -9,7 +10,7 @@ from comfyx.cli.main import build_parser, split_passthrough
 
 
 def test_every_command_has_readable_help(run_comfyx):
-    for command in ([], ["serve"], ["run"], ["doctor"], ["comfyui", "install"]):
+    for command in ([], ["serve"], ["run"], ["doctor"], ["bench"], ["comfyui", "install"]):
         result = run_comfyx(*command, "--help")
         assert result.returncode == 0, result.stderr
         assert "usage: comfyx" in result.stdout
@@ -56,12 +57,18 @@ def test_doctor_json_is_true_for_this_machine(run_comfyx, monkeypatch, tmp_path)
     assert report["comfyui"]["found"] is False and "comfyx comfyui install" in report["comfyui"]["reason"]
     assert report["engines"]["stock"] == {"available": False, "reason": "no ComfyUI checkout found"}
     assert report["paths"]["comfyx_cache"] == str(tmp_path / ".cache" / "comfyx")
+    fast = report["fast_path"]
+    assert fast["kernels"]["available"] == (importlib.util.find_spec("comfyx_kernels") is not None)
+    capable = [d for d in report["accelerators"]["cuda"]["devices"] if float(d["compute_capability"]) >= 8.9]
+    assert fast["fp8"]["available"] == bool(capable and fast["kernels"]["available"])
+    if not fast["fp8"]["available"]:
+        assert "fp8 GEMMs need" in fast["fp8"]["reason"] or not fast["kernels"]["available"]
 
 
 def test_doctor_text_names_each_section(run_comfyx):
     result = run_comfyx("doctor")
     assert result.returncode == 0, result.stderr
-    for section in ("versions:", "accelerators:", "engines:", "kernel backends:", "paths:"):
+    for section in ("versions:", "accelerators:", "engines:", "kernel backends:", "fast path (--fast):", "paths:"):
         assert section in result.stdout
 
 
