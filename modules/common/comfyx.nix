@@ -93,6 +93,60 @@ rec {
     };
   };
 
+  # comfyx's fast path (`comfyx serve --fast` and its parts); each option is the flag of its name.
+  fastModule = {
+    options = {
+      enable = lib.mkEnableOption ''
+        comfyx's fast path (`--fast`): every bf16/fp16 diffusion model loaded gets fp8 Linear layers
+        where fp8 GEMMs run (CUDA sm_89+), runs through comfyx's compile with persistent caches, and
+        fp8 checkpoints and Flux RoPE use comfyx's kernels. The options below override its parts
+      '';
+      kernels = mkOption {
+        type = types.bool;
+        default = true;
+        description = "fp8 checkpoints and Flux RoPE on comfyx's kernels (`--kernels` / `--no-kernels`).";
+      };
+      quantize = mkOption {
+        type = types.nullOr (
+          types.enum [
+            "none"
+            "fp8"
+          ]
+        );
+        default = null;
+        description = "Quantize every bf16/fp16 diffusion model loaded (`--quantize`); null: `fp8` with `enable`, else `none`.";
+      };
+      quantizeLayers = mkOption {
+        type = types.enum [
+          "blocks"
+          "all"
+        ];
+        default = "blocks";
+        description = "Which Linear layers `quantize` takes: the transformer blocks', or all (`--quantize-layers`).";
+      };
+      compile = mkOption {
+        type = types.nullOr types.bool;
+        default = null;
+        description = "Compile every diffusion model loaded (`--compile` / `--no-compile`); null: as `enable` says.";
+      };
+    };
+  };
+
+  # The fast path's flags, only those that differ from comfyx's defaults.
+  fastFlags =
+    f:
+    lib.optional f.enable "--fast"
+    ++ lib.optional (!f.kernels) "--no-kernels"
+    ++ lib.optionals (f.quantize != null) [
+      "--quantize"
+      f.quantize
+    ]
+    ++ lib.optionals (f.quantizeLayers != "blocks") [
+      "--quantize-layers"
+      f.quantizeLayers
+    ]
+    ++ lib.optional (f.compile != null) (if f.compile then "--compile" else "--no-compile");
+
   backendAssertions =
     opt: b:
     let

@@ -41,6 +41,13 @@ in
       description = "Accelerator backend and devices.";
     };
 
+    fast = mkOption {
+      type = types.submodule common.fastModule;
+      default = { };
+      example = lib.literalExpression "{ enable = true; }";
+      description = "comfyx's fast path: fp8 kernels, fp8 quantization at load, compilation.";
+    };
+
     workspace = {
       directory = mkOption {
         type = types.str;
@@ -131,7 +138,13 @@ in
       };
       Service = {
         ExecStart = lib.escapeShellArgs (
-          [ "${package}/bin/comfyui" ] ++ [ "--disable-auto-launch" ] ++ cfg.extraArgs
+          [ "${package}/bin/comfyui" ]
+          ++ common.fastFlags cfg.fast
+          ++ [
+            "--"
+            "--disable-auto-launch"
+          ]
+          ++ cfg.extraArgs
         );
         Environment = lib.mapAttrsToList (n: v: "${n}=${v}") (
           {

@@ -112,6 +112,13 @@ in
       description = "Accelerator backend and devices.";
     };
 
+    fast = mkOption {
+      type = types.submodule common.fastModule;
+      default = { };
+      example = lib.literalExpression "{ enable = true; }";
+      description = "comfyx's fast path: fp8 kernels, fp8 quantization at load, compilation.";
+    };
+
     dataDir = mkOption {
       type = types.path;
       default = "/var/lib/comfyui";
@@ -397,6 +404,7 @@ in
             "${package.comfyui-src or package}"
           ]
           ++ common.comfyxFlags cfg.backend
+          ++ common.fastFlags cfg.fast
           ++ [ "--" ]
           ++ cfg.extraArgs
         );

@@ -16,7 +16,8 @@ def test_defaults_render_a_user_service(home):
     r = home(cfg())
     assert r["failedAssertions"] == []
     svc = r["service"]
-    assert shlex.split(svc["Service"]["ExecStart"]) == [f"{STORE}comfyui-cpu/bin/comfyui", "--disable-auto-launch"]
+    assert shlex.split(svc["Service"]["ExecStart"]) == [f"{STORE}comfyui-cpu/bin/comfyui", "--",
+                                                        "--disable-auto-launch"]
     assert sorted(svc["Service"]["Environment"]) == [f"COMFYUI_DATA_DIR={DATA}", "COMFYX_BACKEND=cpu"]
     assert svc["Install"]["WantedBy"] == ["default.target"]
     assert r["packages"] == ["comfyui-cpu"]
@@ -74,3 +75,9 @@ def test_extra_args_follow(home):
 def test_disabled_renders_nothing(home):
     r = home("{ }")
     assert r["service"] is None and r["packages"] == [] and r["files"] == {}
+
+
+def test_fast_path_flags_go_to_comfyx(home):
+    r = home("{ programs.comfyui = { enable = true; fast = { enable = true; quantizeLayers = \"all\"; }; }; }")
+    argv = shlex.split(r["service"]["Service"]["ExecStart"])
+    assert argv[1:argv.index("--")] == ["--fast", "--quantize-layers", "all"]

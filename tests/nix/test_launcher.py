@@ -19,10 +19,10 @@ def launcher(tmp_path: Path) -> Path:
                     'echo "TRITON=$TRITON_CACHE_DIR"\necho "INDUCTOR=$TORCHINDUCTOR_CACHE_DIR"\n')
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     text = (REPO / "pkgs" / "comfyui" / "comfyui.sh").read_text()
-    for key, value in {"runtimeShell": "/bin/sh", "comfyx": str(fake), "comfyui": "/store/comfyui",
+    for key, value in {"runtimeShell": "/bin/bash", "comfyx": str(fake), "comfyui": "/store/comfyui",
                        "backend": "cpu", "engine": "stock"}.items():
         text = text.replace(f"@{key}@", value)
-    assert "@" not in text.replace("$@", "").replace('"$@"', "")
+    assert "@" not in text.replace("$@", "").replace("[@]", "")
     script = tmp_path / "comfyui"
     script.write_text(text)
     script.chmod(0o755)
@@ -59,3 +59,10 @@ def test_overrides(tmp_path):
     assert out[out.index("--base-directory") + 1] == str(data)
     assert f"CACHE={cache}" in out
     assert (data / "user").is_dir()
+
+
+def test_comfyx_flags_before_a_double_dash(tmp_path):
+    out = run(launcher(tmp_path), {"HOME": str(tmp_path)}, "--fast", "--quantize-layers", "all", "--", "--port", "9")
+    assert out[:10] == ["serve", "--comfyui", "/store/comfyui", "--backend", "cpu", "--engine", "stock", "--fast",
+                        "--quantize-layers", "all"]
+    assert out[10] == "--" and out[17:19] == ["--port", "9"]

@@ -275,3 +275,10 @@ def test_nixpkgs_module_of_the_same_name_is_disabled(nixos):
 def test_disabled_service_renders_nothing(nixos):
     r = nixos("{ }")
     assert r["unit"] is None and r["users"] == {} and r["firewallPorts"] == []
+
+
+def test_fast_path_flags_go_to_comfyx(nixos):
+    argv = exec_start(nixos(cfg('services.comfyui.fast = { enable = true; compile = false; kernels = true; };')))
+    assert argv[argv.index("--engine") + 2:argv.index("--")] == ["--fast", "--no-compile"]
+    argv = exec_start(nixos(cfg('services.comfyui.fast = { quantize = "fp8"; };')))
+    assert argv[argv.index("--engine") + 2:argv.index("--")] == ["--quantize", "fp8"]
