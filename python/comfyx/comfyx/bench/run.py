@@ -178,13 +178,15 @@ def _say(message: str) -> None:
     print(f"comfyx bench: {message}", flush=True)
 
 
-def _input_png(width: int, height: int) -> bytes:
-    """A deterministic test picture (gradients and a disc) for img2img and upscaling."""
+def _input_png(width: int, height: int, seed: int) -> bytes:
+    """A test picture for img2img and upscaling: gradients and a disc placed by ``seed`` (each run's
+    picture differs, so ComfyUI's cache cannot serve a run of a workflow without a seed)."""
     import numpy as np
     from PIL import Image
 
     y, x = np.mgrid[0:height, 0:width]
-    disc = ((x - width / 2) ** 2 + (y - height / 2) ** 2) < (min(width, height) / 3) ** 2
+    cx, cy = width * (0.3 + 0.4 * ((seed * 37) % 11) / 10), height * (0.3 + 0.4 * ((seed * 53) % 7) / 6)
+    disc = ((x - cx) ** 2 + (y - cy) ** 2) < (min(width, height) / 4) ** 2
     rgb = np.stack([x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), disc * 200], axis=-1)
     buffer = io.BytesIO()
     Image.fromarray(rgb.astype(np.uint8)).save(buffer, format="PNG")
@@ -215,7 +217,12 @@ def measure(
     run: PromptRun, seed: int, monitor: DeviceMonitor | None, energy: tuple[int | None, int | None]
 ) -> RunResult:
     """One run's figures from its timed websocket events and the device samples."""
-    result = RunResult(seed=seed, end_to_end_s=round(run.finished - run.posted, 4), error=run.error())
+    result = RunResult(seed=seed, end_to_end_s=round(run.end_to_end, 4), error=run.error())
+    if run.first("execution_error") is None and not run.timed("executed") and not run.timed("progress"):
+        cached = run.first("execution_cached") or {}
+        if cached.get("nodes"):
+            result.error = ("every node was served from ComfyUI's cache (the workflow has no seed input that "
+                            "differs between runs): nothing to time")
     node = _sampler_node(run) or workflows.SAMPLER_NODE
     starts = [(t, data.get("node")) for t, data in run.timed("executing")]
     begin = next((t for t, n in starts if n == node), None)
@@ -292,11 +299,9 @@ def run_config(plan: Plan, config: Config, models: dict | None, work: Path) -> t
         _say(f"[{config.name}] server up in {server.started_in:.1f} s ({config.describe()})")
         monitor = DeviceMonitor(server.pid)
         monitor.start()
-        input_image = None
-        if plan.workflow in ("img2img", "upscale"):
-            input_image = server.upload_image("comfyx-bench-input.png", _input_png(plan.shape.width, plan.shape.height))
         for index in range(plan.runs + 1):
             seed = plan.seed + index
+            input_image = _upload_input(plan, server, seed)
             energy_before = monitor.energy_mj()
             run = server.run_prompt(_prompt(plan, config, models, seed, input_image), timeout=plan.timeout)
             measured = measure(run, seed, monitor, (energy_before, monitor.energy_mj()))
@@ -332,9 +337,7 @@ def _warm_restart(plan: Plan, config: Config, models: dict | None, work: Path, r
     try:
         server.start(timeout=plan.timeout)
         result.warm_server_start_s = round(server.started_in, 2)
-        input_image = None
-        if plan.workflow in ("img2img", "upscale"):
-            input_image = server.upload_image("comfyx-bench-input.png", _input_png(plan.shape.width, plan.shape.height))
+        input_image = _upload_input(plan, server, plan.seed)
         run = server.run_prompt(_prompt(plan, config, models, plan.seed, input_image), timeout=plan.timeout)
         result.warm_restart = measure(run, plan.seed, None, (None, None))
         _say(f"[{config.name}] warm restart: first run {result.warm_restart.end_to_end_s:.2f} s, first step "
@@ -343,6 +346,12 @@ def _warm_restart(plan: Plan, config: Config, models: dict | None, work: Path, r
         _say(f"[{config.name}] warm restart failed: {err}")
     finally:
         server.stop()
+
+
+def _upload_input(plan: Plan, server: ComfyUIServer, seed: int) -> str | None:
+    if plan.workflow not in ("img2img", "upscale"):
+        return None
+    return server.upload_image(f"comfyx-bench-input-{seed}.png", _input_png(plan.shape.width, plan.shape.height, seed))
 
 
 def _output_png(server: ComfyUIServer, run: PromptRun) -> bytes | None:
