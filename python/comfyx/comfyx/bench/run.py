@@ -10,8 +10,8 @@ on its now warm caches and runs once more. Per configuration it reports:
 - end to end: ``POST /prompt`` until the executor is idle and the history is in (median);
 - first run: the same for the first run; first step: from the sampler's start to its first
   progress event (model loading, compiling and one step);
-- peak VRAM: the server process's device memory (NVML, 50 ms samples), over the timed runs and
-  within the sampler's window;
+- peak VRAM: the server process's device memory (NVML, 50 ms samples), over all runs, and within
+  the first run's sampler window (the model and its activations, before any VAE decode);
 - energy per image: the GPU's energy counter across a run, per image (NVML);
 - quality: PSNR of the first timed run's image against the reference configuration's
   image of the same seed, and whether the PNG bytes are identical.
@@ -145,9 +145,11 @@ class ConfigResult:
             "first_run_s": None if self.first is None else round(self.first.end_to_end_s, 3),
             "first_step_s": None if self.first is None else self.first.first_step_s,
             "warm_restart_first_step_s": None if self.warm_restart is None else self.warm_restart.first_step_s,
-            "peak_vram_mib": max((r.peak_vram_mib for r in self.runs if r.peak_vram_mib is not None), default=None),
-            "sampling_peak_vram_mib": max((r.sampling_peak_vram_mib for r in self.runs
-                                           if r.sampling_peak_vram_mib is not None), default=None),
+            "peak_vram_mib": max((r.peak_vram_mib for r in [self.first, *self.runs]
+                                  if r is not None and r.peak_vram_mib is not None), default=None),
+            # the first run's sampler window: the model and its activations, before a VAE decode has
+            # left its blocks in the allocator's cache (NVML sees what the process holds, not uses)
+            "sampling_peak_vram_mib": None if self.first is None else self.first.sampling_peak_vram_mib,
             "energy_j_per_image": self.median("energy_j"),
             "psnr_db": self.psnr_db,
             "identical_pixels": self.identical_pixels,
