@@ -1,4 +1,5 @@
-"""comfyx-kernels: FP8 quantization, RoPE and an FP8 QuantizedTensor for diffusion inference.
+"""comfyx-kernels: FP8, NVFP4 and MXFP8 quantization, GEMMs and RoPE for diffusion inference,
+with comfy-kitchen's op names and formats, and a QuantizedTensor for all three layouts.
 
 Backends are tried in the order cuda → triton → eager; each declares what it can take and
 `list_backends()` says why any of them is unavailable.
@@ -13,6 +14,14 @@ from .ops import (
     dequantize_per_tensor_fp8,
     quantize_fp8_dynamic,
     quantize_per_tensor_fp8,
+)
+from .ops_blockscaled import (
+    dequantize_mxfp8,
+    dequantize_nvfp4,
+    quantize_mxfp8,
+    quantize_nvfp4,
+    scaled_mm_mxfp8,
+    scaled_mm_nvfp4,
 )
 from .registry import (
     BackendStatus,
@@ -35,10 +44,16 @@ __all__ = [
     "apply_rope1_",
     "apply_rope_",
     "backend_trace",
+    "dequantize_mxfp8",
+    "dequantize_nvfp4",
     "dequantize_per_tensor_fp8",
     "last_backend",
     "list_backends",
     "quantize_fp8_dynamic",
+    "quantize_mxfp8",
+    "quantize_nvfp4",
     "quantize_per_tensor_fp8",
+    "scaled_mm_mxfp8",
+    "scaled_mm_nvfp4",
     "use_backend",
 ]

@@ -12,7 +12,7 @@ from ..registry import mark_unavailable
 
 
 def load_all() -> None:
-    from . import eager  # noqa: F401  (always available)
+    from . import eager, eager_blockscaled  # noqa: F401  (always available)
 
     for name in ("triton", "cuda"):
         try:
