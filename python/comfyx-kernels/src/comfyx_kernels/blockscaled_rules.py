@@ -93,3 +93,15 @@ def bias_matches(b: str) -> ShapeRule:
         return None
 
     return rule
+
+
+def activation_matches_packed(x: str, weight: str) -> ShapeRule:
+    """x (M, K) against a packed NVFP4 weight (N, K/2)."""
+
+    def rule(args: Mapping[str, Any]) -> str | None:
+        k, packed = args[x].shape[-1], args[weight].shape[1]
+        if k != 2 * packed:
+            return f"{x} has K={k} but {weight} {tuple(args[weight].shape)} packs K={2 * packed}"
+        return None
+
+    return rule

@@ -28,6 +28,7 @@ from ..blockscaled import (
     unpack_nibbles,
 )
 from ..blockscaled_rules import (
+    activation_matches_packed,
     bias_matches,
     matrix,
     mxfp8_scales,
@@ -261,3 +262,33 @@ def scaled_mm_mxfp8(
     da = dequantize_mxfp8_exact(a, block_scale_a)
     db = dequantize_mxfp8_exact(b, block_scale_b)
     return _finish(da @ db.T, bias, out_dtype)
+
+
+LINEAR_NVFP4_WEIGHT = Constraints(
+    devices=DEVICES,
+    dtypes={"x": FLOAT_DTYPES, "weight": U8, "weight_scale": E4M3, "weight_scale_2": F32},
+    rules=(
+        same_device("x", "weight", "weight_scale", "weight_scale_2"),
+        scalar_tensor("weight_scale_2"),
+        matrix("x", "weight"),
+        activation_matches_packed("x", "weight"),
+        nvfp4_scales("weight", "weight_scale"),
+        bias_matches("weight"),
+    ),
+)
+
+
+@register("eager", "linear_nvfp4_weight", LINEAR_NVFP4_WEIGHT)
+def linear_nvfp4_weight(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    weight_scale_2: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    hi_first: bool = True,
+) -> torch.Tensor:
+    """x @ dequantize(weight).T + bias in float32 (the weight dequantized exactly, then rounded
+    once to float32): the reference of the fused kernel, and the CPU path."""
+    w = dequantize_nvfp4_exact(weight, weight_scale_2, weight_scale, hi_first).float()
+    out = F.linear(x.float(), w, None if bias is None else bias.float())
+    return out.to(x.dtype)
