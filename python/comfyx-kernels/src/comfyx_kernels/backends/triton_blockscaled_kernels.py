@@ -60,6 +60,13 @@ def e2m1_values(codes):
 
 
 @triton.jit
+def unpack_codes(packed, HI_FIRST: tl.constexpr):
+    """(R, C) packed bytes → (R, C, 2) codes, the even element first."""
+    high, low = packed >> 4, packed & 15
+    return tl.join(high, low) if HI_FIRST else tl.join(low, high)
+
+
+@triton.jit
 def e8m0_values(codes):
     """uint8 e8m0 codes → float32 2^(code - 127); code 0 → 0 (comfy-kitchen's reading)."""
     return (codes.to(tl.int32) << 23).to(tl.float32, bitcast=True)
@@ -89,7 +96,7 @@ def quantize_nvfp4_kernel(
     BK: tl.constexpr,
 ):
     pid_m, pid_k = tl.program_id(0), tl.program_id(1)
-    r, c, mask, offsets = _tile(pid_m, pid_k, rows, cols, cols, BM, BK)
+    r, _, mask, offsets = _tile(pid_m, pid_k, rows, cols, cols, BM, BK)
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     blocks = tl.reshape(x, (BM, BK // 16, 16))
     amax = tl.max(tl.abs(blocks), axis=2)
@@ -108,10 +115,7 @@ def quantize_nvfp4_kernel(
     q = tl.clamp(q, -6.0, 6.0, propagate_nan=tl.PropagateNan.ALL)
     codes = tl.reshape(e2m1_codes(q), (BM, BK // 2, 2))
     even, odd = tl.split(codes)
-    if HI_FIRST:
-        packed = (even << 4) | odd
-    else:
-        packed = (odd << 4) | even
+    packed = (even << 4) | odd if HI_FIRST else (odd << 4) | even
     half = cols // 2
     rh = pid_k * (BK // 2) + tl.arange(0, BK // 2)
     store_mask = (r < rows)[:, None] & (rh < half)[None, :]
@@ -141,11 +145,7 @@ def dequantize_nvfp4_kernel(
     half = cols // 2
     r, _, mask, offsets = _tile(pid_m, pid_k, rows, half, half, BM, BK // 2)
     packed = tl.load(q_ptr + offsets, mask=mask, other=0)
-    if HI_FIRST:
-        codes = tl.join(packed >> 4, packed & 15)
-    else:
-        codes = tl.join(packed & 15, packed >> 4)
-    values = tl.reshape(e2m1_values(codes), (BM, BK // 16, 16))
+    values = tl.reshape(e2m1_values(unpack_codes(packed, HI_FIRST)), (BM, BK // 16, 16))
     sc = pid_k * (BK // 16) + tl.arange(0, BK // 16)
     s_mask = (r < rows)[:, None] & (sc < cols // 16)[None, :]
     s_offsets = swizzled_offset(r[:, None], sc[None, :], scale_cols_padded)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_blockscaled_kernels import e2m1_values, e8m0_values, swizzled_offset
+from .triton_blockscaled_kernels import e2m1_values, e8m0_values, swizzled_offset, unpack_codes
 from .triton_kernels import INTERPRETING
 
 
@@ -128,11 +128,7 @@ def nvfp4_weight_gemm_kernel(
         s_mask = (rn < N)[:, None] & (kb < K // 16)[None, :]
         s_offsets = swizzled_offset(rn[:, None], kb[None, :], scale_cols_padded)
         scales = tl.load(s_ptr + s_offsets, mask=s_mask, other=0.0).to(tl.float32)
-        if HI_FIRST:
-            codes = tl.join(packed >> 4, packed & 15)
-        else:
-            codes = tl.join(packed & 15, packed >> 4)
-        values = tl.reshape(e2m1_values(codes), (BN, BK // 16, 16))
+        values = tl.reshape(e2m1_values(unpack_codes(packed, HI_FIRST)), (BN, BK // 16, 16))
         w = tl.reshape(values * scales[:, :, None], (BN, BK)).to(x_t.dtype)
         acc = tl.dot(w, x_t, acc)
         x_ptrs += BK
