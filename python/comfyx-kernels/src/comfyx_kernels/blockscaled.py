@@ -27,6 +27,12 @@ NVFP4_AMAX_DIVISOR = E4M3_MAX * E2M1_MAX
 TILE_ROWS, TILE_COLS = 128, 4
 
 
+def nvfp4_tensor_scale(x: torch.Tensor) -> torch.Tensor:
+    """NVFP4 per-tensor scale of x, computed as comfy-kitchen's layout does: amax / (448 · 6)
+    in x's dtype (same device, same result), then float32."""
+    return (torch.amax(x.abs()) / NVFP4_AMAX_DIVISOR).float().reshape(())
+
+
 def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
