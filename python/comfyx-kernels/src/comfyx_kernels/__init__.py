@@ -6,6 +6,13 @@ Backends are tried in the order cuda → triton → eager; each declares what it
 """
 
 from .backends import load_all as _load_backends
+from .blockscaled_linear import (
+    LinearPath,
+    mxfp8_linear,
+    mxfp8_linear_path,
+    nvfp4_linear,
+    nvfp4_linear_path,
+)
 from .ops import (
     apply_rope,
     apply_rope1,
@@ -37,6 +44,7 @@ _load_backends()
 
 __all__ = [
     "BackendStatus",
+    "LinearPath",
     "NoCapableBackendError",
     "UnknownBackendError",
     "apply_rope",
@@ -49,6 +57,10 @@ __all__ = [
     "dequantize_per_tensor_fp8",
     "last_backend",
     "list_backends",
+    "mxfp8_linear",
+    "mxfp8_linear_path",
+    "nvfp4_linear",
+    "nvfp4_linear_path",
     "quantize_fp8_dynamic",
     "quantize_mxfp8",
     "quantize_nvfp4",
