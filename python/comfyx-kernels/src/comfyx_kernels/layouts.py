@@ -140,7 +140,7 @@ class _BlockLayout:
     def restore(cls, qt: QuantizedTensor) -> torch.Tensor:
         full = cls.dequantize(qt._qdata, qt._scale, qt._block_scale, qt._orig_dtype)
         rows, cols = qt._orig_shape
-        return full[:rows, :cols]
+        return full if full.shape == (rows, cols) else full[:rows, :cols].contiguous()
 
 
 class TensorCoreNVFP4Layout(_BlockLayout):

@@ -28,6 +28,13 @@ def backend_params() -> list:
     return params
 
 
+def kernel_backends() -> list:
+    """The available backends other than eager (whose results they must equal)."""
+    return [b for b in available_backends() if b != "eager"] or [
+        pytest.param("triton", marks=pytest.mark.skip(reason="no kernel backend here"))
+    ]
+
+
 def bits(tensor: torch.Tensor) -> torch.Tensor:
     """Raw bit patterns, so comparisons are exact and NaN-safe."""
     view_dtype = {1: torch.uint8, 2: torch.int16, 4: torch.int32}[tensor.element_size()]
