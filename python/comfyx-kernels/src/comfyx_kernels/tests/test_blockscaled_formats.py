@@ -15,7 +15,7 @@ from comfyx_kernels.blockscaled import (
     to_swizzled,
 )
 
-from .helpers import FLOAT_DTYPES, assert_bit_equal, available_backends, device, kernel_backends
+from .helpers import FLOAT_DTYPES, assert_bit_equal, available_backends, device, triton_param
 
 kitchen = pytest.importorskip(
     "comfy_kitchen.backends.eager.quantization", reason="pip install comfy-kitchen==0.2.40"
@@ -122,7 +122,7 @@ def test_e8m0_rule_equals_kitchen_next_to_powers_of_two():
 @pytest.mark.parametrize("hi_first", [True, False])
 @pytest.mark.parametrize(("rows", "cols", "pad"), SHAPES)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
-@pytest.mark.parametrize("backend", kernel_backends())
+@pytest.mark.parametrize("backend", triton_param())
 def test_nvfp4_backend_equals_eager(backend, dtype, rows, cols, pad, hi_first, small_scale):
     x = awkward_matrix(rows, cols, dtype).to(device())
     scale = _nvfp4_scale(x, small_scale)
@@ -141,7 +141,7 @@ def test_nvfp4_backend_equals_eager(backend, dtype, rows, cols, pad, hi_first, s
     ("rows", "cols", "pad"), [(64, 128, False), (130, 96, False), (40, 50, True)]
 )
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
-@pytest.mark.parametrize("backend", kernel_backends())
+@pytest.mark.parametrize("backend", triton_param())
 def test_mxfp8_backend_equals_eager(backend, dtype, rows, cols, pad):
     x = awkward_matrix(rows, cols, dtype).to(device())
     q, s = cx.quantize_mxfp8(x, pad_32x=pad, backend=backend)

@@ -17,7 +17,7 @@ from comfyx_kernels.backends.eager_blockscaled import (
 from comfyx_kernels.blockscaled import nvfp4_tensor_scale
 from comfyx_kernels.registry import dispatch
 
-from .helpers import available_backends, device, kernel_backends
+from .helpers import device, triton_param
 
 BF16_BOUND, F32_BOUND = 4e-3, 1e-5
 # (M, K, N): tiny M (one token), M not a multiple of any tile, K with a partial last tile.
@@ -39,25 +39,24 @@ def nvfp4_weight(n: int, k: int, hi_first: bool = True):
 @pytest.mark.parametrize("hi_first", [True, False])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize(("m", "k", "n"), GEMM_SHAPES)
-def test_nvfp4_weight_gemm_matches_dequantized_product(m, k, n, dtype, hi_first):
-    if "triton" not in available_backends():
-        pytest.skip("needs the triton backend (a GPU, or TRITON_INTERPRET=1)")
+@pytest.mark.parametrize("backend", triton_param())
+def test_nvfp4_weight_gemm_matches_dequantized_product(backend, m, k, n, dtype, hi_first):
     q, s, scale = nvfp4_weight(n, k, hi_first)
     x = torch.randn(m, k, device=device(), dtype=dtype)
     bias = torch.randn(n, device=device(), dtype=dtype)
     args = {"weight": q, "weight_scale": s, "weight_scale_2": scale, "bias": bias}
-    out = dispatch("linear_nvfp4_weight", "triton", x=x, hi_first=hi_first, **args)
+    out = dispatch("linear_nvfp4_weight", backend, x=x, hi_first=hi_first, **args)
     assert out.shape == (m, n) and out.dtype == dtype
     exact = x.double() @ dequantize_nvfp4_exact(q, scale, s, hi_first).T + bias.double()
     assert relative_error(out, exact) < BF16_BOUND
     # The wrong nibble order must show: the test can fail.
-    swapped = dispatch("linear_nvfp4_weight", "triton", x=x, hi_first=not hi_first, **args)
+    swapped = dispatch("linear_nvfp4_weight", backend, x=x, hi_first=not hi_first, **args)
     assert relative_error(swapped, exact) > 0.1
 
 
 @pytest.mark.parametrize("out_dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize(("m", "k", "n"), GEMM_SHAPES)
-@pytest.mark.parametrize("backend", kernel_backends())
+@pytest.mark.parametrize("backend", triton_param())
 def test_mxfp8_gemm_matches_dequantized_product(backend, m, k, n, out_dtype):
     a = torch.randn(m, k, device=device())
     a[:, :32] *= 64  # block scales that differ along K
