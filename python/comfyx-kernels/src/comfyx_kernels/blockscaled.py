@@ -137,6 +137,6 @@ def mxfp8_scale_codes(needed: torch.Tensor) -> torch.Tensor:
 
 
 def e8m0_to_float(codes: torch.Tensor) -> torch.Tensor:
-    """uint8 e8m0 codes → float32 2^(code - 127), code 0 → 0 (comfy-kitchen's reading)."""
-    value = torch.ldexp(torch.ones(codes.shape, device=codes.device), codes.int() - E8M0_BIAS)
-    return torch.where(codes == 0, torch.zeros_like(value), value)
+    """uint8 e8m0 codes → float32 2^(code - 127), code 0 → 0 (comfy-kitchen's reading): the
+    code is the float32 exponent field, so the bits are exact on every device (a pow is not)."""
+    return (codes.to(torch.int32) << 23).view(torch.float32)
