@@ -89,8 +89,8 @@ class FluxLike(nn.Module):
         self.txt_in = nn.Linear(TEXT_DIM, HIDDEN)
         self.time_in = nn.Sequential(nn.Linear(256, HIDDEN), nn.SiLU(), nn.Linear(HIDDEN, HIDDEN))
         self.vector_in = nn.Sequential(nn.Linear(VEC_DIM, HIDDEN), nn.SiLU(), nn.Linear(HIDDEN, HIDDEN))
-        self.double = nn.ModuleList(DoubleBlock() for _ in range(double_blocks))
-        self.single = nn.ModuleList(SingleBlock() for _ in range(single_blocks))
+        self.double_blocks = nn.ModuleList(DoubleBlock() for _ in range(double_blocks))
+        self.single_blocks = nn.ModuleList(SingleBlock() for _ in range(single_blocks))
         self.final_mod = nn.Linear(HIDDEN, 2 * HIDDEN)
         self.final = nn.Linear(HIDDEN, IN_CHANNELS)
 
@@ -110,10 +110,10 @@ class FluxLike(nn.Module):
     def forward(self, img, txt, t_freq, y, freqs):
         vec = (self.time_in(t_freq) + self.vector_in(y))[:, None]
         img, txt = self.img_in(img), self.txt_in(txt)
-        for block in self.double:
+        for block in self.double_blocks:
             img, txt = block(img, txt, vec, freqs)
         x = torch.cat([txt, img], dim=1)
-        for block in self.single:
+        for block in self.single_blocks:
             x = block(x, vec, freqs)
         shift, scale = self.final_mod(F.silu(vec)).chunk(2, dim=-1)
         return self.final(modulate(x[:, TEXT_TOKENS:], shift, scale))

@@ -27,6 +27,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import comfyx_kernels as cx
@@ -56,12 +57,31 @@ TARGETS = {
 def kitchen_modules():
     """comfy-kitchen's CUDA backend and its eager one (MXFP8 dequantize exists only there)."""
     modules = {}
-    for name, path in (("cuda", "comfy_kitchen.backends.cuda"), ("eager", "comfy_kitchen.backends.eager")):
+    for name, path in (
+        ("cuda", "comfy_kitchen.backends.cuda"),
+        ("triton", "comfy_kitchen.backends.triton.quantization"),
+        ("eager", "comfy_kitchen.backends.eager"),
+    ):
         try:
             modules[name] = __import__(path, fromlist=["x"])
         except Exception as error:  # noqa: BLE001 - report and go on without it
             print(f"comfy-kitchen {name} backend unavailable: {error}", file=sys.stderr)
     return modules
+
+
+def attempt(results: Results, label: str, call: Callable[[], object]) -> None:
+    """Run a comfy-kitchen measurement; if it fails, note why and go on (our rows stay)."""
+    try:
+        call()
+    except Exception as error:  # noqa: BLE001 - the failure is the finding
+        results.notes[label] = f"{type(error).__name__}: {error}"[:400]
+        print(f"{label}: {results.notes[label]}", file=sys.stderr, flush=True)
+
+
+def kitchen_row(results: Results, op: str, call: Callable[[], object], moved: int) -> None:
+    """A timed row of comfy-kitchen's CUDA kernel for `op` on the 8192x8192 input."""
+    add = lambda: results.add(op, MATRIX, "comfy-kitchen", "cuda", call, moved)  # noqa: E731
+    attempt(results, f"comfy-kitchen cuda {op} timing", add)
 
 
 def differing(a: torch.Tensor, b: torch.Tensor) -> int:
@@ -75,16 +95,21 @@ def bench_quantize(results: Results, kitchen: dict) -> None:
     inputs = rotating(x)
     q, s = cx.quantize_nvfp4(x, scale, backend="triton")
     eq, es = cx.quantize_nvfp4(x, scale, backend="eager")
-    extra = {"differ_from_eager": differing(q, eq) + differing(s, es)}
+    differ = {"differ_from_eager": differing(q, eq) + differing(s, es)}
     ck = kitchen.get("cuda")
     if ck is not None:
-        kq, ks = ck.quantize_nvfp4(x, scale)
-        extra["differ_from_kitchen_cuda"] = differing(q, kq) + differing(s, ks)
+
+        def compare() -> None:
+            kq, ks = ck.quantize_nvfp4(x, scale)
+            differ["differ_from_kitchen_cuda"] = differing(q, kq) + differing(s, ks)
+
+        attempt(results, "comfy-kitchen cuda quantize_nvfp4", compare)
     call = expect_backend(lambda: cx.quantize_nvfp4(*inputs(), scale), "quantize_nvfp4", "triton")
-    results.add("quantize_nvfp4", MATRIX, "comfyx", "triton", call, 2 * n + n // 2 + n // 16, **extra)
+    results.add("quantize_nvfp4", MATRIX, "comfyx", "triton", call, 2 * n + n // 2 + n // 16, **differ)
     if ck is not None:
-        results.add("quantize_nvfp4", MATRIX, "comfy-kitchen", "cuda",
-                    lambda: ck.quantize_nvfp4(*inputs(), scale), 2 * n + n // 2 + n // 16)  # fmt: skip
+        kitchen_row(results, "quantize_nvfp4", lambda: ck.quantize_nvfp4(*inputs(), scale), 2 * n + n // 2 + n // 16)
+    if kitchen.get("triton") is not None:  # its Triton NVFP4 quantize uses an sm_100 instruction
+        attempt(results, "comfy-kitchen triton quantize_nvfp4", lambda: kitchen["triton"].quantize_nvfp4(x, scale))
     packed = rotating(q, s)
 
     def dequantize(function):
@@ -95,18 +120,21 @@ def bench_quantize(results: Results, kitchen: dict) -> None:
     ours = lambda: dequantize(lambda *a: cx.dequantize_nvfp4(*a, backend="triton"))  # noqa: E731
     results.add("dequantize_nvfp4", MATRIX, "comfyx", "triton", ours, moved)
     if ck is not None:
-        results.add("dequantize_nvfp4", MATRIX, "comfy-kitchen", "cuda", lambda: dequantize(ck.dequantize_nvfp4), moved)
+        kitchen_row(results, "dequantize_nvfp4", lambda: dequantize(ck.dequantize_nvfp4), moved)
     mq, ms = cx.quantize_mxfp8(x, backend="triton")
     eq, es = cx.quantize_mxfp8(x, backend="eager")
-    extra = {"differ_from_eager": differing(mq, eq) + differing(ms, es)}
+    differ = {"differ_from_eager": differing(mq, eq) + differing(ms, es)}
     if ck is not None:
-        kq, ks = ck.quantize_mxfp8(x)
-        extra["differ_from_kitchen_cuda"] = differing(mq, kq) + differing(ms, ks)
+
+        def compare_mx() -> None:
+            kq, ks = ck.quantize_mxfp8(x)
+            differ["differ_from_kitchen_cuda"] = differing(mq, kq) + differing(ms, ks)
+
+        attempt(results, "comfy-kitchen cuda quantize_mxfp8", compare_mx)
     call = expect_backend(lambda: cx.quantize_mxfp8(*inputs()), "quantize_mxfp8", "triton")
-    results.add("quantize_mxfp8", MATRIX, "comfyx", "triton", call, 3 * n + n // 32, **extra)
+    results.add("quantize_mxfp8", MATRIX, "comfyx", "triton", call, 3 * n + n // 32, **differ)
     if ck is not None:
-        results.add("quantize_mxfp8", MATRIX, "comfy-kitchen", "cuda",
-                    lambda: ck.quantize_mxfp8(*inputs()), 3 * n + n // 32)  # fmt: skip
+        kitchen_row(results, "quantize_mxfp8", lambda: ck.quantize_mxfp8(*inputs()), 3 * n + n // 32)
 
 
 def bench_nvfp4_linear(results: Results, kitchen: dict, shape: tuple[int, int, int]) -> None:
@@ -173,11 +201,6 @@ def bench_mxfp8(results: Results, kitchen: dict, shape: tuple[int, int, int]) ->
         specs.append({**base, "op": "linear", "impl": "comfy-kitchen mxfp8 (eager dequantize + bf16)",
                       "backend": "eager", "fn": kitchen_path})  # fmt: skip
         outputs["comfy-kitchen mxfp8 (eager dequantize + bf16)"] = kitchen_path()
-        try:
-            ck.scaled_mm_mxfp8(qx, qw, sx, sw)
-            results.notes[f"comfy-kitchen scaled_mm_mxfp8 {shape}"] = "ran"
-        except Exception as error:  # noqa: BLE001 - expected on Hopper: record why
-            results.notes[f"comfy-kitchen scaled_mm_mxfp8 {shape}"] = f"{type(error).__name__}: {error}"[:300]
     rows = results.add_side_by_side(specs)
     reference = x @ w.T
     for row in rows:
@@ -185,6 +208,15 @@ def bench_mxfp8(results: Results, kitchen: dict, shape: tuple[int, int, int]) ->
         row["ratio_to_bf16_tflops"] = round(rows[0]["gpu_us"] / row["gpu_us"], 3)
         if row["impl"] in outputs:
             row["error_vs_bf16"] = relative_error(outputs[row["impl"]], reference)
+
+
+def probe_kitchen_mxfp8_gemm(results: Results, kitchen: dict) -> None:
+    """comfy-kitchen's scaled_mm_mxfp8 (eager: cuBLASLt MX scaling) on this GPU: a note of
+    whether it runs (run last: a failing launch could spoil the CUDA context)."""
+    qa, sa = cx.quantize_mxfp8(torch.randn(256, 256, device="cuda"))
+    if kitchen.get("eager") is not None:
+        attempt(results, "comfy-kitchen scaled_mm_mxfp8", lambda: kitchen["eager"].scaled_mm_mxfp8(qa, qa, sa, sa))
+        results.notes.setdefault("comfy-kitchen scaled_mm_mxfp8", "ran")
 
 
 def step_ms(model: torch.nn.Module, inputs: tuple, steps: int = 5) -> float:
@@ -313,6 +345,7 @@ def main() -> None:
     work += [(bench_nvfp4_linear, (s,)) for s in LINEAR_SHAPES] if "linear" in sections else []
     work += [(bench_mxfp8, (s,)) for s in MXFP8_SHAPES] if "mxfp8" in sections else []
     work += [(bench_flux, (depth,))] if "flux" in sections else []
+    work += [(probe_kitchen_mxfp8_gemm, ())] if "mxfp8" in sections else []
     errors = []
     for bench, extra in work:
         try:
