@@ -19,9 +19,40 @@ from comfyx_kernels.registry import dispatch
 
 from .helpers import device, triton_param
 
+triton = pytest.importorskip("triton", reason="the GEMM variants are Triton configs")
+gemm = pytest.importorskip("comfyx_kernels.backends.triton_gemm_kernels")
+
 BF16_BOUND, F32_BOUND = 4e-3, 1e-5
 # (M, K, N): tiny M (one token), M not a multiple of any tile, K with a partial last tile.
 GEMM_SHAPES = [(1, 64, 48), (33, 96, 70), (130, 160, 64)]
+
+
+def _force_flag(monkeypatch, kernel, lists: tuple[str, ...], flag: str, value: bool) -> None:
+    """Every config of `kernel` with `flag` = value (so both code paths get tested)."""
+    for name in lists:
+        configs = [
+            triton.Config({**c.kwargs, flag: value}, num_warps=c.num_warps, num_stages=c.num_stages)
+            for c in getattr(gemm, name)
+        ]
+        monkeypatch.setattr(gemm, name, configs)
+    monkeypatch.setattr(kernel, "cache", {})  # the autotuner's choice per shape, made anew
+
+
+@pytest.fixture(params=[True, False], ids=["swap", "direct"])
+def nvfp4_variant(request, monkeypatch):
+    lists = ("_SMALL_M", "_LARGE_M", "INTERPRETED_NVFP4")
+    _force_flag(monkeypatch, gemm.nvfp4_weight_gemm_kernel, lists, "SWAP", request.param)
+
+
+@pytest.fixture(params=[True, False], ids=["promote", "bf16"])
+def mxfp8_variant(request, monkeypatch):
+    _force_flag(
+        monkeypatch,
+        gemm.mxfp8_gemm_kernel,
+        ("_MXFP8", "INTERPRETED_MXFP8"),
+        "PROMOTE",
+        request.param,
+    )
 
 
 def relative_error(actual: torch.Tensor, reference: torch.Tensor) -> float:
@@ -40,7 +71,9 @@ def nvfp4_weight(n: int, k: int, hi_first: bool = True):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize(("m", "k", "n"), GEMM_SHAPES)
 @pytest.mark.parametrize("backend", triton_param())
-def test_nvfp4_weight_gemm_matches_dequantized_product(backend, m, k, n, dtype, hi_first):
+def test_nvfp4_weight_gemm_matches_dequantized_product(
+    backend, m, k, n, dtype, hi_first, nvfp4_variant
+):
     q, s, scale = nvfp4_weight(n, k, hi_first)
     x = torch.randn(m, k, device=device(), dtype=dtype)
     bias = torch.randn(n, device=device(), dtype=dtype)
@@ -57,7 +90,7 @@ def test_nvfp4_weight_gemm_matches_dequantized_product(backend, m, k, n, dtype, 
 @pytest.mark.parametrize("out_dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize(("m", "k", "n"), GEMM_SHAPES)
 @pytest.mark.parametrize("backend", triton_param())
-def test_mxfp8_gemm_matches_dequantized_product(backend, m, k, n, out_dtype):
+def test_mxfp8_gemm_matches_dequantized_product(backend, m, k, n, out_dtype, mxfp8_variant):
     a = torch.randn(m, k, device=device())
     a[:, :32] *= 64  # block scales that differ along K
     b = torch.randn(n, k, device=device())
