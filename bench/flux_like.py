@@ -5,7 +5,7 @@ a 1024² image (64 x 64 tokens of 2x2 latent patches) and 512 text tokens.
 
 `build(double, single)` makes it on the GPU in bf16 (nn.Linear's default initialization, which
 keeps activations O(1)). `quantize_linears(model, mode, kitchen)` runs every Linear through one quantized path
-(fp8, nvfp4, nvfp4-kitchen, mxfp8, mxfp8-kitchen) until the returned restore() is called.
+(fp8, nvfp4, nvfp4-w4a8, nvfp4-kitchen, mxfp8, mxfp8-kitchen) until the returned restore() is called.
 """
 
 from __future__ import annotations
@@ -146,8 +146,10 @@ def _path(linear: nn.Linear, mode: str, kitchen: dict) -> tuple[Callable, int]:
     if mode.startswith("nvfp4"):
         scale = nvfp4_tensor_scale(w)
         q, s = cx.quantize_nvfp4(w, scale)
-        if mode == "nvfp4":
-            return lambda x: cx.nvfp4_linear(x, q, s, scale, bias), q.nbytes + s.nbytes
+        if mode in ("nvfp4", "nvfp4-w4a8"):
+            activation = "fp8" if mode == "nvfp4-w4a8" else "bf16"
+            forward = lambda x: cx.nvfp4_linear(x, q, s, scale, bias, activation=activation)  # noqa: E731
+            return forward, q.nbytes + s.nbytes
         ck = kitchen["cuda"]
         return lambda x: F.linear(x, ck.dequantize_nvfp4(q, scale, s, w.dtype), bias), q.nbytes + s.nbytes
     q, s = cx.quantize_mxfp8(w)

@@ -5,8 +5,11 @@ the device has:
 - CUDA sm_100+ (Blackwell): the activation is quantized (NVFP4 / MXFP8), then cuBLASLt's
   block-scaled GEMM.
 - CUDA sm_89 / sm_90: NVFP4 weights go through the fused Triton GEMM with the bf16/fp16
-  activation as it is (the weight stays 4-bit in memory); MXFP8 quantizes the activation to
-  MXFP8 and runs the Triton fp8 GEMM.
+  activation as it is (the weight stays 4-bit in memory, the product is exact), or, opted in
+  with activation="fp8" (or COMFYX_NVFP4_ACTIVATION=fp8), the W4A8 variant: the activation
+  quantized to fp8 per tensor and the weight tile rounded to e4m3 in registers, on fp8 tensor
+  cores (about twice the rate) for a few % more output error. MXFP8 quantizes the activation
+  to MXFP8 and runs the Triton fp8 GEMM.
 - Anything else (CPU, older GPUs, float32 activations for NVFP4): the weight is dequantized and
   F.linear runs (NVFP4 in float32).
 
@@ -17,6 +20,8 @@ of each (path, reason) is logged at INFO on `comfyx_kernels.linear`.
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +42,23 @@ _logged: set[tuple[str, str]] = set()
 NATIVE_CAPABILITY = (10, 0)
 KERNEL_CAPABILITY = (8, 9)
 _HALF = (torch.bfloat16, torch.float16)
+
+
+ACTIVATION_ENV = "COMFYX_NVFP4_ACTIVATION"
+NVFP4_ACTIVATIONS = ("bf16", "fp8")
+
+
+def nvfp4_activation_setting(environ: Mapping[str, str] = os.environ) -> str:
+    """nvfp4_linear's default activation on sm_89/sm_90: COMFYX_NVFP4_ACTIVATION=bf16 (or
+    unset: exact) or fp8 (W4A8)."""
+    value = environ.get(ACTIVATION_ENV, "bf16")
+    if value not in NVFP4_ACTIVATIONS:
+        raise ValueError(f"{ACTIVATION_ENV} must be bf16 or fp8, got {value!r}")
+    return value
+
+
+# Read once, at import: nvfp4_linear runs per layer per step.
+NVFP4_ACTIVATION = nvfp4_activation_setting()
 
 
 @dataclass(frozen=True)
@@ -69,12 +91,17 @@ def _device_path(x: torch.Tensor, kernel_dtypes: tuple[torch.dtype, ...]) -> Lin
     return LinearPath("triton", f"{sm}: Triton kernel (no FP4/MX tensor cores before sm_100)")
 
 
-def nvfp4_linear_path(x: torch.Tensor) -> LinearPath:
-    """The path nvfp4_linear takes for activations like `x`, and why."""
+def nvfp4_linear_path(x: torch.Tensor, activation: str | None = None) -> LinearPath:
+    """The path nvfp4_linear takes for activations like `x` (and `activation`), and why."""
+    activation = activation or NVFP4_ACTIVATION
+    if activation not in NVFP4_ACTIVATIONS:
+        raise ValueError(f"activation must be bf16 or fp8, got {activation!r}")
     path = _device_path(x, _HALF)
-    if path.name == "triton":
-        return LinearPath("triton", f"{path.reason}: fused NVFP4-weight GEMM, weight stays 4-bit")
-    return path
+    if path.name != "triton":
+        return path
+    if activation == "fp8":
+        return LinearPath("triton-fp8", f"{path.reason}: W4A8 GEMM, fp8 activation, 4-bit weight")
+    return LinearPath("triton", f"{path.reason}: fused NVFP4-weight GEMM, weight stays 4-bit")
 
 
 def mxfp8_linear_path(x: torch.Tensor) -> LinearPath:
@@ -111,17 +138,20 @@ def nvfp4_linear(
     input_scale: torch.Tensor | None = None,
     out_features: int | None = None,
     hi_first: bool = True,
+    activation: str | None = None,
 ) -> torch.Tensor:
     """x @ W.T + bias for an NVFP4 weight W stored as `weight` (N', K'/2 uint8, rows and K
     padded to 16), `weight_scale` (swizzled float8_e4m3fn block scales) and `weight_scale_2`
     (float32 per-tensor scale). `out_features` (default N') drops padded rows; x may have fewer
-    than K' features (zero-padded). `input_scale` is the activation's static per-tensor NVFP4
-    scale, used only on Blackwell (default: from the activation's amax). Output in x's dtype.
+    than K' features (zero-padded). `input_scale` is the activation's static per-tensor scale
+    where the activation is quantized (NVFP4 on Blackwell, fp8 in the W4A8 path; default: from
+    its amax). `activation` ("bf16" or "fp8", default COMFYX_NVFP4_ACTIVATION or "bf16")
+    chooses the sm_89/sm_90 path. Output in x's dtype.
     """
     n = out_features or weight.shape[0]
     weight = weight[:n]  # the swizzled scales of the first n rows stay where they are
     x2 = _as_matrix(x, 2 * weight.shape[1])
-    path = nvfp4_linear_path(x)
+    path = nvfp4_linear_path(x, activation)
     _log_once("NVFP4", path)
     if path.name == "native":
         scale = input_scale if input_scale is not None else nvfp4_tensor_scale(x2)
@@ -130,16 +160,22 @@ def nvfp4_linear(
             qx, weight, scale, weight_scale_2, sx, weight_scale, bias, x.dtype, backend="cuda"
         )
     else:
-        out = dispatch(
-            "linear_nvfp4_weight",
-            "triton" if path.name == "triton" else "eager",
-            x=x2,
-            weight=weight,
-            weight_scale=weight_scale,
-            weight_scale_2=weight_scale_2,
-            bias=bias,
-            hi_first=hi_first,
-        )
+        stored = {"weight": weight, "weight_scale": weight_scale, "weight_scale_2": weight_scale_2}
+        if path.name == "triton-fp8":
+            out = dispatch(
+                "linear_nvfp4_weight_fp8",
+                "triton",
+                x=x2,
+                **stored,
+                bias=bias,
+                hi_first=hi_first,
+                input_scale=input_scale,
+            )
+        else:
+            backend = "triton" if path.name == "triton" else "eager"
+            out = dispatch(
+                "linear_nvfp4_weight", backend, x=x2, **stored, bias=bias, hi_first=hi_first
+            )
     return out.reshape(*x.shape[:-1], n)
 
 

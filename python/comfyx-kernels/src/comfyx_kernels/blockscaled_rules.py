@@ -105,3 +105,15 @@ def activation_matches_packed(x: str, weight: str) -> ShapeRule:
         return None
 
     return rule
+
+
+def optional_scalar(name: str) -> ShapeRule:
+    """An optional per-tensor scale: None or one element."""
+
+    def rule(args: Mapping[str, Any]) -> str | None:
+        value = args.get(name)
+        if value is not None and value.numel() != 1:
+            return f"{name} must hold one element, has shape {tuple(value.shape)}"
+        return None
+
+    return rule

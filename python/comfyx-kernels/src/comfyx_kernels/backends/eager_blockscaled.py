@@ -33,10 +33,12 @@ from ..blockscaled_rules import (
     matrix,
     mxfp8_scales,
     nvfp4_scales,
+    optional_scalar,
     quantize_columns,
     same_k,
 )
 from ..constraints import FLOAT_DTYPES, Constraints, same_device, scalar_tensor
+from ..ops import quantize_fp8_dynamic, quantize_per_tensor_fp8
 from ..registry import register
 
 DEVICES = frozenset({"cpu", "cuda", "xpu"})
@@ -292,3 +294,46 @@ def linear_nvfp4_weight(
     w = dequantize_nvfp4_exact(weight, weight_scale_2, weight_scale, hi_first).float()
     out = F.linear(x.float(), w, None if bias is None else bias.float())
     return out.to(x.dtype)
+
+
+LINEAR_NVFP4_WEIGHT_FP8 = Constraints(
+    devices=DEVICES,
+    dtypes=LINEAR_NVFP4_WEIGHT.dtypes,
+    rules=(*LINEAR_NVFP4_WEIGHT.rules, optional_scalar("input_scale")),
+)
+
+
+def quantize_activation_fp8(
+    x: torch.Tensor, input_scale: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x → (e4m3, float32 scale): static `input_scale`, else amax / 448 (one launch on GPUs)."""
+    if input_scale is None:
+        return quantize_fp8_dynamic(x)
+    scale = input_scale.float().reshape(())
+    return quantize_per_tensor_fp8(x, scale), scale
+
+
+def nvfp4_weight_as_fp8(
+    weight: torch.Tensor, weight_scale: torch.Tensor, hi_first: bool
+) -> torch.Tensor:
+    """The W4A8 kernel's weight: e2m1 · block scale / 8 rounded to e4m3 (at most 336)."""
+    w = dequantize_nvfp4_exact(weight, torch.ones((), device=weight.device), weight_scale, hi_first)
+    return (w / 8).float().to(torch.float8_e4m3fn)
+
+
+@register("eager", "linear_nvfp4_weight_fp8", LINEAR_NVFP4_WEIGHT_FP8)
+def linear_nvfp4_weight_fp8(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    weight_scale_2: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    hi_first: bool = True,
+    input_scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The opt-in W4A8 path's reference: the fp8 activation times the e4m3-rounded weight,
+    in float64, scaled by input scale · per-tensor scale · 8."""
+    qx, x_scale = quantize_activation_fp8(x, input_scale)
+    w8 = nvfp4_weight_as_fp8(weight, weight_scale, hi_first)
+    out = (qx.double() @ w8.double().T) * (x_scale.double() * weight_scale_2.double() * 8)
+    return _finish(out, bias, x.dtype)

@@ -135,6 +135,24 @@ def scaled_mm_mxfp8(
     return out
 
 
+def _nvfp4_weight_gemm(x, x_scale, weight, weight_scale, weight_scale_2, bias, hi_first, out_dtype):
+    weight = weight.contiguous()
+    (m, k), n = x.shape, weight.shape[0]
+    out = torch.empty((m, n), dtype=out_dtype, device=x.device)
+    if not out.numel():
+        return out
+    if k == 0:
+        return out.zero_() if bias is None else out.copy_(bias.expand(m, n))
+    grid = lambda meta: (triton.cdiv(m, meta["BM"]) * triton.cdiv(n, meta["BN"]),)  # noqa: E731
+    nvfp4_weight_gemm_kernel[grid](
+        x, weight, weight_scale.contiguous(), weight_scale_2,
+        x_scale if x_scale is not None else weight_scale_2, bias if bias is not None else out,
+        out, m, n, k, x.stride(0), out.stride(0), scale_shape(n, k // NVFP4_BLOCK)[1],
+        m_bucket(m), HAS_BIAS=bias is not None, HI_FIRST=hi_first, FP8_ACT=x_scale is not None,
+    )  # fmt: skip
+    return out
+
+
 @register(
     "triton",
     "linear_nvfp4_weight",
@@ -148,19 +166,27 @@ def linear_nvfp4_weight(
     bias: torch.Tensor | None = None,
     hi_first: bool = True,
 ) -> torch.Tensor:
-    if x.stride(-1) != 1:
-        x = x.contiguous()
-    weight = weight.contiguous()
-    (m, k), n = x.shape, weight.shape[0]
-    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    if not out.numel():
-        return out
-    if k == 0:
-        return out.zero_() if bias is None else out.copy_(bias.expand(m, n))
-    grid = lambda meta: (triton.cdiv(m, meta["BM"]) * triton.cdiv(n, meta["BN"]),)  # noqa: E731
-    nvfp4_weight_gemm_kernel[grid](
-        x, weight, weight_scale.contiguous(), weight_scale_2, bias if bias is not None else out,
-        out, m, n, k, x.stride(0), out.stride(0), scale_shape(n, k // NVFP4_BLOCK)[1],
-        m_bucket(m), HAS_BIAS=bias is not None, HI_FIRST=hi_first,
-    )  # fmt: skip
-    return out
+    x = x if x.stride(-1) == 1 else x.contiguous()
+    return _nvfp4_weight_gemm(
+        x, None, weight, weight_scale, weight_scale_2, bias, hi_first, x.dtype
+    )
+
+
+@register(
+    "triton",
+    "linear_nvfp4_weight_fp8",
+    _like_eager(eager.LINEAR_NVFP4_WEIGHT_FP8, x=HALF_DTYPES),
+)
+def linear_nvfp4_weight_fp8(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    weight_scale_2: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    hi_first: bool = True,
+    input_scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    qx, x_scale = eager.quantize_activation_fp8(x, input_scale)
+    return _nvfp4_weight_gemm(
+        qx, x_scale, weight, weight_scale, weight_scale_2, bias, hi_first, x.dtype
+    )

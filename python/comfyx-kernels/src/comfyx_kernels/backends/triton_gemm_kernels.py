@@ -7,7 +7,9 @@
   float32 accumulator. SWAP configs compute the product transposed, out.T = W_tile @ x_tile.T,
   so the dequantized tile is the A operand (registers) of Hopper's wgmma and M, small for
   modulation and text layers, is the flexible N side of the instruction; the others compute
-  x_tile @ W_tile.T. Autotuning picks, per shape.
+  x_tile @ W_tile.T. Autotuning picks, per shape. FP8_ACT (the opt-in W4A8 path) takes an
+  e4m3 activation with its per-tensor scale and rounds e2m1 · block scale / 8 to e4m3 in
+  registers: fp8 tensor cores at twice the bf16 rate, for that rounding and the activation's.
 - `mxfp8_gemm_kernel`: out = a @ b.T for MXFP8 a (M, K) and b (N, K), two exact ways, picked
   by autotuning: PROMOTE configs make every 32-element K block one fp8 tensor-core product,
   added to the float32 accumulator times 2^(ea + eb) (the e8m0 scales of its rows and
@@ -110,6 +112,7 @@ def nvfp4_weight_gemm_kernel(
     w_ptr,
     s_ptr,
     pts_ptr,
+    xs_ptr,
     bias_ptr,
     out_ptr,
     M,
@@ -125,6 +128,7 @@ def nvfp4_weight_gemm_kernel(
     BM: tl.constexpr,
     BK: tl.constexpr,
     SWAP: tl.constexpr,
+    FP8_ACT: tl.constexpr,
 ):
     pid_m, pid_n = _tile_ids(M, N, BM, BN, 8)
     rn = pid_n * BN + tl.arange(0, BN)
@@ -142,7 +146,10 @@ def nvfp4_weight_gemm_kernel(
         s_offsets = swizzled_offset(rn[:, None], kb[None, :], scale_cols_padded)
         scales = tl.load(s_ptr + s_offsets, mask=s_mask, other=0.0).to(tl.float32)
         values = tl.reshape(e2m1_values(unpack_codes(packed, HI_FIRST)), (BN, BK // 16, 16))
-        w = tl.reshape(values * scales[:, :, None], (BN, BK)).to(x_ptr.dtype.element_ty)
+        w = tl.reshape(values * scales[:, :, None], (BN, BK))
+        # FP8_ACT: x is e4m3, and e2m1 · scale / 8 (at most 336) is rounded to e4m3 for the
+        # fp8 tensor cores; else the dequantized weight, exact in x's bf16 / fp16.
+        w = (w * 0.125).to(tl.float8e4nv) if FP8_ACT else w.to(x_ptr.dtype.element_ty)
         if SWAP:  # x.T tile (BK, BM)
             x_mask = (rm < M)[None, :] & (k + rk < K)[:, None]
             x_t = tl.load(x_ptr + x_rows[None, :] + (k + rk)[:, None], mask=x_mask, other=0.0)
@@ -152,7 +159,7 @@ def nvfp4_weight_gemm_kernel(
             x = tl.load(x_ptr + x_rows[:, None] + (k + rk)[None, :], mask=x_mask, other=0.0)
             acc = tl.dot(x, tl.trans(w), acc)
         w_ptrs += BK // 2
-    out = acc * tl.load(pts_ptr)
+    out = acc * (tl.load(pts_ptr) * 8.0 * tl.load(xs_ptr)) if FP8_ACT else acc * tl.load(pts_ptr)
     if SWAP:
         if HAS_BIAS:
             out += tl.load(bias_ptr + rn, mask=rn < N, other=0.0).to(tl.float32)[:, None]

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import comfyx_kernels as cx
+from comfyx_kernels import blockscaled_linear as gemm_linear
 from comfyx_kernels.backends.eager_blockscaled import (
     dequantize_mxfp8_exact,
     dequantize_nvfp4_exact,
@@ -157,3 +158,29 @@ def test_mxfp8_linear_matches_dequantized_weight():
     # On GPUs the activation is quantized to MXFP8 too (a few % error); the fallback is exact.
     bound = BF16_BOUND if cx.mxfp8_linear_path(x).name == "fallback" else 0.05
     assert relative_error(out, exact) < bound
+
+
+@pytest.mark.parametrize("static_scale", [False, True], ids=["dynamic", "static"])
+@pytest.mark.parametrize(("m", "k", "n"), GEMM_SHAPES)
+@pytest.mark.parametrize("backend", triton_param())
+def test_w4a8_gemm_matches_its_reference(backend, m, k, n, static_scale, nvfp4_variant):
+    q, s, scale = nvfp4_weight(n, k)
+    x = torch.randn(m, k, device=device(), dtype=torch.bfloat16)
+    bias = torch.randn(n, device=device(), dtype=torch.bfloat16)
+    input_scale = (x.abs().amax().float() / 448) if static_scale else None
+    args = {"x": x, "weight": q, "weight_scale": s, "weight_scale_2": scale, "bias": bias}
+    out = dispatch("linear_nvfp4_weight_fp8", backend, **args, input_scale=input_scale)
+    reference = dispatch("linear_nvfp4_weight_fp8", "eager", **args, input_scale=input_scale)
+    assert relative_error(out, reference) < BF16_BOUND
+    # Against the exact W4A16 product: the fp8 roundings of activation and weight, a few %.
+    exact = x.double() @ dequantize_nvfp4_exact(q, scale, s, True).T + bias.double()
+    assert 1e-3 < relative_error(out, exact) < 0.05
+
+
+def test_nvfp4_activation_setting():
+    assert gemm_linear.nvfp4_activation_setting({}) == "bf16"
+    assert gemm_linear.nvfp4_activation_setting({gemm_linear.ACTIVATION_ENV: "fp8"}) == "fp8"
+    with pytest.raises(ValueError, match="COMFYX_NVFP4_ACTIVATION must be bf16 or fp8"):
+        gemm_linear.nvfp4_activation_setting({gemm_linear.ACTIVATION_ENV: "int4"})
+    with pytest.raises(ValueError, match="activation must be bf16 or fp8"):
+        cx.nvfp4_linear_path(torch.randn(2, 16), "fp4")
