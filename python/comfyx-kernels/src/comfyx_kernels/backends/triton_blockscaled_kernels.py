@@ -19,14 +19,16 @@ from .triton_kernels import _tuning
 _TILE_CONFIGS = _tuning(
     [
         triton.Config({"BM": bm, "BK": bk}, num_warps=w)
-        for bm, bk, w in ((32, 128, 4), (16, 256, 4), (32, 256, 8), (64, 128, 8))
+        for bm, bk, w in ((32, 128, 4), (16, 256, 4), (64, 128, 8))
     ]
 )
-_LOG2_E = 1.4426950408889634
+# Globals a @triton.jit function reads must be constexpr (compiled Triton refuses others).
+LOG2_E = tl.constexpr(1.4426950408889634)
 # NVFP4 divides by the block's total scale through its reciprocal and one correction
 # (Markstein: with r = RN(1/t), q0 = RN(x r), rem = fma(-q0, t, x) exact, RN(q0 + rem r) is
 # RN(x / t)); valid while r and the remainders are normal floats, i.e. t in this range.
-_SAFE_SCALE_MIN, _SAFE_SCALE_MAX = 2.0**-100, 2.0**120
+SAFE_SCALE_MIN = tl.constexpr(2.0**-100)
+SAFE_SCALE_MAX = tl.constexpr(2.0**120)
 
 
 @triton.jit
@@ -38,17 +40,16 @@ def swizzled_offset(row, col, padded_cols):
 
 @triton.jit
 def e2m1_codes(q):
-    """float32 |q| <= 6 → 4-bit e2m1 code, round to nearest even (equal to blockscaled.e2m1_codes
-    for finite q). Below 1 the add of 2^22 rounds to a multiple of 0.5; from 1 on the float32
-    bits are rounded to one mantissa bit with the exponent rebased (e2m1 bias 1)."""
+    """float32 → 4-bit e2m1 code, |q| saturated at 6, rounded to nearest even (equal to
+    blockscaled.e2m1_codes on clamped finite q; NaN gives the largest code). The saturation is an
+    integer min on the magnitude's bits; below 1 the add of 2^22 rounds to a multiple of 0.5;
+    from 1 on the bits are rounded to one mantissa bit and the exponent rebased (e2m1 bias 1)."""
     bits = q.to(tl.int32, bitcast=True)
-    sign = (bits >> 28) & 8
-    magnitude = bits & 0x7FFFFFFF
+    magnitude = tl.minimum(bits & 0x7FFFFFFF, 0x40C00000)
     small = (magnitude.to(tl.float32, bitcast=True) + 4194304.0).to(tl.int32, bitcast=True)
     small = small - 0x4A800000
-    normal = (magnitude + (-126 << 23) + 0x1FFFFF + ((magnitude >> 22) & 1)) >> 22
-    code = tl.where(magnitude < 0x3F800000, small, normal)
-    return (code & 7) | sign
+    normal = (magnitude + ((magnitude >> 22) & 1) + ((-126 << 23) + 0x1FFFFF)) >> 22
+    return tl.where(magnitude < 0x3F800000, small, normal) | ((bits >> 28) & 8)
 
 
 @triton.jit
@@ -109,10 +110,9 @@ def quantize_nvfp4_kernel(
     inverse = tl.math.div_rn(1.0, safe)
     q0 = blocks * inverse
     q = tl.fma(tl.fma(-q0, safe, blocks), inverse, q0)
-    if (tl.min(safe) < _SAFE_SCALE_MIN) | (tl.max(safe) > _SAFE_SCALE_MAX):
+    if (tl.min(safe) < SAFE_SCALE_MIN) | (tl.max(safe) > SAFE_SCALE_MAX):
         q = tl.math.div_rn(blocks, safe)
     q = tl.where(zero[:, :, None], 0.0, q)
-    q = tl.clamp(q, -6.0, 6.0, propagate_nan=tl.PropagateNan.ALL)
     codes = tl.reshape(e2m1_codes(q), (BM, BK // 2, 2))
     even, odd = tl.split(codes)
     packed = (even << 4) | odd if HI_FIRST else (odd << 4) | even
@@ -170,7 +170,7 @@ def mxfp8_scale_codes(amax):
     subnormal = biased == 0
     e = tl.where(subnormal, -127, biased - 127)
     f = tl.where(subnormal, (mantissa - 4194304).to(tl.float32) * 2.0**-22, mantissa * 2.0**-23)
-    near = tl.ceil(e.to(tl.float32) + f * _LOG2_E).to(tl.int32)
+    near = tl.ceil(e.to(tl.float32) + f * LOG2_E).to(tl.int32)
     exponent = tl.where(f == 0.0, e, tl.where(f >= 2.0**-8, e + 1, near))
     code = tl.minimum(tl.maximum(exponent + 127, 0), 254)
     return tl.where(biased == 255, 0, code)
