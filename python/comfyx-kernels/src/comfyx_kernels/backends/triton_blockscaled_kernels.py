@@ -163,8 +163,9 @@ def dequantize_nvfp4_kernel(
 @triton.jit
 def mxfp8_scale_codes(amax):
     """comfy-kitchen's e8m0 rule, exactly as blockscaled.mxfp8_scale_codes computes it."""
-    needed = tl.maximum(tl.math.div_rn(amax, 448.0), 2.0**-127)
-    bits = needed.to(tl.int32, bitcast=True)
+    # max(amax / 448, 2^-127) on the bits (both non-negative): 2^-127 is a float32 subnormal,
+    # which Triton 3.6 would type as float64 in a float max.
+    bits = tl.maximum(tl.math.div_rn(amax, 448.0).to(tl.int32, bitcast=True), 0x00400000)
     biased = (bits >> 23) & 0xFF
     mantissa = bits & 0x7FFFFF
     subnormal = biased == 0
