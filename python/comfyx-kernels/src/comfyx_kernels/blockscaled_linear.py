@@ -30,12 +30,13 @@ import torch.nn.functional as F
 from .blockscaled import nvfp4_tensor_scale
 from .ops_blockscaled import (
     dequantize_mxfp8,
+    linear_nvfp4_weight,
     quantize_mxfp8,
     quantize_nvfp4,
     scaled_mm_mxfp8,
     scaled_mm_nvfp4,
 )
-from .registry import dispatch, list_backends
+from .registry import list_backends
 
 logger = logging.getLogger("comfyx_kernels.linear")
 _logged: set[tuple[str, str]] = set()
@@ -160,22 +161,17 @@ def nvfp4_linear(
             qx, weight, scale, weight_scale_2, sx, weight_scale, bias, x.dtype, backend="cuda"
         )
     else:
-        stored = {"weight": weight, "weight_scale": weight_scale, "weight_scale_2": weight_scale_2}
-        if path.name == "triton-fp8":
-            out = dispatch(
-                "linear_nvfp4_weight_fp8",
-                "triton",
-                x=x2,
-                **stored,
-                bias=bias,
-                hi_first=hi_first,
-                input_scale=input_scale,
-            )
-        else:
-            backend = "triton" if path.name == "triton" else "eager"
-            out = dispatch(
-                "linear_nvfp4_weight", backend, x=x2, **stored, bias=bias, hi_first=hi_first
-            )
+        out = linear_nvfp4_weight(
+            x2,
+            weight,
+            weight_scale,
+            weight_scale_2,
+            bias,
+            hi_first,
+            input_scale=input_scale,
+            fp8_activation=path.name == "triton-fp8",
+            backend="eager" if path.name == "fallback" else "triton",
+        )
     return out.reshape(*x.shape[:-1], n)
 
 

@@ -305,3 +305,65 @@ def scaled_mm_mxfp8(
         bias=bias,
         out_dtype=out_dtype,
     )
+
+
+@torch.library.custom_op("comfyx_kernels::linear_nvfp4_weight", mutates_args=())
+def _linear_nvfp4_weight_op(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    weight_scale_2: torch.Tensor,
+    bias: torch.Tensor | None,
+    hi_first: bool,
+    input_scale: torch.Tensor | None,
+    fp8_activation: bool,
+    backend: str,
+) -> torch.Tensor:
+    return linear_nvfp4_weight(
+        x,
+        weight,
+        weight_scale,
+        weight_scale_2,
+        bias,
+        hi_first,
+        input_scale=input_scale,
+        fp8_activation=fp8_activation,
+        backend=backend or None,
+    )
+
+
+@_linear_nvfp4_weight_op.register_fake
+def _(
+    x, weight, weight_scale, weight_scale_2, bias, hi_first, input_scale, fp8_activation, backend
+):
+    return x.new_empty((x.shape[0], weight.shape[0]))
+
+
+def linear_nvfp4_weight(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    weight_scale_2: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    hi_first: bool = True,
+    *,
+    input_scale: torch.Tensor | None = None,
+    fp8_activation: bool = False,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """2-D x (M, K) @ W.T + bias for a packed NVFP4 weight (N, K/2) with its swizzled block
+    scales and per-tensor scale, in x's dtype, without quantizing x (the Triton kernel on
+    sm_89+, float32 elsewhere). fp8_activation: the W4A8 variant (x quantized to fp8 with
+    `input_scale` or its amax, the weight rounded to e4m3). Most callers want nvfp4_linear."""
+    if _traced(x):
+        return _linear_nvfp4_weight_op(
+            x, weight, weight_scale, weight_scale_2, bias, hi_first, input_scale,
+            fp8_activation, backend or "",
+        )  # fmt: skip
+    stored = {"weight": weight, "weight_scale": weight_scale, "weight_scale_2": weight_scale_2}
+    if fp8_activation:
+        return dispatch(
+            "linear_nvfp4_weight_fp8", backend, x=x, **stored, bias=bias, hi_first=hi_first,
+            input_scale=input_scale,
+        )  # fmt: skip
+    return dispatch("linear_nvfp4_weight", backend, x=x, **stored, bias=bias, hi_first=hi_first)

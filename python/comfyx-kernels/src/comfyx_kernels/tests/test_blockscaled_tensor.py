@@ -150,3 +150,18 @@ def test_checkpoints_interchange_with_comfy_kitchen(layout):
     params = type(theirs._params)(**{k: v for k, v in vars(ours.params).items() if k in fields})
     back = kitchen_tensor.QuantizedTensor(ours.qdata, layout, params)
     assert_bit_equal(back.dequantize(), ours.dequantize())
+
+
+@pytest.mark.parametrize(
+    "compile_backend", ["aot_eager"] + (["inductor"] if torch.cuda.is_available() else [])
+)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_torch_compile_traces_through(layout, compile_backend):
+    qw = QuantizedTensor.from_float(weight(64, 96), layout)
+    x = torch.randn(5, 96, device=device(), dtype=torch.bfloat16)
+
+    def forward(x, w):
+        return torch.nn.functional.linear(x, w) * 2
+
+    compiled = torch.compile(forward, backend=compile_backend, fullgraph=True)
+    torch.testing.assert_close(compiled(x, qw), forward(x, qw), rtol=1e-2, atol=1e-2)
