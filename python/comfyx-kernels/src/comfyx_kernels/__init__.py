@@ -25,6 +25,7 @@ from .ops import (
 from .ops_blockscaled import (
     dequantize_mxfp8,
     dequantize_nvfp4,
+    linear_nvfp4_weight,
     quantize_mxfp8,
     quantize_nvfp4,
     scaled_mm_mxfp8,
@@ -56,6 +57,7 @@ __all__ = [
     "dequantize_nvfp4",
     "dequantize_per_tensor_fp8",
     "last_backend",
+    "linear_nvfp4_weight",
     "list_backends",
     "mxfp8_linear",
     "mxfp8_linear_path",

@@ -184,6 +184,11 @@ class QuantizedTensor(torch.Tensor):
         return self._layout
 
     @property
+    def _layout_cls(self) -> str:
+        """The layout's name, as comfy-kitchen's QuantizedTensor keeps it."""
+        return self._layout_name
+
+    @property
     def storage_shape(self) -> tuple[int, ...]:
         return tuple(self._qdata.shape)
 

@@ -146,6 +146,7 @@ def test_checkpoints_interchange_with_comfy_kitchen(layout):
     # comfy-kitchen's constructor form and Params, from our tensors.
     again = QuantizedTensor(theirs._qdata, layout, theirs._params)
     assert_bit_equal(again.dequantize(), theirs.dequantize())
+    assert again._layout_cls == theirs._layout_cls == layout
     fields = {f.name for f in dataclasses.fields(theirs._params)}
     params = type(theirs._params)(**{k: v for k, v in vars(ours.params).items() if k in fields})
     back = kitchen_tensor.QuantizedTensor(ours.qdata, layout, params)
