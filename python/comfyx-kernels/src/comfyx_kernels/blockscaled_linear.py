@@ -43,8 +43,6 @@ _logged: set[tuple[str, str]] = set()
 NATIVE_CAPABILITY = (10, 0)
 KERNEL_CAPABILITY = (8, 9)
 _HALF = (torch.bfloat16, torch.float16)
-
-
 ACTIVATION_ENV = "COMFYX_NVFP4_ACTIVATION"
 NVFP4_ACTIVATIONS = ("bf16", "fp8")
 
@@ -64,7 +62,8 @@ NVFP4_ACTIVATION = nvfp4_activation_setting()
 
 @dataclass(frozen=True)
 class LinearPath:
-    """How a block-scaled linear runs: `name` is "native", "triton" or "fallback"."""
+    """How a block-scaled linear runs: `name` is "native" (cuBLASLt, sm_100+), "triton"
+    (sm_89/sm_90 kernels), "triton-fp8" (NVFP4's opt-in W4A8) or "fallback" (dequantize)."""
 
     name: str
     reason: str
