@@ -17,10 +17,14 @@ from comfyx_kernels.blockscaled import (
 
 from .helpers import FLOAT_DTYPES, assert_bit_equal, device, triton_param
 
-kitchen = pytest.importorskip(
-    "comfy_kitchen.backends.eager.quantization", reason="pip install comfy-kitchen==0.2.40"
-)
-kitchen_float = pytest.importorskip("comfy_kitchen.float_utils")
+
+@pytest.fixture
+def kitchen():
+    """comfy-kitchen 0.2.40's eager quantization (the reference of the bit-compat tests)."""
+    return pytest.importorskip(
+        "comfy_kitchen.backends.eager.quantization", reason="pip install comfy-kitchen"
+    )
+
 
 # (rows, cols, pad): aligned, odd rows, more than one 128-row scale tile, unaligned (padded).
 SHAPES = [(64, 128, False), (37, 64, False), (130, 96, False), (40, 50, True)]
@@ -48,7 +52,7 @@ def _nvfp4_scale(x: torch.Tensor, smaller: bool = False) -> torch.Tensor:
 @pytest.mark.parametrize("hi_first", [True, False])
 @pytest.mark.parametrize(("rows", "cols", "pad"), SHAPES)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
-def test_nvfp4_equals_kitchen(dtype, rows, cols, pad, hi_first, small_scale):
+def test_nvfp4_equals_kitchen(kitchen, dtype, rows, cols, pad, hi_first, small_scale):
     x = awkward_matrix(rows, cols, dtype)
     scale = _nvfp4_scale(x, small_scale)
     with cx.use_backend("eager"):
@@ -65,7 +69,7 @@ def test_nvfp4_equals_kitchen(dtype, rows, cols, pad, hi_first, small_scale):
     ("rows", "cols", "pad"), [(64, 128, False), (37, 64, False), (40, 50, True)]
 )
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
-def test_mxfp8_equals_kitchen(dtype, rows, cols, pad):
+def test_mxfp8_equals_kitchen(kitchen, dtype, rows, cols, pad):
     x = awkward_matrix(rows, cols, dtype)
     q, s = cx.quantize_mxfp8(x, pad_32x=pad, backend="eager")
     kq, ks = kitchen.quantize_mxfp8(x, pad_32x=pad)
@@ -84,6 +88,9 @@ def test_scale_shapes_are_cublas_tiles():
 
 @pytest.mark.parametrize(("rows", "cols"), [(64, 8), (129, 5), (300, 12)])
 def test_swizzle_equals_kitchen_blocked_layout(rows, cols):
+    kitchen_float = pytest.importorskip(
+        "comfy_kitchen.float_utils", reason="pip install comfy-kitchen"
+    )
     scales = torch.arange(rows * cols, dtype=torch.int32).reshape(rows, cols)
     swizzled = to_swizzled(scales)
     assert_bit_equal(swizzled, kitchen_float.to_blocked(scales, flatten=False))
