@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One device run: install the carried wheels, then the steps named as arguments (default:
-# tests bench memcheck): GPU tests, benchmark, compute-sanitizer memcheck.
+# tests bench memcheck): GPU tests, fp8/RoPE benchmark (bench), NVFP4/MXFP8 benchmark (fp4,
+# bench/kernels_fp4.py; FLUX_DEPTH=double,single blocks of its Flux step, default 19,38),
+# compute-sanitizer memcheck.
 # Expects .whl/ with a cp312 comfyx_kernels wheel (built with nvcc) and comfy-kitchen's CUDA
 # package unpacked under .whl/ck_site. Results go to $OUT (or /tmp/out).
-# Time limits (seconds): TEST_TIMEOUT, BENCH_TIMEOUT, and BUDGET for the whole script, from
+# Time limits (seconds): TEST_TIMEOUT, BENCH_TIMEOUT, FP4_TIMEOUT, and BUDGET for the whole script, from
 # which memcheck gets what is left (it is skipped, saying so, when under 30 s remain).
 set -uo pipefail
 DEADLINE=$((SECONDS + ${BUDGET:-600}))
@@ -28,6 +30,12 @@ if [[ $STEPS == *" bench "* ]]; then
   timeout ${BENCH_TIMEOUT:-220} python3 bench/kernels.py --out "$OUT" > "$OUT/bench.txt" 2>&1
   grep -E "MET|MISS|copy:|Error|error" "$OUT/bench.txt" | tail -15
 fi
+if [[ $STEPS == *" fp4 "* ]]; then
+  timeout ${FP4_TIMEOUT:-330} python3 bench/kernels_fp4.py --out "$OUT" --flux-depth "${FLUX_DEPTH:-19,38}" \
+    > "$OUT/bench_fp4.txt" 2>&1
+  echo "kernels_fp4 exit $?"
+  grep -E "copy:|Error|error" "$OUT/bench_fp4.txt" | tail -8
+fi
 LEFT=$((DEADLINE - SECONDS - 5))
 if [[ $STEPS == *" memcheck "* && $LEFT -lt 30 ]]; then
   echo "memcheck skipped: ${LEFT}s left of the budget" | tee "$OUT/memcheck.txt"
@@ -37,3 +45,7 @@ elif [[ $STEPS == *" memcheck "* ]]; then
    echo "memcheck exit $?" >> "$OUT/memcheck.txt")
   grep -E "FAIL|ERROR SUMMARY|exit" "$OUT/memcheck.txt" | tail -5
 fi
+# Last: the short table (test counts, targets, Flux steps).
+[[ -f "$OUT/pytest.txt" ]] && tail -1 "$OUT/pytest.txt"
+[[ -f "$OUT/bench_fp4.txt" ]] && grep -E "^(MET|MISS|flux) " "$OUT/bench_fp4.txt"
+exit 0

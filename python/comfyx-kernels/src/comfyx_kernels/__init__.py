@@ -1,10 +1,18 @@
-"""comfyx-kernels: FP8 quantization, RoPE and an FP8 QuantizedTensor for diffusion inference.
+"""comfyx-kernels: FP8, NVFP4 and MXFP8 quantization, GEMMs and RoPE for diffusion inference,
+with comfy-kitchen's op names and formats, and a QuantizedTensor for all three layouts.
 
 Backends are tried in the order cuda → triton → eager; each declares what it can take and
 `list_backends()` says why any of them is unavailable.
 """
 
 from .backends import load_all as _load_backends
+from .blockscaled_linear import (
+    LinearPath,
+    mxfp8_linear,
+    mxfp8_linear_path,
+    nvfp4_linear,
+    nvfp4_linear_path,
+)
 from .ops import (
     apply_rope,
     apply_rope1,
@@ -13,6 +21,15 @@ from .ops import (
     dequantize_per_tensor_fp8,
     quantize_fp8_dynamic,
     quantize_per_tensor_fp8,
+)
+from .ops_blockscaled import (
+    dequantize_mxfp8,
+    dequantize_nvfp4,
+    linear_nvfp4_weight,
+    quantize_mxfp8,
+    quantize_nvfp4,
+    scaled_mm_mxfp8,
+    scaled_mm_nvfp4,
 )
 from .registry import (
     BackendStatus,
@@ -28,6 +45,7 @@ _load_backends()
 
 __all__ = [
     "BackendStatus",
+    "LinearPath",
     "NoCapableBackendError",
     "UnknownBackendError",
     "apply_rope",
@@ -35,10 +53,21 @@ __all__ = [
     "apply_rope1_",
     "apply_rope_",
     "backend_trace",
+    "dequantize_mxfp8",
+    "dequantize_nvfp4",
     "dequantize_per_tensor_fp8",
     "last_backend",
+    "linear_nvfp4_weight",
     "list_backends",
+    "mxfp8_linear",
+    "mxfp8_linear_path",
+    "nvfp4_linear",
+    "nvfp4_linear_path",
     "quantize_fp8_dynamic",
+    "quantize_mxfp8",
+    "quantize_nvfp4",
     "quantize_per_tensor_fp8",
+    "scaled_mm_mxfp8",
+    "scaled_mm_nvfp4",
     "use_backend",
 ]

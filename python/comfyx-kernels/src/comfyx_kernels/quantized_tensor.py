@@ -1,8 +1,11 @@
-"""QuantizedTensor: a torch.Tensor subclass holding fp8 data and a scale.
+"""QuantizedTensor: a torch.Tensor subclass holding quantized data and its scales, in one of
+the layouts of layouts.py (FP8, NVFP4, MXFP8).
 
-It looks like a tensor of its original dtype (shape and dtype of the float tensor). Matrix
-products of two QuantizedTensors run on fp8 tensor cores via torch._scaled_mm; shape ops keep
-the data quantized; any other op dequantizes its QuantizedTensor arguments (warning once per op).
+It looks like a tensor of its original dtype (shape and dtype of the float tensor). FP8: matrix
+products of two QuantizedTensors run on fp8 tensor cores via torch._scaled_mm, shape ops keep
+the data quantized. NVFP4 / MXFP8 weights: F.linear (and mm / addmm with w.t(), as a decomposed
+linear gives) run blockscaled_linear's fastest path for the device; transposes are tracked as a
+flag. Any other op dequantizes its QuantizedTensor arguments (warning once per op).
 `__tensor_flatten__` / `__tensor_unflatten__` let torch.compile trace through it.
 """
 
@@ -16,7 +19,15 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_map
 
-from .layouts import TensorCoreFP8Layout, layout_named
+from .blockscaled_linear import mxfp8_linear, nvfp4_linear
+from .layouts import (
+    Layout,
+    Params,
+    Parts,
+    TensorCoreFP8Layout,
+    TensorCoreNVFP4Layout,
+    layout_named,
+)
 
 logger = logging.getLogger(__name__)
 aten = torch.ops.aten
@@ -34,25 +45,70 @@ def _handles(*ops: Any) -> Callable:
     return decorate
 
 
+def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+def _fields(qdata, scale, orig_dtype, layout, block_scale, orig_shape, transposed) -> tuple:
+    """Constructor arguments in either form → (layout name, Parts, orig dtype, orig shape,
+    transposed). comfy-kitchen's form is QuantizedTensor(qdata, "LayoutName", params)."""
+    if isinstance(scale, str):
+        layout, params = scale, orig_dtype
+        parts = layout_named(layout).parts_from_params(qdata, params)
+        return layout, parts, params.orig_dtype, tuple(params.orig_shape), params.transposed
+    layout_class = layout_named(layout)
+    if scale is not None:
+        scale = scale.reshape(()) if scale.numel() == 1 else scale
+    parts = Parts(qdata, scale, block_scale)
+    layout_class.check(parts)
+    # FP8 data maps 1:1 to elements, so its shape is the data's; blocked data may be padded.
+    given = orig_shape is not None and layout_class.blocked
+    shape = tuple(orig_shape) if given else layout_class.logical_shape(qdata)
+    return layout, parts, orig_dtype, shape, transposed
+
+
 class QuantizedTensor(torch.Tensor):
+    """Quantized data and its scales, looking like a tensor of its original dtype and shape.
+
+    `QuantizedTensor(qdata, scale, orig_dtype, layout, block_scale=None, orig_shape=None,
+    transposed=False)`, or comfy-kitchen's `QuantizedTensor(qdata, "LayoutName", params)`.
+    NVFP4 / MXFP8 data is padded to whole blocks: `orig_shape` is the (unpadded) logical shape,
+    and `transposed` marks a logical transpose (w.t() for mm), as in comfy-kitchen.
+    """
+
     _qdata: torch.Tensor
-    _scale: torch.Tensor
+    _scale: torch.Tensor | None
+    _block_scale: torch.Tensor | None
     _layout_name: str
     _orig_dtype: torch.dtype
+    _orig_shape: tuple[int, ...]
+    _transposed: bool
 
     # The layout travels by name: torch.compile can trace a str argument, not a class.
     @staticmethod
     def __new__(
         cls,
         qdata: torch.Tensor,
-        scale: torch.Tensor,
-        orig_dtype: torch.dtype,
+        scale: torch.Tensor | str | None,
+        orig_dtype: Any = None,
         layout: str = TensorCoreFP8Layout.name,
+        block_scale: torch.Tensor | None = None,
+        orig_shape: tuple[int, ...] | None = None,
+        transposed: bool = False,
     ) -> QuantizedTensor:
+        fields = _fields(qdata, scale, orig_dtype, layout, block_scale, orig_shape, transposed)
+        layout, _, orig_dtype, shape, transposed = fields
+        if transposed:
+            shape = shape[::-1]
+        blocked = layout_named(layout).blocked
         return torch.Tensor._make_wrapper_subclass(
             cls,
-            qdata.shape,
-            strides=qdata.stride(),
+            shape,
+            strides=_contiguous_strides(shape) if blocked else qdata.stride(),
             dtype=orig_dtype,
             device=qdata.device,
             requires_grad=False,
@@ -61,50 +117,98 @@ class QuantizedTensor(torch.Tensor):
     def __init__(
         self,
         qdata: torch.Tensor,
-        scale: torch.Tensor,
-        orig_dtype: torch.dtype,
+        scale: torch.Tensor | str | None,
+        orig_dtype: Any = None,
         layout: str = TensorCoreFP8Layout.name,
+        block_scale: torch.Tensor | None = None,
+        orig_shape: tuple[int, ...] | None = None,
+        transposed: bool = False,
     ):
-        if scale.numel() != 1 or scale.dtype != torch.float32:
-            raise ValueError(
-                "scale must be one float32 element, "
-                f"got {scale.dtype} of shape {tuple(scale.shape)}"
-            )
-        self._qdata = qdata
-        self._scale = scale.reshape(())
-        self._orig_dtype = orig_dtype
-        self._layout_name = layout
+        fields = _fields(qdata, scale, orig_dtype, layout, block_scale, orig_shape, transposed)
+        self._layout_name, parts, self._orig_dtype, self._orig_shape, self._transposed = fields
+        self._qdata, self._scale, self._block_scale = parts.qdata, parts.scale, parts.block_scale
 
     @property
-    def _layout(self) -> type[TensorCoreFP8Layout]:
+    def _layout(self) -> Layout:
         return layout_named(self._layout_name)
 
     @classmethod
     def from_float(
         cls,
         tensor: torch.Tensor,
-        layout: str | type[TensorCoreFP8Layout] = TensorCoreFP8Layout.name,
+        layout: str | Layout = TensorCoreFP8Layout.name,
         scale: torch.Tensor | float | None = None,
         dtype: torch.dtype = torch.float8_e4m3fn,
     ) -> QuantizedTensor:
-        """Quantize `tensor`; scale=None derives it from the tensor's amax on its device.
+        """Quantize `tensor`; scale=None derives it from the tensor on its device.
 
-        `layout` is a layout class or its name (ComfyUI passes "TensorCoreFP8Layout").
+        `layout` is a layout class or its name (ComfyUI passes "TensorCoreFP8Layout",
+        "TensorCoreNVFP4Layout" or "TensorCoreMXFP8Layout"); `dtype` is the FP8 layout's.
         """
         name = layout if isinstance(layout, str) else layout.name
-        qdata, scale = layout_named(name).quantize(tensor, scale, dtype)
-        return cls(qdata, scale, tensor.dtype, name)
+        parts = layout_named(name).make(tensor, scale, dtype)
+        return cls(parts.qdata, parts.scale, tensor.dtype, name, parts.block_scale, tensor.shape)
+
+    def _with(self, **changes: Any) -> QuantizedTensor:
+        fields = {
+            "qdata": self._qdata,
+            "scale": self._scale,
+            "orig_dtype": self._orig_dtype,
+            "layout": self._layout_name,
+            "block_scale": self._block_scale,
+            "orig_shape": self._orig_shape,
+            "transposed": self._transposed,
+        }
+        return QuantizedTensor(**{**fields, **changes})
 
     def dequantize(self) -> torch.Tensor:
-        return self._layout.dequantize(self._qdata, self._scale, self._orig_dtype)
+        full = self._layout.restore(self)
+        return full.t() if self._transposed else full
 
     @property
     def qdata(self) -> torch.Tensor:
         return self._qdata
 
     @property
-    def scale(self) -> torch.Tensor:
+    def scale(self) -> torch.Tensor | None:
+        """The float32 per-tensor scale (None for MXFP8, which has block scales only)."""
         return self._scale
+
+    @property
+    def block_scale(self) -> torch.Tensor | None:
+        """The swizzled block scales of NVFP4 / MXFP8 (None for FP8)."""
+        return self._block_scale
+
+    @property
+    def layout_cls(self) -> Layout:
+        return self._layout
+
+    @property
+    def _layout_cls(self) -> str:
+        """The layout's name, as comfy-kitchen's QuantizedTensor keeps it."""
+        return self._layout_name
+
+    @property
+    def storage_shape(self) -> tuple[int, ...]:
+        return tuple(self._qdata.shape)
+
+    @property
+    def params(self) -> Params:
+        """comfy-kitchen's layout parameters."""
+        return Params(
+            self._layout.params_scale(self),
+            self._orig_dtype,
+            self._orig_shape,
+            self._block_scale if self._scale is not None else None,
+            self._transposed,
+        )
+
+    _params = params
+
+    def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        """comfy-kitchen's serialization: {prefix + suffix: tensor} (see layouts.py)."""
+        tensors = self._layout.state_dict_tensors(self)
+        return {f"{prefix}{suffix}": tensor for suffix, tensor in tensors.items()}
 
     def __repr__(self) -> str:
         return (
@@ -112,13 +216,25 @@ class QuantizedTensor(torch.Tensor):
             f"qdtype={self._qdata.dtype}, dtype={self._orig_dtype})"
         )
 
-    def __tensor_flatten__(self) -> tuple[list[str], tuple[str, torch.dtype]]:
-        return ["_qdata", "_scale"], (self._layout_name, self._orig_dtype)
+    _INNER = ("_qdata", "_scale", "_block_scale")
+
+    def __tensor_flatten__(self) -> tuple[list[str], tuple]:
+        inner = [name for name in self._INNER if getattr(self, name) is not None]
+        context = (self._layout_name, self._orig_dtype, self._orig_shape, self._transposed)
+        return inner, context
 
     @staticmethod
     def __tensor_unflatten__(inner, context, outer_size, outer_stride) -> QuantizedTensor:
-        layout_name, orig_dtype = context
-        return QuantizedTensor(inner["_qdata"], inner["_scale"], orig_dtype, layout_name)
+        layout_name, orig_dtype, orig_shape, transposed = context
+        return QuantizedTensor(
+            inner["_qdata"],
+            inner.get("_scale"),
+            orig_dtype,
+            layout_name,
+            inner.get("_block_scale"),
+            orig_shape,
+            transposed,
+        )
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
@@ -144,36 +260,55 @@ def _dequantizing_fallback(func, args, kwargs, why: str = "has no fp8 implementa
     return func(*tree_map(_dequantize_any, args), **tree_map(_dequantize_any, kwargs))
 
 
-def _rewrap(source: QuantizedTensor, qdata: torch.Tensor) -> QuantizedTensor:
-    return QuantizedTensor(qdata, source._scale, source._orig_dtype, source._layout_name)
+def _scales(source: QuantizedTensor, function: Callable) -> dict[str, torch.Tensor | None]:
+    """source's scales with `function` applied, as _with() keywords."""
+    scale, block = source._scale, source._block_scale
+    return {
+        "scale": None if scale is None else function(scale),
+        "block_scale": None if block is None else function(block),
+    }
 
 
-# ---- shape and bookkeeping ops keep the data quantized (fp8 maps 1:1 to elements) ----
+# ---- shape and bookkeeping ops keep the data quantized ----
 
 
-@_handles(
+_SHAPE_OPS = (
     aten.view.default,
     aten.reshape.default,
     aten._unsafe_view.default,
     aten.t.default,
     aten.transpose.int,
-    aten.detach.default,
-    aten.alias.default,
 )
+
+
+@_handles(*_SHAPE_OPS, aten.detach.default, aten.alias.default)
 def _shape_op(func, args, kwargs):
     source = args[0]
-    return _rewrap(source, func(source._qdata, *args[1:], **kwargs))
+    if not source._layout.blocked:  # fp8 maps 1:1 to elements
+        return source._with(qdata=func(source._qdata, *args[1:], **kwargs))
+    return _blocked_shape_op(func, args, kwargs)
+
+
+def _blocked_shape_op(func, args, kwargs):
+    # Packed data and block scales follow the stored rows: a transpose is a flag (as in
+    # comfy-kitchen, so mm(x, w.t()) from a decomposed linear stays quantized), a view to the
+    # same shape is the tensor itself, anything else dequantizes.
+    source = args[0]
+    if func in (aten.detach.default, aten.alias.default):
+        return source._with()
+    swaps = func is aten.t.default or (func is aten.transpose.int and args[1] % 2 != args[2] % 2)
+    if swaps and source.dim() == 2:
+        return source._with(transposed=not source._transposed)
+    same_shape = [list(source.shape), [-1, source.shape[-1]]]
+    if func in (aten.view.default, aten.reshape.default) and list(args[1]) in same_shape:
+        return source._with()
+    return _dequantizing_fallback(func, args, kwargs, f"has no {source._layout.name} form")
 
 
 @_handles(aten.clone.default)
 def _clone(func, args, kwargs):
     source = args[0]
-    return QuantizedTensor(
-        func(source._qdata, **kwargs),
-        source._scale.clone(),
-        source._orig_dtype,
-        source._layout_name,
-    )
+    return source._with(qdata=func(source._qdata, **kwargs), **_scales(source, torch.clone))
 
 
 @_handles(aten._to_copy.default)
@@ -182,9 +317,8 @@ def _to_copy(func, args, kwargs):
     source = args[0]
     dtype = kwargs.pop("dtype", None) or source._orig_dtype
     device = kwargs.get("device")
-    qdata = func(source._qdata, **kwargs)
-    scale = source._scale.to(device=device) if device is not None else source._scale
-    return QuantizedTensor(qdata, scale, dtype, source._layout_name)
+    scales = _scales(source, lambda t: t.to(device=device) if device is not None else t)
+    return source._with(qdata=func(source._qdata, **kwargs), orig_dtype=dtype, **scales)
 
 
 @_handles(aten.copy_.default)
@@ -192,14 +326,20 @@ def _copy_(func, args, kwargs):
     destination, source = args[0], args[1]
     if not isinstance(destination, QuantizedTensor):
         return destination.copy_(source.dequantize())
-    if isinstance(source, QuantizedTensor):
-        destination._qdata.copy_(source._qdata)
-        destination._scale.copy_(source._scale)
-    else:  # keep the destination's scale, as loading a weight into a quantized layer does
-        qdata, _ = destination._layout.quantize(
-            source.to(destination.device), destination._scale, destination._qdata.dtype
+    if not isinstance(source, QuantizedTensor):
+        # Keep the destination's per-tensor scale, as loading a weight into a quantized layer
+        # does (MXFP8 has block scales only, which come from the data).
+        layout = destination._layout
+        scale = None if layout.blocked and destination._scale is None else destination._scale
+        source = QuantizedTensor.from_float(
+            source.to(destination.device), layout.name, scale, destination._qdata.dtype
         )
-        destination._qdata.copy_(qdata)
+    elif source._layout_name != destination._layout_name:
+        raise TypeError(f"cannot copy {source._layout_name} into {destination._layout_name}")
+    for name in QuantizedTensor._INNER:
+        target, value = getattr(destination, name), getattr(source, name)
+        if target is not None:
+            target.copy_(value)
     return destination
 
 
@@ -264,13 +404,38 @@ def _fp8_matmul(
 _ONE_QUANTIZED = "got one fp8 operand (fp8 matmul needs both; see fp8_linear)"
 
 
+def _blocked(value: Any) -> bool:
+    return isinstance(value, QuantizedTensor) and value._layout.blocked
+
+
 def _both_quantized(a: Any, b: Any) -> bool:
-    return isinstance(a, QuantizedTensor) and isinstance(b, QuantizedTensor)
+    """Both FP8 QuantizedTensors (the _scaled_mm path)."""
+    fp8 = [isinstance(v, QuantizedTensor) and not v._layout.blocked for v in (a, b)]
+    return all(fp8)
+
+
+def _block_linear(x: torch.Tensor, weight: QuantizedTensor, bias: torch.Tensor | None):
+    """x @ weight.T + bias for an NVFP4 / MXFP8 weight: blockscaled_linear's fastest path."""
+    x = x.dequantize() if isinstance(x, QuantizedTensor) else x
+    n = weight._orig_shape[0]
+    if weight._layout is TensorCoreNVFP4Layout:
+        return nvfp4_linear(
+            x, weight._qdata, weight._block_scale, weight._scale, bias, out_features=n
+        )
+    return mxfp8_linear(x, weight._qdata, weight._block_scale, bias, out_features=n)
+
+
+def _weight_of_mm(b: Any) -> QuantizedTensor | None:
+    """The weight W when b is W.t() of an NVFP4 / MXFP8 weight (a decomposed linear)."""
+    return b._with(transposed=False) if _blocked(b) and b._transposed else None
 
 
 @_handles(aten.mm.default)
 def _mm(func, args, kwargs):
     a, b = args
+    weight = _weight_of_mm(b)
+    if weight is not None and not _blocked(a):
+        return _block_linear(a, weight, None)
     if not _both_quantized(a, b):
         return _dequantizing_fallback(func, args, kwargs, _ONE_QUANTIZED)
     fallback = lambda: _dequantizing_fallback(func, args, kwargs)  # noqa: E731
@@ -281,6 +446,9 @@ def _mm(func, args, kwargs):
 def _addmm(func, args, kwargs):
     bias, a, b = args[:3]
     plain_add = len(args) == 3 and kwargs.get("beta", 1) == 1 and kwargs.get("alpha", 1) == 1
+    weight = _weight_of_mm(b)
+    if weight is not None and not _blocked(a) and plain_add and bias.ndim == 1:
+        return _block_linear(a, weight, bias)
     if not (_both_quantized(a, b) and plain_add and bias.ndim == 1):
         return _dequantizing_fallback(func, args, kwargs, _ONE_QUANTIZED)
     fallback = lambda: _dequantizing_fallback(func, args, kwargs)  # noqa: E731
@@ -291,6 +459,8 @@ def _addmm(func, args, kwargs):
 def _linear(func, args, kwargs):
     x, weight = args[0], args[1]
     bias = args[2] if len(args) > 2 else kwargs.get("bias")
+    if _blocked(weight) and not weight._transposed and not _blocked(x):
+        return _block_linear(x, weight, bias)
     if not _both_quantized(x, weight):
         return _dequantizing_fallback(func, args, kwargs, _ONE_QUANTIZED)
     out = _fp8_matmul(
@@ -339,6 +509,11 @@ def fp8_linear(
     """
     if not isinstance(weight, QuantizedTensor):
         raise TypeError(f"fp8_linear needs a QuantizedTensor weight, got {type(weight).__name__}")
+    if weight._layout.blocked:
+        raise TypeError(
+            f"fp8_linear takes TensorCoreFP8Layout weights, got {weight._layout.name} "
+            "(F.linear, or nvfp4_linear / mxfp8_linear, run those)"
+        )
     return scaled_fp8_linear(x, weight._qdata, weight._scale, bias, input_scale, fast_accum)
 
 

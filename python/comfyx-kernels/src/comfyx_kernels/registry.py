@@ -7,6 +7,7 @@ benchmarks can assert it (`last_backend()`, `backend_trace()`).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -16,6 +17,9 @@ from typing import Any
 from .constraints import Constraints
 
 PRIORITY = ("cuda", "triton", "eager")
+# Each dispatch decision (the backend chosen, and why the ones before it were skipped) is logged
+# at DEBUG level here, as comfy-kitchen logs on comfy_kitchen.dispatch.
+logger = logging.getLogger("comfyx_kernels.dispatch")
 
 
 class NoCapableBackendError(RuntimeError):
@@ -86,11 +90,15 @@ def _forced() -> str | None:
     return getattr(_local, "forced", None)
 
 
+def _check_name(name: str) -> None:
+    if name not in _backends:
+        raise UnknownBackendError(f"unknown backend {name!r}; known: {', '.join(PRIORITY)}")
+
+
 @contextmanager
 def use_backend(name: str) -> Iterator[None]:
     """Run every op in this block on `name` only; a call it cannot take raises."""
-    if name not in _backends:
-        raise UnknownBackendError(f"unknown backend {name!r}; known: {', '.join(PRIORITY)}")
+    _check_name(name)
     previous = _forced()
     _local.forced = name
     try:
@@ -125,19 +133,26 @@ def _reason_to_skip(backend: _Backend, op: str, args: Mapping[str, Any]) -> str 
     return implementation.constraints.reject(args)
 
 
-def dispatch(op: str, **args: Any) -> Any:
-    """Run `op` on the first backend (in priority order, or the forced one) that can take it."""
-    forced = _forced()
+def dispatch(op: str, backend: str | None = None, **args: Any) -> Any:
+    """Run `op` on `backend` if given (comfy-kitchen's `backend=` keyword), else on the first
+    backend in priority order (or the one use_backend forces) that can take it."""
+    if backend is not None:
+        _check_name(backend)
+    forced = backend or _forced()
     candidates = (forced,) if forced else PRIORITY
     reasons: dict[str, str] = {}
     for name in candidates:
-        backend = _backends[name]
-        reason = _reason_to_skip(backend, op, args)
+        reason = _reason_to_skip(_backends[name], op, args)
         if reason is None:
-            result = backend.ops[op].function(**args)
+            if logger.isEnabledFor(logging.DEBUG):
+                skipped = "".join(f"; {b} skipped: {r}" for b, r in reasons.items())
+                how = " (requested)" if forced else ""
+                logger.debug("%s -> %s%s%s", op, name, how, skipped)
+            result = _backends[name].ops[op].function(**args)
             _local.last = name
             for trace in getattr(_local, "traces", ()):
                 trace.append((op, name))
             return result
         reasons[name] = reason
+    logger.debug("%s: no backend can run it: %s", op, reasons)
     raise NoCapableBackendError(op, reasons)

@@ -12,10 +12,16 @@ from ..registry import mark_unavailable
 
 
 def load_all() -> None:
-    from . import eager  # noqa: F401  (always available)
+    from . import eager, eager_blockscaled  # noqa: F401  (always available)
 
-    for name in ("triton", "cuda"):
+    # (module, backend it registers on): a backend whose module cannot load is unavailable.
+    for module, backend in (
+        ("triton", "triton"),
+        ("triton_blockscaled", "triton"),
+        ("cuda", "cuda"),
+        ("cublaslt", "cuda"),
+    ):
         try:
-            importlib.import_module(f"{__name__}.{name}")
+            importlib.import_module(f"{__name__}.{module}")
         except ImportError as error:
-            mark_unavailable(name, f"cannot import: {error}")
+            mark_unavailable(backend, f"cannot import: {error}")

@@ -34,7 +34,7 @@ FLOAT_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 FP8_CODES = {torch.float8_e4m3fn: 0, torch.float8_e5m2: 1}
 DEVICES = frozenset({"cuda"})
 F32 = frozenset({torch.float32})
-MIN_CAPABILITY = (8, 0)  # the extension is built for sm_80, sm_89, sm_90a (+ PTX)
+MIN_CAPABILITY = (8, 0)  # the extension is built for sm_80, 89, 90a, 100, 120 (+ PTX)
 # Heads each RoPE thread walks when frequencies broadcast over heads (1, 2, 4 or 8); 2 was
 # fastest on an H100 for Flux shapes (92% of copy bandwidth, 4: 89%, 8: 87%).
 ROPE_HEADS_PER_THREAD = 2

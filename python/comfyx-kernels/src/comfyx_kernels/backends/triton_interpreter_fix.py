@@ -4,6 +4,8 @@ The interpreter truncates float32 → bfloat16 and loses the mantissa carry in i
 round-to-nearest-even fp8 conversion (127.7 → 64 in e4m3), so the CPU run of a correct kernel
 disagrees with the GPU. Its casts between the float types used here are redone with torch's
 conversions, which round as the GPU does; every other cast is left to the interpreter.
+Its `tl.dot` multiplies bfloat16 operands as their raw uint16 storage: they are converted to
+float32 first (exact), as a tensor core reads them.
 """
 
 from __future__ import annotations
@@ -55,6 +57,21 @@ def install() -> None:
             return interpreter.TensorHandle(_torch_cast(src.data, source, target), target)
         return interpreted_fp_to_fp(self, src, dst_type, rounding_mode)
 
+    interpreted_dot = builder.create_dot
+
+    def as_float32(operand):
+        if operand.dtype.scalar != tl.bfloat16:
+            return operand
+        return interpreter.TensorHandle(
+            _torch_cast(operand.data, tl.bfloat16, tl.float32), tl.float32
+        )
+
+    def create_dot(self, a, b, d, input_precision, max_num_imprecise_acc):
+        return interpreted_dot(
+            self, as_float32(a), as_float32(b), d, input_precision, max_num_imprecise_acc
+        )
+
     builder.cast_impl = cast_impl
     builder.create_fp_to_fp = create_fp_to_fp
+    builder.create_dot = create_dot
     builder._comfyx_rounding_fixed = True

@@ -28,6 +28,12 @@ def backend_params() -> list:
     return params
 
 
+def triton_param() -> list:
+    """["triton"], skipped where it cannot run: the backend of the NVFP4 / MXFP8 kernels."""
+    marks = () if "triton" in available_backends() else pytest.mark.skip(reason="no triton")
+    return [pytest.param("triton", marks=marks, id="triton")]
+
+
 def bits(tensor: torch.Tensor) -> torch.Tensor:
     """Raw bit patterns, so comparisons are exact and NaN-safe."""
     view_dtype = {1: torch.uint8, 2: torch.int16, 4: torch.int32}[tensor.element_size()]

@@ -75,7 +75,7 @@ def test_format_conversion_scaled_fp8_to_comfy_quant():
 
 
 def test_errors_name_the_problem():
-    with pytest.raises(ValueError, match="unknown fp8 checkpoint format"):
+    with pytest.raises(ValueError, match="unknown checkpoint format"):
         to_checkpoint({}, "nvfp4")
     broken = to_checkpoint(model_state(), "comfy_quant")
     del broken["blocks.0.mlp.weight_scale"]

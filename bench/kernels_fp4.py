@@ -1,0 +1,404 @@
+"""NVFP4 and MXFP8 on one GPU: comfyx-kernels vs comfy-kitchen 0.2.40 measured in the same run.
+Writes kernels_fp4.json and kernels_fp4.png (to bench/results, or --out DIR).
+
+Sections (timing method and helpers are bench/kernels.py's: CUDA graphs of 50 calls on inputs
+rotated through 256 MB, median of 5; the linear rows of one shape timed side by side):
+- quantize / dequantize 8192x8192 bf16: % of a device copy's bandwidth (bytes: input read
+  once, outputs written once); elements that differ from our eager backend and from
+  comfy-kitchen's CUDA kernel.
+- NVFP4-weight linear / bf16 linear at diffusion shapes: comfyx's fused GEMM (bf16 activation,
+  4-bit weight) against comfy-kitchen's path on Hopper (dequantize_nvfp4 + bf16 GEMM); output
+  error against the bf16 linear of the unquantized weight and against float64 of the
+  dequantized weight.
+- MXFP8 GEMM: TFLOP/s of comfyx's fp8 GEMM with 32-element scales next to bf16 and per-tensor
+  fp8 (torch._scaled_mm); mxfp8_linear (activation quantize + GEMM) against comfy-kitchen's
+  path (eager dequantize_mxfp8 + bf16 GEMM).
+- A Flux-architecture denoiser step (Flux.1's widths, random weights, 1024² = 4096 image + 512
+  text tokens, --flux-depth double,single blocks) in bf16, fp8, NVFP4 and MXFP8 (comfyx and
+  comfy-kitchen's path), with the output's error against bf16.
+
+Usage: python bench/kernels_fp4.py [--out DIR] [--sections quantize,linear,mxfp8,flux]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import comfyx_kernels as cx
+import torch
+import torch.nn.functional as F
+from comfyx_kernels.backends.eager_blockscaled import dequantize_nvfp4_exact
+from comfyx_kernels.blockscaled import nvfp4_tensor_scale
+from comfyx_kernels.quantized_tensor import QuantizedTensor
+from flux_like import build, quantize_linears
+from kernels import Results, copy_bandwidth_gbs, expect_backend, relative_error, rotating
+
+MATRIX = (8192, 8192)
+W4A8 = "comfyx nvfp4 W4A8 (fp8 activation)"
+# (M, K, N): Flux's attention projection and MLP at 1024² (4096 image tokens), a 1024-token
+# layer, a 256-token one (text-sized) and a 16-row one (where the weight read dominates).
+LINEAR_SHAPES = [
+    (4096, 3072, 3072),
+    (4096, 3072, 12288),
+    (1024, 4096, 4096),
+    (256, 3072, 12288),
+    (16, 3072, 12288),
+]
+MXFP8_SHAPES = [(8192, 8192, 8192), (4096, 3072, 12288)]
+TARGETS = {
+    "quantize_nvfp4 8192x8192 % copy": (80.0, "min"),
+    "nvfp4_linear / bf16 (4096, 3072, 3072)": (1.0, "max"),
+    "nvfp4_linear / bf16 (4096, 3072, 12288)": (1.0, "max"),
+    "nvfp4_linear / bf16 (1024, 4096, 4096)": (0.6, "max"),
+    "nvfp4_linear / bf16 (256, 3072, 12288)": (0.6, "max"),
+    "nvfp4_linear / bf16 (16, 3072, 12288)": (0.6, "max"),
+    "scaled_mm_mxfp8 / bf16 TFLOP/s (8192, 8192, 8192)": (1.2, "min"),
+}
+
+
+def kitchen_modules():
+    """comfy-kitchen's CUDA backend and its eager one (MXFP8 dequantize exists only there)."""
+    modules = {}
+    for name, path in (
+        ("cuda", "comfy_kitchen.backends.cuda"),
+        ("triton", "comfy_kitchen.backends.triton.quantization"),
+        ("eager", "comfy_kitchen.backends.eager"),
+    ):
+        try:
+            modules[name] = __import__(path, fromlist=["x"])
+        except Exception as error:  # noqa: BLE001 - report and go on without it
+            print(f"comfy-kitchen {name} backend unavailable: {error}", file=sys.stderr)
+    return modules
+
+
+def attempt(results: Results, label: str, call: Callable[[], object]) -> None:
+    """Run a comfy-kitchen measurement; if it fails, note why and go on (our rows stay)."""
+    try:
+        call()
+    except Exception as error:  # noqa: BLE001 - the failure is the finding
+        results.notes[label] = f"{type(error).__name__}: {error}"[:400]
+        print(f"{label}: {results.notes[label]}", file=sys.stderr, flush=True)
+
+
+def kitchen_row(results: Results, op: str, call: Callable[[], object], moved: int) -> None:
+    """A timed row of comfy-kitchen's CUDA kernel for `op` on the 8192x8192 input."""
+    add = lambda: results.add(op, MATRIX, "comfy-kitchen", "cuda", call, moved)  # noqa: E731
+    attempt(results, f"comfy-kitchen cuda {op} timing", add)
+
+
+def differing(a: torch.Tensor, b: torch.Tensor) -> int:
+    return int((a.contiguous().view(torch.uint8) != b.contiguous().view(torch.uint8)).sum())
+
+
+def bench_quantize(results: Results, kitchen: dict) -> None:
+    x = torch.randn(MATRIX, device="cuda", dtype=torch.bfloat16)
+    scale = nvfp4_tensor_scale(x)
+    n = x.numel()
+    inputs = rotating(x)
+    q, s = cx.quantize_nvfp4(x, scale, backend="triton")
+    eq, es = cx.quantize_nvfp4(x, scale, backend="eager")
+    differ = {"differ_from_eager": differing(q, eq) + differing(s, es)}
+    ck = kitchen.get("cuda")
+    if ck is not None:
+
+        def compare() -> None:
+            kq, ks = ck.quantize_nvfp4(x, scale)
+            differ["differ_from_kitchen_cuda"] = differing(q, kq) + differing(s, ks)
+
+        attempt(results, "comfy-kitchen cuda quantize_nvfp4", compare)
+    call = expect_backend(lambda: cx.quantize_nvfp4(*inputs(), scale), "quantize_nvfp4", "triton")
+    results.add("quantize_nvfp4", MATRIX, "comfyx", "triton", call, 2 * n + n // 2 + n // 16, **differ)
+    if ck is not None:
+        kitchen_row(results, "quantize_nvfp4", lambda: ck.quantize_nvfp4(*inputs(), scale), 2 * n + n // 2 + n // 16)
+    if kitchen.get("triton") is not None:  # its Triton NVFP4 quantize uses an sm_100 instruction
+        attempt(results, "comfy-kitchen triton quantize_nvfp4", lambda: kitchen["triton"].quantize_nvfp4(x, scale))
+    packed = rotating(q, s)
+
+    def dequantize(function):
+        data, scales = packed()
+        return function(data, scale, scales, torch.bfloat16)
+
+    moved = n // 2 + n // 16 + 2 * n
+    ours = lambda: dequantize(lambda *a: cx.dequantize_nvfp4(*a, backend="triton"))  # noqa: E731
+    results.add("dequantize_nvfp4", MATRIX, "comfyx", "triton", ours, moved)
+    if ck is not None:
+        kitchen_row(results, "dequantize_nvfp4", lambda: dequantize(ck.dequantize_nvfp4), moved)
+    mq, ms = cx.quantize_mxfp8(x, backend="triton")
+    eq, es = cx.quantize_mxfp8(x, backend="eager")
+    differ = {"differ_from_eager": differing(mq, eq) + differing(ms, es)}
+    if ck is not None:
+
+        def compare_mx() -> None:
+            kq, ks = ck.quantize_mxfp8(x)
+            differ["differ_from_kitchen_cuda"] = differing(mq, kq) + differing(ms, ks)
+
+        attempt(results, "comfy-kitchen cuda quantize_mxfp8", compare_mx)
+    call = expect_backend(lambda: cx.quantize_mxfp8(*inputs()), "quantize_mxfp8", "triton")
+    results.add("quantize_mxfp8", MATRIX, "comfyx", "triton", call, 3 * n + n // 32, **differ)
+    if ck is not None:
+        kitchen_row(results, "quantize_mxfp8", lambda: ck.quantize_mxfp8(*inputs()), 3 * n + n // 32)
+
+
+def bench_nvfp4_linear(results: Results, kitchen: dict, shape: tuple[int, int, int]) -> None:
+    m, k, n = shape
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) / k**0.5
+    bias = torch.randn(n, device="cuda", dtype=torch.bfloat16)
+    scale = nvfp4_tensor_scale(w)
+    q, s = cx.quantize_nvfp4(w, scale)
+    inputs = rotating(x)
+    base = {"shape": shape, "op": "linear"}
+    ours = lambda: cx.nvfp4_linear(*inputs(), q, s, scale, bias)  # noqa: E731
+    assert cx.nvfp4_linear_path(x).name == "triton", cx.nvfp4_linear_path(x)
+    w4a8 = lambda: cx.nvfp4_linear(*inputs(), q, s, scale, bias, activation="fp8")  # noqa: E731
+    specs = [
+        {**base, "impl": "torch bf16", "backend": "cublas", "fn": lambda: F.linear(*inputs(), w, bias)},
+        {**base, "impl": "comfyx nvfp4", "backend": "triton", "fn": ours},
+        {**base, "impl": W4A8, "backend": "triton", "fn": w4a8},
+    ]
+    outputs = {"comfyx nvfp4": cx.nvfp4_linear(x, q, s, scale, bias), W4A8: w4a8()}
+    ck = kitchen.get("cuda")
+    if ck is not None:
+
+        def kitchen_path(xi):  # what ComfyUI does with an NVFP4 checkpoint on Hopper
+            return F.linear(xi, ck.dequantize_nvfp4(q, scale, s, torch.bfloat16), bias)
+
+        specs.append({**base, "impl": "comfy-kitchen nvfp4 (dequantize + bf16)", "backend": "cuda",
+                      "fn": lambda: kitchen_path(*inputs())})  # fmt: skip
+        outputs["comfy-kitchen nvfp4 (dequantize + bf16)"] = kitchen_path(x)
+    rows = results.add_side_by_side(specs)
+    bf16 = F.linear(x, w, bias)
+    exact = x.double() @ dequantize_nvfp4_exact(q, scale, s, True).T + bias.double()
+    for row in rows:
+        row["ratio_to_bf16"] = round(row["gpu_us"] / rows[0]["gpu_us"], 3)
+        row["tflops"] = round(2 * m * k * n / row["gpu_us"] / 1e6, 1)
+        if row["impl"] in outputs:
+            row["error_vs_bf16_linear"] = relative_error(outputs[row["impl"]], bf16)
+            row["error_vs_fp64_of_dequantized"] = relative_error(outputs[row["impl"]], exact)
+
+
+def bench_mxfp8(results: Results, kitchen: dict, shape: tuple[int, int, int]) -> None:
+    m, k, n = shape
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) / k**0.5
+    qx, sx = cx.quantize_mxfp8(x)
+    qw, sw = cx.quantize_mxfp8(w)
+    fp8_w = QuantizedTensor.from_float(w)
+    fx, fs = cx.quantize_fp8_dynamic(x)
+    base = {"shape": shape}
+    specs = [
+        {**base, "op": "gemm", "impl": "torch bf16", "backend": "cublas", "fn": lambda: x @ w.T},
+        {**base, "op": "gemm", "impl": "torch fp8 per-tensor", "backend": "cublas",
+         "fn": lambda: torch._scaled_mm(fx, fp8_w.qdata.t(), fs, fp8_w.scale, out_dtype=torch.bfloat16)},
+        {**base, "op": "gemm", "impl": "comfyx mxfp8", "backend": "triton",
+         "fn": expect_backend(lambda: cx.scaled_mm_mxfp8(qx, qw, sx, sw), "scaled_mm_mxfp8", "triton")},
+        {**base, "op": "linear", "impl": "comfyx mxfp8_linear", "backend": "triton",
+         "fn": lambda: cx.mxfp8_linear(x, qw, sw)},
+    ]  # fmt: skip
+    outputs = {"comfyx mxfp8": cx.scaled_mm_mxfp8(qx, qw, sx, sw), "comfyx mxfp8_linear": cx.mxfp8_linear(x, qw, sw)}
+    ck = kitchen.get("eager")
+    if ck is not None:  # comfy-kitchen has dequantize_mxfp8 in eager only; its GEMM needs sm_100
+
+        def kitchen_path():
+            return F.linear(x, ck.dequantize_mxfp8(qw, sw, torch.bfloat16))
+
+        specs.append({**base, "op": "linear", "impl": "comfy-kitchen mxfp8 (eager dequantize + bf16)",
+                      "backend": "eager", "fn": kitchen_path})  # fmt: skip
+        outputs["comfy-kitchen mxfp8 (eager dequantize + bf16)"] = kitchen_path()
+    rows = results.add_side_by_side(specs)
+    reference = x @ w.T
+    for row in rows:
+        row["tflops"] = round(2 * m * k * n / row["gpu_us"] / 1e6, 1)
+        row["ratio_to_bf16_tflops"] = round(rows[0]["gpu_us"] / row["gpu_us"], 3)
+        if row["impl"] in outputs:
+            row["error_vs_bf16"] = relative_error(outputs[row["impl"]], reference)
+
+
+def probe_kitchen_mxfp8_gemm(results: Results, kitchen: dict) -> None:
+    """comfy-kitchen's scaled_mm_mxfp8 (eager: cuBLASLt MX scaling) on this GPU: a note of
+    whether it runs (run last: a failing launch could spoil the CUDA context)."""
+    qa, sa = cx.quantize_mxfp8(torch.randn(256, 256, device="cuda"))
+    if kitchen.get("eager") is not None:
+        attempt(results, "comfy-kitchen scaled_mm_mxfp8", lambda: kitchen["eager"].scaled_mm_mxfp8(qa, qa, sa, sa))
+        results.notes.setdefault("comfy-kitchen scaled_mm_mxfp8", "ran")
+
+
+def step_ms(model: torch.nn.Module, inputs: tuple, steps: int = 5) -> float:
+    for _ in range(2):
+        model(*inputs)
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(steps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        model(*inputs)
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+def bench_flux(results: Results, kitchen: dict, depth: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    model = build(*depth)
+    inputs = model.example_inputs()
+    variants: list[tuple[str, str | None]] = [
+        ("bf16", None),
+        ("fp8", "fp8"),
+        ("nvfp4 comfyx", "nvfp4"),
+        ("nvfp4 comfyx W4A8 (fp8 activation)", "nvfp4-w4a8"),
+    ]
+    if kitchen.get("cuda") is not None:
+        variants.append(("nvfp4 comfy-kitchen (dequantize + bf16)", "nvfp4-kitchen"))
+    variants.append(("mxfp8 comfyx", "mxfp8"))
+    if kitchen.get("eager") is not None:
+        variants.append(("mxfp8 comfy-kitchen (eager dequantize + bf16)", "mxfp8-kitchen"))
+    with torch.inference_mode():
+        reference = model(*inputs).float()
+        for name, mode in variants:
+            start = time.perf_counter()
+            restore = quantize_linears(model, mode, kitchen) if mode else (lambda: None)
+            setup = time.perf_counter() - start
+            out = model(*inputs).float()
+            row = {
+                "op": "flux_step",
+                "shape": f"{depth[0]} double + {depth[1]} single blocks, 1024²",
+                "impl": name,
+                "step_ms": round(step_ms(model, inputs), 2),
+                "weights_gb": round(model.weight_bytes() / 1e9, 2),
+                "error_vs_bf16": relative_error(out, reference),
+                "quantize_s": round(setup, 2),
+            }
+            results.rows.append(row)
+            print(json.dumps(row), flush=True)
+            restore()
+            torch.cuda.empty_cache()
+
+
+def check_targets(results: Results) -> dict:
+    def value(op, shape, impl, metric):
+        found = [r[metric] for r in results.rows if r["op"] == op and r["shape"] == str(shape) and r["impl"] == impl]
+        return found[0] if found else None
+
+    measured = {
+        "quantize_nvfp4 8192x8192 % copy": (value("quantize_nvfp4", MATRIX, "comfyx", "pct_copy"),
+                                            value("quantize_nvfp4", MATRIX, "comfy-kitchen", "pct_copy")),
+    }  # fmt: skip
+    w4a8 = {}
+    for shape in LINEAR_SHAPES:
+        key = f"nvfp4_linear / bf16 {shape}"
+        measured[key] = (
+            value("linear", shape, "comfyx nvfp4", "ratio_to_bf16"),
+            value("linear", shape, "comfy-kitchen nvfp4 (dequantize + bf16)", "ratio_to_bf16"),
+        )
+        w4a8[key] = value("linear", shape, W4A8, "ratio_to_bf16")
+    shape = MXFP8_SHAPES[0]
+    measured[f"scaled_mm_mxfp8 / bf16 TFLOP/s {shape}"] = (
+        value("gemm", shape, "comfyx mxfp8", "ratio_to_bf16_tflops"),
+        None,
+    )
+    report = {}
+    for key, (target, kind) in TARGETS.items():
+        ours, theirs = measured.get(key, (None, None))
+        met = ours is not None and (ours >= target if kind == "min" else ours <= target)
+        report[key] = {"value": ours, "target": target, "met": met, "comfy_kitchen": theirs}
+        if key in w4a8:  # the opt-in W4A8 path, beside the exact one the target is judged on
+            report[key]["w4a8_fp8_activation"] = w4a8[key]
+    return report
+
+
+def plot(results: Results, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    elementwise = ("quantize_nvfp4", "dequantize_nvfp4", "quantize_mxfp8")
+    panels = [
+        (lambda r: r["op"] in elementwise, "pct_copy", "% of copy bandwidth", "op"),
+        (lambda r: "ratio_to_bf16" in r, "ratio_to_bf16", "time / bf16 linear (lower is better)", "shape"),
+        (lambda r: r["op"] in ("gemm", "linear") and "ratio_to_bf16_tflops" in r, "tflops", "TFLOP/s", "shape"),
+        (lambda r: r["op"] == "flux_step", "step_ms", "ms per step (lower is better)", "impl"),
+    ]  # fmt: skip
+    fig, axes = plt.subplots(1, len(panels), figsize=(24, 6))
+    for axis, (select, metric, label, group) in zip(axes, panels, strict=True):
+        rows = [r for r in results.rows if select(r) and metric in r]
+        groups = list(dict.fromkeys(str(r[group]) for r in rows))
+        impls = list(dict.fromkeys(r["impl"] for r in rows)) if group != "impl" else ["step"]
+        width = 0.8 / max(len(impls), 1)
+        for i, impl in enumerate(impls):
+            values = [
+                next((r[metric] for r in rows if str(r[group]) == g and (group == "impl" or r["impl"] == impl)), 0)
+                for g in groups
+            ]
+            axis.bar([j + i * width for j in range(len(groups))], values, width, label=impl)
+        axis.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))], groups, fontsize=6, rotation=20)
+        axis.set_ylabel(label)
+        axis.legend(fontsize=6)
+    fig.suptitle(f"NVFP4 / MXFP8: comfyx-kernels vs comfy-kitchen 0.2.40 — {torch.cuda.get_device_name()}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--sections", default="quantize,linear,mxfp8,flux")
+    parser.add_argument("--flux-depth", default="19,38", help="double,single blocks (Flux.1: 19,38)")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bench/kernels_fp4.py needs a CUDA GPU")
+    torch.manual_seed(0)
+    results = Results(copy_bandwidth_gbs())
+    results.notes = {}
+    print(f"device-to-device copy: {results.copy_gbs:.0f} GB/s", flush=True)
+    kitchen = kitchen_modules()
+    sections = args.sections.split(",")
+    depth = tuple(int(v) for v in args.flux_depth.split(","))
+    work = [(bench_quantize, ())] if "quantize" in sections else []
+    work += [(bench_nvfp4_linear, (s,)) for s in LINEAR_SHAPES] if "linear" in sections else []
+    work += [(bench_mxfp8, (s,)) for s in MXFP8_SHAPES] if "mxfp8" in sections else []
+    work += [(bench_flux, (depth,))] if "flux" in sections else []
+    work += [(probe_kitchen_mxfp8_gemm, ())] if "mxfp8" in sections else []
+    errors = []
+    for bench, extra in work:
+        try:
+            bench(results, kitchen, *extra)
+        except Exception as error:  # noqa: BLE001 - record it, finish the other sections
+            errors.append(f"{bench.__name__} {extra}: {type(error).__name__}: {error}"[:2000])
+            print(errors[-1], file=sys.stderr, flush=True)
+            torch.cuda.empty_cache()
+    targets = check_targets(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "copy_bandwidth_gbs": round(results.copy_gbs, 1),
+        "targets": targets,
+        "notes": results.notes,
+        "errors": errors,
+        "rows": results.rows,
+    }
+    (args.out / "kernels_fp4.json").write_text(json.dumps(summary, indent=2))
+    plot(results, args.out / "kernels_fp4.png")
+    for row in results.rows:
+        if row["op"] == "flux_step":
+            print(f"flux {row['impl']}: {row['step_ms']} ms/step, {row['weights_gb']} GB of weights, "
+                  f"error vs bf16 {row['error_vs_bf16']}")  # fmt: skip
+    for key, outcome in targets.items():
+        print(
+            f"{'MET ' if outcome['met'] else 'MISS'} {key}: {outcome['value']} "
+            f"(target {outcome['target']}, comfy-kitchen {outcome['comfy_kitchen']}"
+            + (f", W4A8 {outcome['w4a8_fp8_activation']})" if "w4a8_fp8_activation" in outcome else ")")
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""Triton backend for NVFP4 and MXFP8: quantize / dequantize kernels, the NVFP4-weight GEMM
+(bf16 or fp16 activations) and the MXFP8 GEMM, for sm_89 and newer (or the CPU under
+TRITON_INTERPRET=1). Shape rules are the eager backend's; only devices, dtypes and the
+compute capability differ.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+
+from ..blockscaled import MXFP8_BLOCK, NVFP4_BLOCK, round_up, scale_shape
+from ..constraints import Constraints
+from ..registry import register
+from . import eager_blockscaled as eager
+from . import triton_blockscaled_kernels as kernels
+from .triton import DEVICES, FP8_CAPABILITY, _size_class
+from .triton_gemm_kernels import m_bucket, mxfp8_gemm_kernel, nvfp4_weight_gemm_kernel
+
+HALF_DTYPES = frozenset({torch.bfloat16, torch.float16})
+
+
+def _like_eager(constraints: Constraints, **dtypes: frozenset) -> Constraints:
+    return Constraints(
+        devices=DEVICES,
+        dtypes={**constraints.dtypes, **dtypes},
+        min_capability=FP8_CAPABILITY,
+        rules=constraints.rules,
+    )
+
+
+def _tile_grid(rows: int, cols: int):
+    return lambda meta: (triton.cdiv(rows, meta["BM"]), triton.cdiv(cols, meta["BK"]))
+
+
+@register("triton", "quantize_nvfp4", _like_eager(eager.QUANTIZE_NVFP4))
+def quantize_nvfp4(
+    x: torch.Tensor,
+    per_tensor_scale: torch.Tensor,
+    epsilon: float = 0.0,
+    pad_16x: bool = False,
+    hi_first: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if pad_16x:
+        x = eager.pad_to(x, round_up(x.shape[0], NVFP4_BLOCK), round_up(x.shape[1], NVFP4_BLOCK))
+    x = x.contiguous()
+    rows, cols = x.shape
+    q = torch.empty((rows, cols // 2), dtype=torch.uint8, device=x.device)
+    shape = scale_shape(rows, cols // NVFP4_BLOCK)
+    scales = torch.zeros(shape, dtype=torch.float8_e4m3fn, device=x.device)
+    if x.numel():
+        kernels.quantize_nvfp4_kernel[_tile_grid(rows, cols)](
+            x, per_tensor_scale, q, scales, rows, cols, shape[1], _size_class(x.numel()),
+            HI_FIRST=hi_first,
+        )  # fmt: skip
+    return q, scales
+
+
+@register("triton", "dequantize_nvfp4", _like_eager(eager.DEQUANTIZE_NVFP4))
+def dequantize_nvfp4(
+    qx: torch.Tensor,
+    per_tensor_scale: torch.Tensor,
+    block_scales: torch.Tensor,
+    output_type: torch.dtype = torch.bfloat16,
+    hi_first: bool = True,
+) -> torch.Tensor:
+    qx = qx.contiguous()
+    rows, cols = qx.shape[0], 2 * qx.shape[1]
+    out = torch.empty((rows, cols), dtype=output_type, device=qx.device)
+    if out.numel():
+        padded_cols = scale_shape(rows, cols // NVFP4_BLOCK)[1]
+        kernels.dequantize_nvfp4_kernel[_tile_grid(rows, cols)](
+            qx, per_tensor_scale, block_scales.contiguous(), out, rows, cols, padded_cols,
+            _size_class(out.numel()), HI_FIRST=hi_first,
+        )  # fmt: skip
+    return out
+
+
+@register("triton", "quantize_mxfp8", _like_eager(eager.QUANTIZE_MXFP8))
+def quantize_mxfp8(x: torch.Tensor, pad_32x: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    if pad_32x:
+        x = eager.pad_to(x, round_up(x.shape[0], MXFP8_BLOCK), round_up(x.shape[1], MXFP8_BLOCK))
+    x = x.contiguous()
+    rows, cols = x.shape
+    q = torch.empty((rows, cols), dtype=torch.float8_e4m3fn, device=x.device)
+    shape = scale_shape(rows, cols // MXFP8_BLOCK)
+    scales = torch.zeros(shape, dtype=torch.uint8, device=x.device)
+    if x.numel():
+        kernels.quantize_mxfp8_kernel[_tile_grid(rows, cols)](
+            x, q, scales, rows, cols, shape[1], _size_class(x.numel())
+        )
+    return q, scales.view(torch.float8_e8m0fnu)
+
+
+@register("triton", "dequantize_mxfp8", _like_eager(eager.DEQUANTIZE_MXFP8))
+def dequantize_mxfp8(
+    qx: torch.Tensor, block_scales: torch.Tensor, output_type: torch.dtype = torch.bfloat16
+) -> torch.Tensor:
+    qx = qx.contiguous()
+    rows, cols = qx.shape
+    out = torch.empty((rows, cols), dtype=output_type, device=qx.device)
+    if out.numel():
+        padded_cols = scale_shape(rows, cols // MXFP8_BLOCK)[1]
+        kernels.dequantize_mxfp8_kernel[_tile_grid(rows, cols)](
+            qx, block_scales.contiguous().view(torch.uint8), out, rows, cols, padded_cols,
+            _size_class(out.numel()),
+        )  # fmt: skip
+    return out
+
+
+@register("triton", "scaled_mm_mxfp8", _like_eager(eager.SCALED_MM_MXFP8))
+def scaled_mm_mxfp8(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    block_scale_a: torch.Tensor,
+    block_scale_b: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    out_dtype: torch.dtype = torch.bfloat16,
+) -> torch.Tensor:
+    a, b = a.contiguous(), b.contiguous()
+    (m, k), n = a.shape, b.shape[0]
+    out = torch.empty((m, n), dtype=out_dtype, device=a.device)
+    if not out.numel():
+        return out
+    if k == 0:
+        return out.zero_() if bias is None else out.copy_(bias.expand(m, n))
+    blocks = k // MXFP8_BLOCK
+    grid = lambda meta: (triton.cdiv(m, meta["BM"]) * triton.cdiv(n, meta["BN"]),)  # noqa: E731
+    mxfp8_gemm_kernel[grid](
+        a, b, block_scale_a.contiguous().view(torch.uint8),
+        block_scale_b.contiguous().view(torch.uint8), bias if bias is not None else out, out,
+        m, n, k, out.stride(0), scale_shape(m, blocks)[1], scale_shape(n, blocks)[1], m_bucket(m),
+        HAS_BIAS=bias is not None,
+    )  # fmt: skip
+    return out
+
+
+def _nvfp4_weight_gemm(x, x_scale, weight, weight_scale, weight_scale_2, bias, hi_first, out_dtype):
+    weight = weight.contiguous()
+    (m, k), n = x.shape, weight.shape[0]
+    out = torch.empty((m, n), dtype=out_dtype, device=x.device)
+    if not out.numel():
+        return out
+    if k == 0:
+        return out.zero_() if bias is None else out.copy_(bias.expand(m, n))
+    grid = lambda meta: (triton.cdiv(m, meta["BM"]) * triton.cdiv(n, meta["BN"]),)  # noqa: E731
+    nvfp4_weight_gemm_kernel[grid](
+        x, weight, weight_scale.contiguous(), weight_scale_2,
+        x_scale if x_scale is not None else weight_scale_2, bias if bias is not None else out,
+        out, m, n, k, x.stride(0), out.stride(0), scale_shape(n, k // NVFP4_BLOCK)[1],
+        m_bucket(m), HAS_BIAS=bias is not None, HI_FIRST=hi_first, FP8_ACT=x_scale is not None,
+    )  # fmt: skip
+    return out
+
+
+@register(
+    "triton",
+    "linear_nvfp4_weight",
+    _like_eager(eager.LINEAR_NVFP4_WEIGHT, x=HALF_DTYPES),
+)
+def linear_nvfp4_weight(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    weight_scale_2: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    hi_first: bool = True,
+) -> torch.Tensor:
+    x = x if x.stride(-1) == 1 else x.contiguous()
+    return _nvfp4_weight_gemm(
+        x, None, weight, weight_scale, weight_scale_2, bias, hi_first, x.dtype
+    )
+
+
+@register(
+    "triton",
+    "linear_nvfp4_weight_fp8",
+    _like_eager(eager.LINEAR_NVFP4_WEIGHT_FP8, x=HALF_DTYPES),
+)
+def linear_nvfp4_weight_fp8(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    weight_scale_2: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    hi_first: bool = True,
+    input_scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    qx, x_scale = eager.quantize_activation_fp8(x, input_scale)
+    return _nvfp4_weight_gemm(
+        qx, x_scale, weight, weight_scale, weight_scale_2, bias, hi_first, x.dtype
+    )
