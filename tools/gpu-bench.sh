@@ -7,7 +7,10 @@
 #   .carry/comfyui/  a ComfyUI v0.3.64 tree
 #   .carry/whl/      cp312 wheels of what ComfyUI needs and the image lacks (torchsde, av,
 #                    pydantic(-settings/-core), spandrel, platformdirs, websocket-client, ...)
-# Builds comfyx-kernels' CUDA extension for the device's architecture, generates MODEL's
+#   .carry/kernel-wheel/  optional: a cp312 comfyx_kernels wheel built with nvcc (its Python
+#                    sources are replaced by this tree's); without it the CUDA extension is
+#                    built here for the device's architecture (about a minute)
+# Generates MODEL's
 # random-weight models, runs the benchmark and leaves in $OUT: the bench's JSON and PNG,
 # bench.log, setup.log and logs.tar.gz (every server's log). BUDGET (seconds, default 570)
 # bounds the whole run; the results so far are kept when it runs out.
@@ -26,12 +29,15 @@ trap collect EXIT
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .carry/whl/*.whl || exit 1
-  arch=$(python3 -c "import torch; print('{}{}'.format(*torch.cuda.get_device_capability()))")
-  [ "$arch" = 90 ] && arch=90a
-  # only this device's architecture: a quarter of the full build's compile time
-  SKBUILD_CMAKE_DEFINE="CMAKE_CUDA_ARCHITECTURES=${arch}-real" python3 -m pip wheel -q --no-build-isolation \
-    --no-deps -w /tmp/kernel-wheel ./python/comfyx-kernels || exit 1
-  python3 -m pip install -q --no-index --no-deps --target "$SITE" /tmp/kernel-wheel/*.whl || exit 1
+  if ! ls .carry/kernel-wheel/comfyx_kernels-*-cp312-*.whl >/dev/null 2>&1; then
+    arch=$(python3 -c "import torch; print('{}{}'.format(*torch.cuda.get_device_capability()))")
+    [ "$arch" = 90 ] && arch=90a
+    # only this device's architecture: a quarter of the full build's compile time
+    SKBUILD_CMAKE_DEFINE="CMAKE_CUDA_ARCHITECTURES=${arch}-real" python3 -m pip wheel -q --no-build-isolation \
+      --no-deps -w .carry/kernel-wheel ./python/comfyx-kernels || exit 1
+  fi
+  python3 -m pip install -q --no-index --no-deps --target "$SITE" .carry/kernel-wheel/comfyx_kernels-*.whl || exit 1
+  cp -r python/comfyx-kernels/src/comfyx_kernels/. "$SITE/comfyx_kernels/"  # this tree's Python sources
 } > "$OUT/setup.log" 2>&1 || { tail -30 "$OUT/setup.log"; exit 1; }
 export PYTHONPATH=$SITE:$PWD/python/comfyx
 python3 -c "import comfyx_kernels as k; print([(b.name, b.available, b.reason) for b in k.list_backends()])" \
