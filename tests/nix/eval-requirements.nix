@@ -11,6 +11,7 @@ let
     "pytest"
     "pytest-timeout"
     "aiohttp"
+    "numpy"
     "safetensors"
     "websocket-client"
     "pyyaml"
