@@ -8,13 +8,14 @@ import sys
 from comfyx.backends import BackendUnavailableError
 from comfyx.comfyui import ComfyUICheckout, ComfyUINotFoundError, find_comfyui, launch
 from comfyx.engine import EngineUnavailableError, resolve
+from comfyx.engine.settings import EngineSettingsError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 # Errors that mean "this cannot start as asked": reported in one line, exit 2.
-STARTUP_ERRORS = (ComfyUINotFoundError, EngineUnavailableError, BackendUnavailableError)
+STARTUP_ERRORS = (ComfyUINotFoundError, EngineUnavailableError, EngineSettingsError, BackendUnavailableError)
 
 
 def say(message: str) -> None:
