@@ -13,13 +13,15 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from comfyx import backends, engine
+from comfyx import hardening as hardening_hooks
 from comfyx.comfyui.hooks import after_import
 from comfyx.comfyui.locate import ComfyUICheckout
 
 log = logging.getLogger(__name__)
 
 
-def prepare(checkout: ComfyUICheckout, comfyui_args: Sequence[str], *, engine_name: str, backend: str) -> None:
+def prepare(checkout: ComfyUICheckout, comfyui_args: Sequence[str], *, engine_name: str, backend: str,
+            hardening: hardening_hooks.HardeningSettings) -> None:
     """Set up this process as ``python main.py ARGS`` would see it, plus comfyx's hooks.
 
     Raises EngineUnavailableError / BackendUnavailableError before anything of
@@ -28,6 +30,7 @@ def prepare(checkout: ComfyUICheckout, comfyui_args: Sequence[str], *, engine_na
     args = backends.comfyui_args(backend, list(comfyui_args))
     engine.install(engine_name)
     backends.install(backend)
+    hardening_hooks.install(hardening)
     after_import("folder_paths", _add_comfyx_nodes)
     sys.argv = [str(checkout.main_py), *args]
     sys.path.insert(0, str(checkout.path))

@@ -53,10 +53,12 @@ class ComfyxServer:
     """A ``comfyx serve`` subprocess; use as a context manager."""
 
     def __init__(self, comfyui: Path, comfyui_args: list[str], *, comfyx_args: list[str] = (),
-                 log_path: Path, env: dict[str, str] | None = None):
+                 log_path: Path, env: dict[str, str] | None = None, stock: bool = False):
+        """``stock``: run ComfyUI's own ``main.py`` with this interpreter instead (``comfyx_args`` unused)."""
         self.port = free_port()
-        self.command = [*comfyx_command(), "serve", "--comfyui", str(comfyui), *comfyx_args, "--",
-                        "--listen", "127.0.0.1", "--port", str(self.port), *comfyui_args]
+        launcher = [sys.executable, str(comfyui / "main.py")] if stock else [
+            *comfyx_command(), "serve", "--comfyui", str(comfyui), *comfyx_args, "--"]
+        self.command = [*launcher, "--listen", "127.0.0.1", "--port", str(self.port), *comfyui_args]
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen | None = None
