@@ -60,13 +60,14 @@ class Shutdown:
         running = self.prompt_queue.running()
         log.info("comfyx: %s: taking no more prompts; %d queued prompt(s) recorded as not run; %s", name,
                  len(not_run), f"interrupting prompt {running[0][1]}" if running else "no prompt running")
-        if running:
-            nodes.interrupt_processing()
         asyncio.get_running_loop().create_task(self._stop(name))
 
     async def _stop(self, name: str) -> None:
         deadline = time.monotonic() + self.timeout
         while self.prompt_queue.running() and time.monotonic() < deadline:
+            # Again and again: a prompt taken from the queue just before the signal clears the
+            # flag as it starts.
+            nodes.interrupt_processing()
             await asyncio.sleep(POLL_SECONDS)
         stuck = self.prompt_queue.running()
         if stuck:
