@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from comfyx.comfyui.hooks import after_import
 from comfyx.hardening.patching import Patches
@@ -48,7 +49,7 @@ def _harden_server(server: ModuleType, settings: HardeningSettings, patches: Pat
 
     from comfyx.hardening import origin, queue, validation, worker
     from comfyx.hardening.gate import Gate
-    from comfyx.hardening.history import FILE_NAME, open_store
+    from comfyx.hardening.history import FILE_NAME, HistoryStore, open_store
     from comfyx.hardening.shutdown import Shutdown
 
     patches.replace(execution, "validate_inputs", validation.iterative(execution.validate_inputs),
@@ -56,7 +57,7 @@ def _harden_server(server: ModuleType, settings: HardeningSettings, patches: Pat
     worker.check_execute(execution.PromptExecutor)
     patches.replace(execution, "PromptExecutor", worker.guarded(execution.PromptExecutor), EXECUTOR_INIT_SIGNATURE)
 
-    def store():  # ComfyUI's user directory, next to its own database
+    def store() -> HistoryStore | None:  # in ComfyUI's user directory, next to its own database
         if not settings.persist_history:
             return None
         return open_store(Path(folder_paths.get_user_directory()) / FILE_NAME, settings.history_size)
@@ -67,7 +68,7 @@ def _harden_server(server: ModuleType, settings: HardeningSettings, patches: Pat
                     origin.refusing_factory(server.create_origin_only_middleware), origin.FACTORY_SIGNATURE)
     stock_init = server.PromptServer.__init__
 
-    def __init__(self, loop):
+    def __init__(self: Any, loop: Any) -> None:
         stock_init(self, loop)
         gate = Gate(settings, self.prompt_queue)
         self.app.middlewares.append(gate.middleware)  # innermost: after ComfyUI's origin and CORS checks
