@@ -4,6 +4,7 @@ Subpackages, one per concern:
   cli       the ``comfyx`` command (serve, run, doctor, comfyui install)
   comfyui   finding a ComfyUI checkout, import hooks, launching its ``main.py``
   engine    prompt executors (stock, BMF)
+  hardening what requests, clients and signals can do to `comfyx serve` (limits, history, shutdown)
   backends  accelerator detection and selection
   compile   torch.compile nodes and caches
   nodes     comfyx's ComfyUI nodes

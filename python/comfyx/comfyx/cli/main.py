@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from comfyx import PINNED_COMFYUI_COMMIT, PINNED_COMFYUI_VERSION, __version__, backends, fastpath
+from comfyx import PINNED_COMFYUI_COMMIT, PINNED_COMFYUI_VERSION, __version__, backends, fastpath, hardening
 from comfyx.engine import DEFAULT_ENGINE, ENGINES
 
 EXIT_USAGE = 2
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     _add_launch_options(serve)
+    hardening.add_arguments(serve)  # comfyx run serves no HTTP and keeps no history: serve only
 
     run = commands.add_parser(
         "run",

@@ -11,6 +11,10 @@ from comfyx.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, STARTUP_
 from comfyx.cli.progress import ProgressRenderer
 from comfyx.comfyui import launch
 from comfyx.comfyui.headless import HeadlessRun, RunResult, WorkflowError, check_api_workflow, is_finished
+from comfyx.hardening import HardeningSettings
+
+# One workflow, no HTTP server: the worker, validation, file and signal guarantees, no stored history.
+RUN_HARDENING = HardeningSettings(persist_history=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     renderer = ProgressRenderer(workflow)
     headless = HeadlessRun(workflow, renderer.on_event)
     try:
-        checkout = prepare_comfyui(args, comfyui_args)
+        checkout = prepare_comfyui(args, comfyui_args, hardening=RUN_HARDENING)
         headless.install()
         launch.run_main(checkout)
     except STARTUP_ERRORS as err:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from comfyx import backends, engine, fastpath
+from comfyx import hardening as hardening_hooks
 from comfyx.comfyui.hooks import after_import
 from comfyx.comfyui.locate import ComfyUICheckout
 
@@ -26,6 +27,7 @@ def prepare(
     engine_name: str,
     backend: str,
     fast_path: fastpath.FastPathSettings,
+    hardening: hardening_hooks.HardeningSettings,
 ) -> None:
     """Set up this process as ``python main.py ARGS`` would see it, plus comfyx's hooks.
 
@@ -36,6 +38,7 @@ def prepare(
     engine.install(engine_name)
     backends.install(backend)
     fastpath.install(fast_path)
+    hardening_hooks.install(hardening)
     after_import("folder_paths", _add_comfyx_nodes)
     sys.argv = [str(checkout.main_py), *args]
     sys.path.insert(0, str(checkout.path))

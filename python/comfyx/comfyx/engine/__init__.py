@@ -3,10 +3,13 @@
 ``stock`` is ComfyUI's own ``execution.PromptExecutor``; ``bmf`` runs prompts on the
 BMF graph runtime (:mod:`comfyx.engine.adapter`) and is the default. :func:`install` is
 called before ComfyUI's ``main.py`` runs, so it imports nothing of ComfyUI: it registers
-a hook that replaces the executor once ComfyUI imports its ``execution`` module.
+a hook that replaces the executor once ComfyUI imports its ``execution`` module. The BMF
+engine's environment variables are read and checked there, once (:mod:`.settings`).
 """
 
 from __future__ import annotations
+
+import os
 
 ENGINES = ("stock", "bmf")
 DEFAULT_ENGINE = "bmf"
@@ -17,7 +20,7 @@ class EngineUnavailableError(RuntimeError):
 
 
 def install(name: str) -> None:
-    """Make ComfyUI's prompt worker use engine ``name``."""
+    """Make ComfyUI's prompt worker use engine ``name``; raises EngineSettingsError for a bad engine variable."""
     if name not in ENGINES:
         raise EngineUnavailableError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
     reason = unavailable_reason(name)
@@ -26,8 +29,10 @@ def install(name: str) -> None:
     if name == "bmf":
         from comfyx.comfyui.hooks import after_import
         from comfyx.engine.adapter.hook import install_into
+        from comfyx.engine.settings import from_environ
 
-        after_import("execution", install_into)
+        settings = from_environ(os.environ)
+        after_import("execution", lambda execution: install_into(execution, settings))
 
 
 def resolve(name: str | None) -> tuple[str, str | None]:

@@ -7,8 +7,6 @@ IS_CHANGED / fingerprint lookups are ComfyUI's; only the key set is ours
 
 from __future__ import annotations
 
-import logging
-import os
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
@@ -30,10 +28,6 @@ from comfy_execution.graph import DynamicPrompt
 from comfyx.engine.core.keys import KeyTable, is_link
 from comfyx.engine.core.policy import DEVICE_TYPES
 
-log = logging.getLogger(__name__)
-
-LOADER_CACHE_ENV = "COMFYX_LOADER_CACHE"
-DEFAULT_LOADER_CACHE = 4
 MIN_FREE_RAM_FRACTION = 0.15
 
 
@@ -123,24 +117,19 @@ def _ram_is_short() -> bool:
     return memory.available < memory.total * MIN_FREE_RAM_FRACTION
 
 
-def loader_cache_capacity() -> int:
-    """How many loader outputs to keep across prompts (``COMFYX_LOADER_CACHE``, 0 disables)."""
-    raw = os.environ.get(LOADER_CACHE_ENV, str(DEFAULT_LOADER_CACHE))
-    try:
-        value = int(raw)
-    except ValueError:
-        log.warning("%s=%r is not a number; using %d", LOADER_CACHE_ENV, raw, DEFAULT_LOADER_CACHE)
-        return DEFAULT_LOADER_CACHE
-    return max(value, 0)
-
-
 class FastCacheSet(execution.CacheSet):
-    """ComfyUI's ``CacheSet`` (same three modes) with :class:`FastInputSignature` keys."""
+    """ComfyUI's ``CacheSet`` (same three modes) with :class:`FastInputSignature` keys.
+
+    ``loader_cache``: how many loader outputs the classic mode keeps across prompts (0: none).
+    """
+
+    def __init__(self, cache_type: Any = None, cache_size: int | None = None, *, loader_cache: int):
+        self.loader_cache = loader_cache  # read by init_classic_cache, which ComfyUI's __init__ calls
+        super().__init__(cache_type=cache_type, cache_size=cache_size)
 
     def init_classic_cache(self) -> None:
-        capacity = loader_cache_capacity()
-        if capacity:
-            self.outputs = LoaderKeepingCache(FastInputSignature, capacity)
+        if self.loader_cache:
+            self.outputs = LoaderKeepingCache(FastInputSignature, self.loader_cache)
         else:
             self.outputs = HierarchicalCache(FastInputSignature)
         self.ui = HierarchicalCache(FastInputSignature)

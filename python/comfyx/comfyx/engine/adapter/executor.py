@@ -8,13 +8,16 @@ contained: one before any node ran falls back to the stock executor (logged with
 the reason); one after is reported as an ``execution_error`` and nothing re-runs.
 It also takes ComfyUI's start-up objects out of later garbage collections
 (:func:`freeze_start_up_objects`).
+
+A prompt that does not run on BMF (``BMF_COMFY_FORCE=0``, a fallback, a request the
+engine cannot read) runs through ComfyUI's own ``execute`` with the same caches, so a
+model loaded by one path is found by the other.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import os
 import sys
 import traceback
 from typing import Any
@@ -25,33 +28,24 @@ from comfyx.engine.adapter.caching import FastCacheSet
 from comfyx.engine.adapter.running import PromptRun, current_run
 from comfyx.engine.core.policy import CpuBoundTracker, Limiter
 from comfyx.engine.core.pool import WorkerPool
+from comfyx.engine.settings import EngineSettings
 
 log = logging.getLogger("comfyx.engine")
-
-FORCE_ENV = "BMF_COMFY_FORCE"
-WORKERS_ENV = "COMFYX_ENGINE_WORKERS"
-DEFAULT_WORKERS = 8
 
 PROMPT_END_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
 
 StockPromptExecutor = execution.PromptExecutor
 
 
-def use_bmf(extra_data: dict) -> bool:
-    """``BMF_COMFY_FORCE=0`` runs a prompt on BMF only when its ``extra_data.enable_bmf`` is truthy."""
-    if os.environ.get(FORCE_ENV, "1").strip() not in ("0", "false", "no", "off"):
-        return True
-    return bool(extra_data.get("enable_bmf"))
+def use_bmf(extra_data: object, force: bool) -> bool:
+    """Whether a prompt runs on BMF: always with ``force``, else when ``extra_data.enable_bmf`` is truthy.
 
-
-def worker_count() -> int:
-    """``COMFYX_ENGINE_WORKERS`` (default 8); a value below 1 makes the pool fail, and prompts run on stock."""
-    raw = os.environ.get(WORKERS_ENV, str(DEFAULT_WORKERS))
-    try:
-        return int(raw)
-    except ValueError:
-        log.warning("%s=%r is not a number; using %d workers", WORKERS_ENV, raw, DEFAULT_WORKERS)
-        return DEFAULT_WORKERS
+    ``extra_data`` is the request's own, unchecked by ComfyUI: one that is not a dict runs
+    on ComfyUI's path, which treats it exactly as stock does.
+    """
+    if not isinstance(extra_data, dict):
+        return False
+    return force or bool(extra_data.get("enable_bmf"))
 
 
 def freeze_start_up_objects() -> None:
@@ -68,25 +62,30 @@ def freeze_start_up_objects() -> None:
     gc.freeze()
 
 
+def executor_class(settings: EngineSettings) -> type[BmfPromptExecutor]:
+    """:class:`BmfPromptExecutor` with ``settings``: main.py builds the executor with ComfyUI's arguments only."""
+    return type("BmfPromptExecutor", (BmfPromptExecutor,), {"settings": settings})
+
+
 class BmfPromptExecutor(StockPromptExecutor):
     """Drop-in for ``execution.PromptExecutor`` (same constructor, attributes and ``execute``)."""
+
+    settings = EngineSettings()
 
     def __init__(self, server: Any, cache_type: Any = False, cache_size: int | None = None):
         freeze_start_up_objects()
         self._pool: WorkerPool | None = None
         self._cpu = CpuBoundTracker()
-        self.stock = StockPromptExecutor(server, cache_type=cache_type, cache_size=cache_size)
         super().__init__(server, cache_type=cache_type, cache_size=cache_size)
 
     def reset(self) -> None:
-        self.caches = FastCacheSet(cache_type=self.cache_type, cache_size=self.cache_size)
+        self.caches = FastCacheSet(cache_type=self.cache_type, cache_size=self.cache_size,
+                                   loader_cache=self.settings.loader_cache)
         self.status_messages = []
         self.success = True
-        if hasattr(self, "stock"):
-            self.stock.reset()
 
     def execute(self, prompt: dict, prompt_id: str, extra_data: dict = {}, execute_outputs: list = []) -> None:  # noqa: B006 - ComfyUI's signature
-        if not use_bmf(extra_data):
+        if not use_bmf(extra_data, self.settings.force):
             self._run_stock(prompt, prompt_id, extra_data, execute_outputs)
             return
         try:
@@ -95,21 +94,23 @@ class BmfPromptExecutor(StockPromptExecutor):
             log.warning("comfyx BMF engine unavailable (%s); running prompt %s on the stock executor", exc, prompt_id)
             self._run_stock(prompt, prompt_id, extra_data, execute_outputs)
             return
-        run = PromptRun(pool=pool, limiter=Limiter(pool.size), cpu=self._cpu)
+        run = PromptRun(pool=pool, limiter=Limiter(pool.size), cpu=self._cpu,
+                        progress_interval=self.settings.progress_interval)
         token = current_run.set(run)
         try:
             super().execute(prompt, prompt_id, extra_data, execute_outputs)
+            return
         except Exception as exc:
             run.drain()
-            if run.started == 0:
-                log.warning("comfyx BMF engine failed before any node ran (%s: %s); running prompt %s on the "
-                            "stock executor", type(exc).__name__, exc, prompt_id, exc_info=True)
-                self._run_stock(prompt, prompt_id, extra_data, execute_outputs)
-            else:
+            if run.started > 0:
                 self._report_engine_failure(prompt_id, run, exc)
+                return
+            log.warning("comfyx BMF engine failed before any node ran (%s: %s); running prompt %s on the stock "
+                        "executor", type(exc).__name__, exc, prompt_id, exc_info=True)
         finally:
             current_run.reset(token)
             run.drain()
+        self._run_stock(prompt, prompt_id, extra_data, execute_outputs)  # outside the run: it must not be current
 
     def add_message(self, event: str, data: dict, broadcast: bool) -> None:
         run = current_run.get()
@@ -129,14 +130,12 @@ class BmfPromptExecutor(StockPromptExecutor):
         super().handle_execution_error(prompt_id, prompt, current_outputs, executed, error, ex)
 
     def _run_stock(self, prompt: dict, prompt_id: str, extra_data: dict, execute_outputs: list) -> None:
-        self.stock.execute(prompt, prompt_id, extra_data, execute_outputs)
-        self.history_result = self.stock.history_result
-        self.status_messages = self.stock.status_messages
-        self.success = self.stock.success
+        # With no PromptRun current, every engine hook behaves as ComfyUI's own (see .running).
+        super().execute(prompt, prompt_id, extra_data, execute_outputs)
 
     def _worker_pool(self) -> WorkerPool:
         if self._pool is None:
-            self._pool = WorkerPool(worker_count())
+            self._pool = WorkerPool(self.settings.workers)
         return self._pool
 
     def _report_engine_failure(self, prompt_id: str, run: PromptRun, exc: Exception) -> None:

@@ -4,35 +4,19 @@ ComfyUI sends the state of every started node in each ``progress_state`` message
 node start, progress update and finish: a chain of 400 nodes sends 1,200 messages,
 32 MB of JSON, and the websocket takes far longer than the nodes. The handler here sends
 the same messages (same payload) but at most one per ``COMFYX_PROGRESS_STATE_INTERVAL``
-seconds (default 0.1): a change inside the interval is sent at its end, and the prompt's
-final state is always sent before ``execution_success`` / ``execution_error`` /
-``execution_interrupted``. ``COMFYX_PROGRESS_STATE_INTERVAL=0`` sends every message,
-exactly as ComfyUI does.
+seconds (default 0.1; the prompt's ``PromptRun`` carries it): a change inside the interval
+is sent at its end, and the prompt's final state is always sent before
+``execution_success`` / ``execution_error`` / ``execution_interrupted``.
+``COMFYX_PROGRESS_STATE_INTERVAL=0`` sends every message, exactly as ComfyUI does.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import threading
 import time
 from typing import Any
 
 from comfy_execution.progress import WebUIProgressHandler
-
-log = logging.getLogger("comfyx.engine")
-
-INTERVAL_ENV = "COMFYX_PROGRESS_STATE_INTERVAL"
-DEFAULT_INTERVAL = 0.1
-
-
-def progress_state_interval() -> float:
-    raw = os.environ.get(INTERVAL_ENV, str(DEFAULT_INTERVAL))
-    try:
-        return max(float(raw), 0.0)
-    except ValueError:
-        log.warning("%s=%r is not a number; using %s", INTERVAL_ENV, raw, DEFAULT_INTERVAL)
-        return DEFAULT_INTERVAL
 
 
 class CoalescingProgressHandler(WebUIProgressHandler):
@@ -83,5 +67,5 @@ def handler_for_prompt(server_instance: Any) -> WebUIProgressHandler:
     run = current_run.get()
     if run is None:
         return WebUIProgressHandler(server_instance)
-    run.progress = CoalescingProgressHandler(server_instance, progress_state_interval())
+    run.progress = CoalescingProgressHandler(server_instance, run.progress_interval)
     return run.progress

@@ -8,19 +8,29 @@ presented to ComfyUI as a coroutine. Everything else about the node (inputs,
 lazy checks, ExecutionBlocker, list mapping, expansion, caching, events) stays in
 ComfyUI's own ``execution.execute``. A node alone in the graph's frontier runs
 inline on the executor thread, exactly as in stock ComfyUI, with no hand-off cost.
+
+When a node fails or is interrupted, ComfyUI's loop stops at once; nodes of other
+branches may be running on workers then. No node starts after that, and the ones
+already running are waited for and recorded as ComfyUI records a finished node
+(``executed`` event, history) before the prompt's end is reported: stock ComfyUI runs
+one node at a time, so every node that finishes there is reported, and a file an output
+node wrote must not go unreported here either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+import comfy.model_management
 import execution
 import nodes
 import torch
@@ -51,6 +61,8 @@ class PromptRun:
     computing: dict[Any, str] = field(default_factory=dict)  # output cache key -> node computing it on a worker
     waiting: dict[Any, list] = field(default_factory=dict)  # output cache key -> unblock callbacks
     progress: Any = None  # this prompt's progress handler (see .progress)
+    progress_interval: float = 0.1  # seconds between its progress_state messages
+    stopped: bool = False  # a node failed or was interrupted: no node starts any more
 
     def should_offload(self) -> bool:
         """Hand the node to a worker only when something else could run meanwhile."""
@@ -94,6 +106,14 @@ async def execute(server, dynprompt, caches, current_item, extra_data, executed,
             return (execution.ExecutionResult.PENDING, None, None)
     result = await _stock_execute(server, dynprompt, caches, current_item, extra_data, executed, prompt_id,
                                   execution_list, pending_subgraph_results, pending_async_nodes)
+    if run is not None and result[0] == execution.ExecutionResult.FAILURE:
+        run.stopped = True
+        if isinstance(result[2], comfy.model_management.InterruptProcessingException):
+            nodes.interrupt_processing()  # running nodes that check for interrupts stop there too
+        for node_id in await _finished_meanwhile(pending_async_nodes, current_item):
+            await _stock_execute(server, dynprompt, caches, node_id, extra_data, executed, prompt_id,
+                                 execution_list, pending_subgraph_results, pending_async_nodes)
+        return result
     if key is not None:
         if result[0] == execution.ExecutionResult.PENDING:
             if current_item in pending_async_nodes:
@@ -103,6 +123,20 @@ async def execute(server, dynprompt, caches, current_item, extra_data, executed,
             for unblock in run.waiting.pop(key, []):
                 unblock()
     return result
+
+
+async def _finished_meanwhile(pending_async_nodes: dict, failed: str) -> list[str]:
+    """Wait for the nodes set aside while their work runs; those whose work succeeded, to record."""
+    others = [node_id for node_id in pending_async_nodes if node_id != failed]
+    await asyncio.gather(*(task for node_id in others for task in pending_async_nodes[node_id]
+                           if isinstance(task, asyncio.Task)), return_exceptions=True)
+    return [node_id for node_id in others if all(_succeeded(task) for task in pending_async_nodes[node_id])]
+
+
+def _succeeded(result: Any) -> bool:
+    if not isinstance(result, asyncio.Task):
+        return True
+    return not result.cancelled() and result.exception() is None
 
 
 async def map_node_over_list(prompt_id, unique_id, obj, input_data_all, func, allow_interrupt=False,
@@ -163,6 +197,8 @@ class OffloadedNode:
             run.in_flight += 1
             try:
                 async with run.limiter.slot(run.lanes_of(node_class)):
+                    if run.stopped:  # the prompt ended while this node waited for a worker
+                        raise comfy.model_management.InterruptProcessingException()
                     future = run.pool.submit(contextvars.copy_context().run, _call_in_worker, function, inputs,
                                              self._unique_id, index, run, node_class)
                     run.futures.append(future)
@@ -176,16 +212,28 @@ class OffloadedNode:
 
 def _call_in_worker(function: Any, inputs: dict, unique_id: str, index: int | None, run: PromptRun,
                     node_class: type) -> Any:
-    nodes.before_node_execution()  # interrupted meanwhile: do not start
-    if index is not None:
-        GraphBuilder.set_default_prefix(unique_id, index, 0)
-    wall, thread_cpu, running = time.perf_counter(), time.thread_time(), run.in_flight
+    with _interrupt_kept():
+        nodes.before_node_execution()  # interrupted meanwhile: do not start
+        if index is not None:
+            GraphBuilder.set_default_prefix(unique_id, index, 0)
+        wall, thread_cpu, running = time.perf_counter(), time.thread_time(), run.in_flight
+        try:
+            with torch.inference_mode():
+                return function(**inputs)
+        finally:
+            run.cpu.record(node_class, time.thread_time() - thread_cpu, time.perf_counter() - wall,
+                           max(running, run.in_flight))
+
+
+@contextlib.contextmanager
+def _interrupt_kept() -> Iterator[None]:
+    """Seeing an interrupt clears ComfyUI's flag; set it again, so that every branch stops at its
+    next node and not only the one that saw it first (stock runs one node at a time)."""
     try:
-        with torch.inference_mode():
-            return function(**inputs)
-    finally:
-        run.cpu.record(node_class, time.thread_time() - thread_cpu, time.perf_counter() - wall,
-                       max(running, run.in_flight))
+        yield
+    except comfy.model_management.InterruptProcessingException:
+        nodes.interrupt_processing()
+        raise
 
 
 class TrackedExecutionList(ExecutionList):

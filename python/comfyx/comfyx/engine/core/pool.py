@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import itertools
+import logging
 import os
 import signal
 import sys
@@ -29,13 +30,30 @@ def bmf_unavailable_reason() -> str | None:
     """Why BMF cannot be imported here, or None when it can."""
     os.environ.setdefault("BMF_LOG_LEVEL", "ERROR")
     try:
-        import bmf  # noqa: F401
+        with _root_handlers_kept():
+            import bmf  # noqa: F401
     except ImportError as exc:
         hint = ""
         if "libav" in str(exc) or "libsw" in str(exc):
             hint = " (babitmf 0.2.0 needs FFmpeg 4 shared libraries, e.g. Debian bullseye's libavcodec58)"
         return f"cannot import bmf: {exc}{hint}"
     return None
+
+
+@contextlib.contextmanager
+def _root_handlers_kept() -> Iterator[None]:
+    """Take away the root-logger handlers added meanwhile.
+
+    Importing bmf calls ``logging.basicConfig()``: the root logger gets a handler before
+    ComfyUI's ``setup_logger`` adds its own, and every log line would be printed twice.
+    """
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        yield
+    finally:
+        for handler in [h for h in root.handlers if h not in before]:
+            root.removeHandler(handler)
 
 
 @contextlib.contextmanager

@@ -26,11 +26,14 @@ def node_pack_args(comfyui: Path, root: Path, checkpoints: Path | None = None) -
 
 
 def start_server(comfyui: Path, root: Path, engine: str | None, extra_args: list[str] = (),
-                 env: dict[str, str] | None = None, checkpoints: Path | None = None) -> ComfyxServer:
-    """``comfyx serve --engine ENGINE -- --cpu ...`` with the test nodes (None: no --engine); returns once up."""
+                 env: dict[str, str] | None = None, checkpoints: Path | None = None,
+                 comfyx_args: list[str] = (), stock: bool = False) -> ComfyxServer:
+    """``comfyx serve --engine ENGINE [COMFYX_ARGS] -- --cpu ...`` with the test nodes (None: no --engine),
+    or with ``stock`` ComfyUI's own ``main.py --cpu ...``; returns once up."""
     root.mkdir(parents=True, exist_ok=True)
     server = ComfyxServer(comfyui, ["--cpu", *node_pack_args(comfyui, root, checkpoints), *extra_args],
-                          comfyx_args=["--engine", engine] if engine else [], log_path=root / "server.log", env=env)
+                          comfyx_args=[*(["--engine", engine] if engine else []), *comfyx_args],
+                          log_path=root / "server.log", env=env, stock=stock)
     server.start()
     return server
 

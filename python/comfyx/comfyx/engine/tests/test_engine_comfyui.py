@@ -3,6 +3,7 @@ coalesced progress_state, the loader cache and txt2img images identical to stock
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ def bmf(comfyui: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Com
     server.stop()
 
 
-def tensors_beside_a_sleeping_branch(sleep: float = 0.6) -> dict:
+def tensors_beside_a_sleeping_branch(sleep: float = 0.6, size: int = 8) -> dict:
     """Tensor source -> pointer report while a blocking branch is still in flight, so the report runs on a worker.
 
     The source waits for a short sleep, so that the long one has started by then.
@@ -35,7 +36,7 @@ def tensors_beside_a_sleeping_branch(sleep: float = 0.6) -> dict:
     return {
         "img": {"class_type": "StubImage", "inputs": {"content": "WHITE", "height": 8, "width": 8, "batch_size": 1}},
         "short": {"class_type": "ComfyxBlockingSleep", "inputs": {"image": ["img", 0], "seconds": 0.1}},
-        "src": {"class_type": "ComfyxTensorSource", "inputs": {"size": 8, "after": ["short", 0]}},
+        "src": {"class_type": "ComfyxTensorSource", "inputs": {"size": size, "after": ["short", 0]}},
         "ptrs": {"class_type": "ComfyxTensorPointers",
                  "inputs": {"image": ["src", 0], "latent": ["src", 1], "mask": ["src", 2]}},
         "sleep": {"class_type": "ComfyxBlockingSleep", "inputs": {"image": ["img", 0], "seconds": sleep}},
@@ -118,8 +119,27 @@ def test_start_up_objects_are_left_out_of_garbage_collections(bmf: ComfyxServer)
     assert result.history["outputs"]["gc"]["frozen"][0] > 100_000
 
 
+# BMF's graph cannot load its worker module: the pool fails to start at the first prompt.
+NO_WORKER_MODULE = """
+import sys
+
+
+class NoJobRunner:
+    def find_spec(self, name, path=None, target=None):
+        if name == "comfyx.engine.core.bmf_module":
+            raise ImportError("blocked by the test's sitecustomize")
+
+
+sys.meta_path.insert(0, NoJobRunner())
+"""
+
+
 def test_engine_failure_before_any_node_falls_back_to_stock(comfyui: Path, tmp_path: Path) -> None:
-    server = start_server(comfyui, tmp_path, "bmf", env={"COMFYX_ENGINE_WORKERS": "0"})
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(NO_WORKER_MODULE)
+    pythonpath = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    server = start_server(comfyui, tmp_path / "server", "bmf", env={"PYTHONPATH": pythonpath})
     try:
         result = run(server, tensors_beside_a_sleeping_branch(0.05))
         assert succeeded(result)
@@ -134,7 +154,8 @@ def test_force_0_runs_on_stock_unless_the_prompt_enables_bmf(comfyui: Path, tmp_
     try:
         stock = run(server, tensors_beside_a_sleeping_branch(0.05))
         assert "prompt_worker" in stock.history["outputs"]["ptrs"]["thread"][0]
-        engine = run(server, tensors_beside_a_sleeping_branch(0.61), extra_data={"enable_bmf": True})
+        # another size: both paths share one cache, where the first prompt's report would be found
+        engine = run(server, tensors_beside_a_sleeping_branch(0.61, size=9), extra_data={"enable_bmf": True})
         assert "prompt_worker" not in engine.history["outputs"]["ptrs"]["thread"][0]
     finally:
         server.stop()

@@ -4,7 +4,9 @@ ComfyUI's tests start ``python main.py ...`` themselves; a ``python`` on PATH th
 exactly that command into ``comfyx serve --engine bmf -- ...`` runs all of them (lazy
 inputs, expansion, ExecutionBlocker, lists, async nodes, validation, partial execution,
 caching with and without ``--cache-lru``, progress isolation, history) on the engine.
-The checkout is copied first: ComfyUI's tests write into it.
+The checkout is copied first: ComfyUI's tests write into it. comfyx serve's hardening is on,
+except the persistent history: ComfyUI's history tests expect each server they start to
+begin with an empty one.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ SHIM = """#!/bin/sh
 # `python main.py ARGS` -> `comfyx serve --engine bmf -- ARGS`; anything else -> this test's interpreter.
 if [ "$1" = "main.py" ]; then
   shift
-  exec {comfyx} serve --comfyui "$PWD" --engine bmf -- "$@"
+  exec {comfyx} serve --comfyui "$PWD" --engine bmf --no-persist-history -- "$@"
 fi
 exec {python} "$@"
 """

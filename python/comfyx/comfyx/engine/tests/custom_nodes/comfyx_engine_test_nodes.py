@@ -62,6 +62,58 @@ class ComfyxRendezvous:
         return (image,)
 
 
+_signals: dict[str, threading.Event] = {}
+
+
+def _signal(key: str) -> threading.Event:
+    with _rendezvous_lock:
+        return _signals.setdefault(key, threading.Event())
+
+
+class ComfyxSignalThenWrite:
+    """Output node whose side effect is under way when others see it start: sets the signal `key`,
+    then after `seconds` appends `line` to `path`."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": (IO.ANY, {}), "key": ("STRING", {}), "path": ("STRING", {}),
+                             "line": ("STRING", {}), "seconds": ("FLOAT", {"default": 0.5, "min": 0.0})}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "write"
+    OUTPUT_NODE = True
+    CATEGORY = "_for_testing/comfyx"
+
+    def write(self, value, key, path, line, seconds):
+        _signal(key).set()
+        time.sleep(seconds)
+        with Path(path).open("a") as file:
+            file.write(line + "\n")
+        return {"ui": {"lines": [line]}}
+
+
+class ComfyxInterruptOnSignal:
+    """Waits for the signal `key`, then interrupts the prompt as POST /interrupt does, and stops there."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": (IO.ANY, {}), "key": ("STRING", {}),
+                             "timeout": ("FLOAT", {"default": 60.0, "min": 0.0})}}
+
+    RETURN_TYPES = (IO.ANY,)
+    FUNCTION = "interrupt"
+    CATEGORY = "_for_testing/comfyx"
+
+    def interrupt(self, value, key, timeout):
+        import comfy.model_management
+
+        if not _signal(key).wait(timeout):
+            raise RuntimeError(f"signal {key!r} was not set within {timeout} s")
+        comfy.model_management.interrupt_current_processing()
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        return (value,)
+
+
 class ComfyxBusyLoop:
     """CPU-bound pure-Python work that holds the GIL."""
 
@@ -200,4 +252,6 @@ NODE_CLASS_MAPPINGS = {
     "ComfyxTensorPointers": ComfyxTensorPointers,
     "ComfyxV3Hidden": ComfyxV3Hidden,
     "ComfyxGcFrozen": ComfyxGcFrozen,
+    "ComfyxSignalThenWrite": ComfyxSignalThenWrite,
+    "ComfyxInterruptOnSignal": ComfyxInterruptOnSignal,
 }
