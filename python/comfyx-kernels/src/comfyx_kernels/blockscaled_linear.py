@@ -6,7 +6,7 @@ the device has:
   block-scaled GEMM.
 - CUDA sm_89 / sm_90: NVFP4 weights go through the fused Triton GEMM with the bf16/fp16
   activation as it is (the weight stays 4-bit in memory, the product is exact), or, opted in
-  with activation="fp8" (or COMFYX_NVFP4_ACTIVATION=fp8), the W4A8 variant: the activation
+  with activation="fp8", the W4A8 variant: the activation
   quantized to fp8 per tensor and the weight tile rounded to e4m3 in registers, on fp8 tensor
   cores (about twice the rate) for a few % more output error. MXFP8 quantizes the activation
   to MXFP8 and runs the Triton fp8 GEMM.
@@ -20,8 +20,6 @@ of each (path, reason) is logged at INFO on `comfyx_kernels.linear`.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -43,21 +41,9 @@ _logged: set[tuple[str, str]] = set()
 NATIVE_CAPABILITY = (10, 0)
 KERNEL_CAPABILITY = (8, 9)
 _HALF = (torch.bfloat16, torch.float16)
-ACTIVATION_ENV = "COMFYX_NVFP4_ACTIVATION"
 NVFP4_ACTIVATIONS = ("bf16", "fp8")
-
-
-def nvfp4_activation_setting(environ: Mapping[str, str] = os.environ) -> str:
-    """nvfp4_linear's default activation on sm_89/sm_90: COMFYX_NVFP4_ACTIVATION=bf16 (or
-    unset: exact) or fp8 (W4A8)."""
-    value = environ.get(ACTIVATION_ENV, "bf16")
-    if value not in NVFP4_ACTIVATIONS:
-        raise ValueError(f"{ACTIVATION_ENV} must be bf16 or fp8, got {value!r}")
-    return value
-
-
-# Read once, at import: nvfp4_linear runs per layer per step.
-NVFP4_ACTIVATION = nvfp4_activation_setting()
+# nvfp4_linear's default activation on sm_89/sm_90: exact (bf16); W4A8 is asked for per call.
+NVFP4_ACTIVATION = "bf16"
 
 
 @dataclass(frozen=True)
@@ -145,7 +131,7 @@ def nvfp4_linear(
     (float32 per-tensor scale). `out_features` (default N') drops padded rows; x may have fewer
     than K' features (zero-padded). `input_scale` is the activation's static per-tensor scale
     where the activation is quantized (NVFP4 on Blackwell, fp8 in the W4A8 path; default: from
-    its amax). `activation` ("bf16" or "fp8", default COMFYX_NVFP4_ACTIVATION or "bf16")
+    its amax). `activation` ("bf16" or "fp8", default "bf16")
     chooses the sm_89/sm_90 path. Output in x's dtype.
     """
     n = out_features or weight.shape[0]

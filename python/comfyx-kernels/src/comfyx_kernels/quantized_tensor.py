@@ -12,8 +12,7 @@ flag. Any other op dequantizes its QuantizedTensor arguments (warning once per o
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -475,19 +474,9 @@ def _linear(func, args, kwargs):
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
 
-FAST_ACCUM_ENV = "COMFYX_FP8_FAST_ACCUM"
-
-
-def fast_accum_setting(environ: Mapping[str, str] = os.environ) -> bool:
-    """fp8_linear's default accumulation: COMFYX_FP8_FAST_ACCUM=1 (or unset) fast, =0 exact."""
-    value = environ.get(FAST_ACCUM_ENV, "1")
-    if value not in ("0", "1"):
-        raise ValueError(f"{FAST_ACCUM_ENV} must be 0 or 1, got {value!r}")
-    return value == "1"
-
-
-# Read once, at import: fp8_linear runs per layer per step, and Dynamo traces a constant.
-FAST_ACCUM = fast_accum_setting()
+# fp8_linear's default accumulation. A constant, not read from the environment: a caller that wants
+# the other passes fast_accum (comfyx passes its --fp8-fast-accum setting); Dynamo traces either.
+FAST_ACCUM = True
 
 
 def fp8_linear(
@@ -501,7 +490,7 @@ def fp8_linear(
 
     The activation path ComfyUI's fp8 layers take: one quantize kernel, one cuBLASLt fp8 GEMM
     (called directly, without the per-op dispatch of F.linear on QuantizedTensors).
-    `fast_accum` (default FAST_ACCUM: on unless COMFYX_FP8_FAST_ACCUM=0) lets Hopper's tensor
+    `fast_accum` (default FAST_ACCUM: on) lets Hopper's tensor
     cores accumulate without promoting partial sums to float32, as torchao's float8 inference
     does: 2-4% less GPU time on an H100, for 0.02-0.05% more relative output error where
     quantizing the operands to fp8 costs 2.7% (bench/results/kernels.md). Pass False for the

@@ -178,10 +178,7 @@ def test_w4a8_gemm_matches_its_reference(backend, m, k, n, static_scale, nvfp4_v
     assert 1e-3 < relative_error(out, exact) < 0.05
 
 
-def test_nvfp4_activation_setting():
-    assert gemm_linear.nvfp4_activation_setting({}) == "bf16"
-    assert gemm_linear.nvfp4_activation_setting({gemm_linear.ACTIVATION_ENV: "fp8"}) == "fp8"
-    with pytest.raises(ValueError, match="COMFYX_NVFP4_ACTIVATION must be bf16 or fp8"):
-        gemm_linear.nvfp4_activation_setting({gemm_linear.ACTIVATION_ENV: "int4"})
+def test_nvfp4_activation_choice():
+    assert gemm_linear.NVFP4_ACTIVATION == "bf16"
     with pytest.raises(ValueError, match="activation must be bf16 or fp8"):
         cx.nvfp4_linear_path(torch.randn(2, 16), "fp4")

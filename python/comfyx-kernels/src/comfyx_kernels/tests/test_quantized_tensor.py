@@ -1,19 +1,10 @@
 import logging
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from comfyx_kernels import quantized_tensor
 from comfyx_kernels.layouts import TensorCoreFP8Layout
-from comfyx_kernels.quantized_tensor import (
-    FAST_ACCUM_ENV,
-    QuantizedTensor,
-    fast_accum_setting,
-    fp8_linear,
-)
+from comfyx_kernels.quantized_tensor import QuantizedTensor, fp8_linear
 
 from .helpers import assert_bit_equal, device
 
@@ -127,36 +118,17 @@ def test_mm_and_addmm():
     torch.testing.assert_close(torch.addmm(bias, a, b), expected + bias, rtol=1e-2, atol=1e-2)
 
 
-def test_fast_accum_setting():
-    assert fast_accum_setting({}) is True
-    assert fast_accum_setting({FAST_ACCUM_ENV: "1"}) is True
-    assert fast_accum_setting({FAST_ACCUM_ENV: "0"}) is False
-    with pytest.raises(ValueError, match="COMFYX_FP8_FAST_ACCUM must be 0 or 1, got 'yes'"):
-        fast_accum_setting({FAST_ACCUM_ENV: "yes"})
-
-
-def test_fast_accum_opt_out_is_read_at_import():
-    env = {**os.environ, FAST_ACCUM_ENV: "0", "PYTHONPATH": os.pathsep.join(sys.path)}
-    code = "import comfyx_kernels.quantized_tensor as q; print(q.FAST_ACCUM)"
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "False"
-
-
 @pytest.mark.skipif(
     not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9),
     reason="needs a GPU with fp8 tensor cores (sm_89+)",
 )
-def test_fp8_linear_accumulation_modes(monkeypatch):
+def test_fp8_linear_accumulation_modes():
     x = torch.randn(256, 4096, device="cuda", dtype=torch.bfloat16)
     qw = QuantizedTensor.from_float(random_weight(512, 4096) / 64)
     bias = torch.randn(512, device="cuda", dtype=torch.bfloat16)
     exact = fp8_linear(x, qw, bias, fast_accum=False)
     fast = fp8_linear(x, qw, bias, fast_accum=True)
     assert_bit_equal(fp8_linear(x, qw, bias), fast)  # the default
-    monkeypatch.setattr(quantized_tensor, "FAST_ACCUM", False)
-    assert_bit_equal(fp8_linear(x, qw, bias), exact)
     qx = QuantizedTensor.from_float(x)
     reference = torch.nn.functional.linear(  # the operands as the GEMM sees them, exactly
         qx.qdata.float().double() * qx.scale.double(),
