@@ -5,13 +5,15 @@ is staged, so a chain of N nodes costs O(N²) to schedule. Its state is two dict
 ``pendingNodes`` (insertion ordered) and ``blockCount``. :class:`ReadyIndex` provides
 drop-in replacements for both that keep the set of pending nodes whose block count is
 0 as they change, and hands them out in ``pendingNodes`` order — the order ComfyUI's scan
-returns, so the same node is picked next.
+returns, so the same node is picked next. Every mutator of the two dicts keeps the index
+current (ComfyUI itself only assigns and deletes keys).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Hashable
+from typing import Self
 
 
 class ReadyIndex:
@@ -43,7 +45,44 @@ class ReadyIndex:
             self._ready.discard(node_id)
 
 
-class _PendingNodes(dict):
+class _TrackedDict(dict):
+    """A dict whose every mutator goes through ``__setitem__`` / ``__delitem__``, which subclasses extend
+    to keep the index current (dict's own ``pop``, ``update``, ... would change it behind their back)."""
+
+    def pop(self, key: Hashable, *default: object) -> object:
+        if key in self:
+            value = self[key]
+            del self[key]
+            return value
+        if default:
+            return default[0]
+        raise KeyError(key)
+
+    def popitem(self) -> tuple[Hashable, object]:
+        if not self:
+            raise KeyError("popitem(): dictionary is empty")
+        key = next(reversed(self))
+        return key, self.pop(key)
+
+    def setdefault(self, key: Hashable, default: object = None) -> object:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def update(self, other: object = (), /, **kwargs: object) -> None:
+        for key, value in dict(other, **kwargs).items():
+            self[key] = value
+
+    def __ior__(self, other: object) -> Self:
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        for key in list(self):
+            del self[key]
+
+
+class _PendingNodes(_TrackedDict):
     """``pendingNodes``: a dict that tells its index when a node joins or leaves."""
 
     def __init__(self, index: ReadyIndex):
@@ -61,7 +100,7 @@ class _PendingNodes(dict):
         self._index._left(node_id)
 
 
-class _BlockCount(dict):
+class _BlockCount(_TrackedDict):
     """``blockCount``: a dict that tells its index when a count changes."""
 
     def __init__(self, index: ReadyIndex):
@@ -70,4 +109,8 @@ class _BlockCount(dict):
 
     def __setitem__(self, node_id: Hashable, count: int) -> None:
         super().__setitem__(node_id, count)
+        self._index._update(node_id)
+
+    def __delitem__(self, node_id: Hashable) -> None:
+        super().__delitem__(node_id)
         self._index._update(node_id)

@@ -279,3 +279,29 @@ def test_ready_index_lists_a_rejoined_node_last() -> None:
     del index.pending["a"]
     index.pending["a"] = True
     assert index.ready() == ["b", "a"] == list(index.pending)
+
+
+def test_every_mutator_of_the_two_maps_keeps_the_ready_index_current() -> None:
+    # ComfyUI only assigns and deletes keys; dict's other mutators must not bypass the index either.
+    rng = random.Random(11)
+    index = ReadyIndex()
+    pending, counts = index.pending, index.block_count
+    mutators = [
+        lambda n: pending.update({n: True}, **{f"k{rng.randrange(5)}": True}),
+        lambda n: pending.setdefault(n, True),
+        lambda n: pending.pop(n, None),
+        lambda n: pending.popitem() if pending else None,
+        lambda n: pending.__ior__({n: True}),
+        lambda n: counts.update({n: rng.randrange(3)}),
+        lambda n: counts.setdefault(n, 0),
+        lambda n: counts.pop(n, None),
+        lambda n: counts.popitem() if counts else None,
+        lambda n: counts.__ior__({n: 0}),
+        lambda n: pending.clear() if rng.random() < 0.02 else None,
+        lambda n: counts.clear() if rng.random() < 0.02 else None,
+    ]
+    for _ in range(5000):
+        rng.choice(mutators)(f"n{rng.randrange(20)}")
+        assert index.ready() == [n for n in pending if counts.get(n) == 0]
+    with pytest.raises(KeyError):
+        ReadyIndex().pending.pop("absent")
