@@ -212,13 +212,18 @@ def stage_speed(kind: str, emit: Callable[..., None], warm: bool = False, resolu
                 dynamic: bool = False, candidate: str | None = None) -> None:  # fmt: skip
     from comfyx.compile import settings as settings_module
     from comfyx.compile.apply import apply_compile, compiled_model_of
+    from comfyx.paths import CompileCaches, export_compile_caches
 
+    # the stage's cache directory (the driver's COMFYX_CACHE_DIR), told to torch as comfyx serve does;
+    # torch reads the variables on every cache access
+    caches = CompileCaches.resolve(Path(os.environ["COMFYX_CACHE_DIR"]), os.environ)
+    export_compile_caches(caches, os.environ)
     if candidate is not None:  # the sweep: the speed preset with other inductor options
         settings_module.SPEED_OPTIONS.clear()
         settings_module.SPEED_OPTIONS.update(CANDIDATES[candidate])
     patcher = _patcher(kind)
     ref = _step_fn(kind, patcher, *RESOLUTIONS[0])()
-    clone = apply_compile(patcher, _speed_settings(dynamic))
+    clone = apply_compile(patcher, _speed_settings(dynamic), caches)
     compiled = compiled_model_of(clone)
     step = _step_fn(kind, clone, *RESOLUTIONS[0])
     first = _first(step)

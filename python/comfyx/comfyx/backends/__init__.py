@@ -16,23 +16,22 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
-import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from comfyx.backends import intel, intel_int8, tpu
+from comfyx.backends import intel, tpu
 from comfyx.backends.probe import probe_accelerators
+from comfyx.backends.settings import BACKENDS, BackendSettings, IntelSettings
 from comfyx.comfyui.hooks import after_import
 
-BACKENDS = ("auto", "cuda", "ipex", "tpu", "cpu")
-BACKEND_ENV = "COMFYX_BACKEND"
 BACKENDS_DIR = Path(__file__).parent
+# What --backend auto tries, in order: (backend, the accelerator it runs on); else the CPU.
+AUTO_ORDER = (("cuda", "cuda"), ("ipex", "xpu"), ("tpu", "xla"))
 
-__all__ = [
-    "BACKENDS", "BACKEND_ENV", "BackendUnavailableError", "add_arguments", "comfyui_args", "configure",
-    "install", "pip_constraints", "probe_accelerators",
-]
+__all__ = ["AUTO_ORDER", "BACKENDS", "BackendUnavailableError", "auto_pick", "comfyui_args", "install",
+           "pip_constraints", "probe_accelerators"]
 
 log = logging.getLogger("comfyx.backends")
 
@@ -41,57 +40,24 @@ class BackendUnavailableError(RuntimeError):
     """The requested backend cannot run here; the message says why."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--backend`` (default ``$COMFYX_BACKEND`` or auto), ``--ipex-int8`` and the TPU options, all comfyx's own."""
-    parser.add_argument(
-        "--backend", choices=BACKENDS, default=os.environ.get(BACKEND_ENV) or "auto",
-        help=f"accelerator backend; auto picks CUDA, then Intel XPU, then TPU, then CPU "
-        f"(default: ${BACKEND_ENV} or auto)",
-    )
-    parser.add_argument(
-        "--ipex-int8", action=argparse.BooleanOptionalAction, default=None,
-        help="IPEX on a CPU with VNNI: quantize the diffusion model's Linear layers to int8 (dynamic "
-        f"quantization; lossy); implies --backend ipex (default: ${intel_int8.INT8_ENV}=1, else off)",
-    )
-    tpu.settings.add_arguments(parser)
+def auto_pick(problem_of: Callable[[str], str | None]) -> tuple[str, list[str]]:
+    """The backend ``--backend auto`` picks, and why each accelerator tried before it was not taken.
 
-
-def configure(args: argparse.Namespace) -> str:
-    """Apply the parsed backend options; returns the backend to launch with."""
-    if args.backend not in BACKENDS:  # a bad $COMFYX_BACKEND bypasses argparse's choices
-        raise BackendUnavailableError(f"unknown backend {args.backend!r}; choose one of {', '.join(BACKENDS)}")
-    int8 = _ipex_int8(args)
-    intel_int8.request(int8)
-    settings = tpu.settings.from_args(args)
-    tpu.settings.set_current(settings)
-    if int8:
-        if args.backend not in ("auto", "ipex") or settings.enable is True:
-            raise BackendUnavailableError(
-                f"--ipex-int8 (or {intel_int8.INT8_ENV}=1) needs --backend ipex, not "
-                f"{'--tpu-enable' if settings.enable is True else '--backend ' + args.backend}")
-        return "ipex"
-    if settings.enable is True:
-        if args.backend not in ("auto", "tpu"):
-            raise BackendUnavailableError(f"--tpu-enable contradicts --backend {args.backend}")
-        return "tpu"
-    if settings.enable is False and args.backend == "tpu":
-        raise BackendUnavailableError("--tpu-disable contradicts --backend tpu")
-    return args.backend
-
-
-def _ipex_int8(args: argparse.Namespace) -> bool:
-    if args.ipex_int8 is not None:
-        return args.ipex_int8
-    try:
-        return intel_int8.requested_by_env()
-    except ValueError as err:
-        raise BackendUnavailableError(str(err)) from None
+    ``problem_of(accelerator)`` says why ``cuda``, ``xpu`` or ``xla`` cannot run (None: it can);
+    it is asked in :data:`AUTO_ORDER` and no further than the first that can.
+    """
+    reasons = []
+    for backend, accelerator in AUTO_ORDER:
+        problem = problem_of(accelerator)
+        if problem is None:
+            return backend, reasons
+        reasons.append(f"{accelerator}: {problem}")
+    return "cpu", reasons
 
 
 def comfyui_args(backend: str, args: list[str]) -> list[str]:
-    """ComfyUI's command line for ``backend``: the user's flags, plus what the backend needs."""
-    if backend not in BACKENDS:
-        raise BackendUnavailableError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    """ComfyUI's command line for ``backend`` (one of :data:`BACKENDS`): the user's flags, plus what the backend
+    needs."""
     # tpu runs ComfyUI in its CPU mode anyway, and ipex with --cpu means IPEX on the CPU
     if backend == "cuda" and "--cpu" in args:
         raise BackendUnavailableError("--backend cuda contradicts ComfyUI's --cpu flag")
@@ -104,11 +70,11 @@ def comfyui_args(backend: str, args: list[str]) -> list[str]:
     return list(args)
 
 
-def install(backend: str) -> None:
+def install(backend: BackendSettings, intel_settings: IntelSettings, tpu_backend: tpu.TPUBackend) -> None:
     """Register the hooks that select and set up ``backend`` while ComfyUI starts."""
     def after_cuda_malloc(_: ModuleType) -> None:
         cli_args = sys.modules["comfy.cli_args"]
-        after_import("torch", lambda torch: _select(backend, cli_args.args, torch))
+        after_import("torch", lambda torch: _select(backend.name, cli_args.args, torch, intel_settings, tpu_backend))
 
     # main.py imports cuda_malloc after setting the device environment and right before torch.
     after_import("cuda_malloc", after_cuda_malloc)
@@ -124,19 +90,21 @@ def pip_constraints() -> list[Path]:
     return [BACKENDS_DIR / name for module, name in pinned.items() if importlib.util.find_spec(module) is not None]
 
 
-def _select(backend: str, comfy_args: argparse.Namespace, torch: ModuleType) -> None:
+def _select(backend: str, comfy_args: argparse.Namespace, torch: ModuleType, intel_settings: IntelSettings,
+            tpu_backend: tpu.TPUBackend) -> None:
     """Decide the device before ``comfy.model_management`` is imported (it reads ``args.cpu``)."""
-    chosen, why = _resolve(backend, comfy_args, torch)
+    chosen, why = _resolve(backend, comfy_args, torch, tpu_backend)
     log.info("comfyx backend %s: %s", chosen, why)
     if chosen in ("cpu", "tpu") or (chosen == "ipex" and not intel.xpu_available(torch)):
         comfy_args.cpu = True  # ComfyUI's own CPU mode; tpu and ipex-on-CPU build on it
     if chosen == "ipex":
-        intel.install(torch)
+        intel.install(torch, intel_settings)
     elif chosen == "tpu":
-        tpu.install()
+        tpu_backend.install()
 
 
-def _resolve(backend: str, comfy_args: argparse.Namespace, torch: ModuleType) -> tuple[str, str]:
+def _resolve(backend: str, comfy_args: argparse.Namespace, torch: ModuleType,
+             tpu_backend: tpu.TPUBackend) -> tuple[str, str]:
     if backend == "cpu" or (backend == "auto" and comfy_args.cpu):
         return "cpu", "requested"
     if backend == "cuda":
@@ -155,20 +123,18 @@ def _resolve(backend: str, comfy_args: argparse.Namespace, torch: ModuleType) ->
         if problem:
             raise BackendUnavailableError(f"--backend tpu: {problem}")
         return "tpu", tpu.describe()
-    return _auto(torch)
+    return _auto(torch, tpu_backend)
 
 
-def _auto(torch: ModuleType) -> tuple[str, str]:
-    if torch.cuda.is_available():
-        return "cuda", f"CUDA device {torch.cuda.get_device_name(0)}"
-    if intel.xpu_available(torch):
-        return "ipex", intel.describe(torch)
-    reasons = [f"cuda: torch {torch.__version__} sees no CUDA device", "xpu: no Intel XPU device"]
-    if tpu.settings.current().enable is False:
-        reasons.append("tpu: disabled by --tpu-disable")
-    else:
-        problem = tpu.auto_problem()
-        if problem is None:
-            return "tpu", tpu.describe()
-        reasons.append(f"tpu: {problem}")
-    return "cpu", "no accelerator (" + "; ".join(reasons) + ")"
+def _auto(torch: ModuleType, tpu_backend: tpu.TPUBackend) -> tuple[str, str]:
+    def problem_of(accelerator: str) -> str | None:
+        if accelerator == "cuda":
+            return None if torch.cuda.is_available() else f"torch {torch.__version__} sees no CUDA device"
+        if accelerator == "xpu":
+            return None if intel.xpu_available(torch) else "no Intel XPU device"
+        return "disabled by --tpu-disable" if tpu_backend.settings.enable is False else tpu.auto_problem()
+
+    chosen, reasons = auto_pick(problem_of)
+    described = {"cuda": lambda: f"CUDA device {torch.cuda.get_device_name(0)}", "ipex": lambda: intel.describe(torch),
+                 "tpu": tpu.describe, "cpu": lambda: "no accelerator (" + "; ".join(reasons) + ")"}
+    return chosen, described[chosen]()

@@ -19,6 +19,7 @@ from types import ModuleType
 
 from comfyx.backends import intel_int8
 from comfyx.backends.cpuinfo import cpu_flags, describe_isa
+from comfyx.backends.settings import IntelSettings
 from comfyx.comfyui.hooks import after_import
 
 log = logging.getLogger("comfyx.backends.intel")
@@ -166,15 +167,15 @@ def _expose_torch_layers(model, torch: ModuleType) -> int:
     return exposed
 
 
-def install(torch: ModuleType) -> None:
+def install(torch: ModuleType, settings: IntelSettings) -> None:
     """Replace ComfyUI's deprecated ``graph_mode`` optimize with :func:`optimize` on model load."""
-    after_import("comfy.model_management", lambda mm: _patch_model_load(mm, torch))
+    after_import("comfy.model_management", lambda mm: _patch_model_load(mm, torch, settings.int8))
 
 
-def _patch_model_load(model_management: ModuleType, torch: ModuleType) -> None:
+def _patch_model_load(model_management: ModuleType, torch: ModuleType, int8_requested: bool) -> None:
     args = model_management.args
     if args.disable_ipex_optimize:
-        also = "; --ipex-int8 is not applied" if intel_int8.requested() else ""
+        also = "; --ipex-int8 is not applied" if int8_requested else ""
         log.warning("comfyx ipex: --disable-ipex-optimize: models run on plain torch%s", also)
         return
     args.disable_ipex_optimize = True  # turns off ComfyUI's own TorchScript (graph_mode) call on XPU
@@ -190,7 +191,7 @@ def _patch_model_load(model_management: ModuleType, torch: ModuleType) -> None:
                 "(LoRA) than this run uses; restart ComfyUI, or start with --disable-ipex-optimize")
         real_model = original(self, lowvram_model_memory, force_patch_weights)
         if not hasattr(real_model, _WEIGHTS_AT_OPTIMIZE):
-            int8 = intel_int8.requested() and _is_diffusion_model(real_model)
+            int8 = int8_requested and _is_diffusion_model(real_model)
             if lowvram_model_memory > 0:  # partly offloaded weights move between devices: no prepack
                 _leave_to_torch(real_model, "its weights are partly offloaded (low-VRAM mode)", int8)
                 return real_model

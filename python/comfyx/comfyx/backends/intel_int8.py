@@ -1,4 +1,5 @@
-"""int8 for the diffusion model on Intel CPUs, asked for with ``--ipex-int8`` (``COMFYX_IPEX_INT8=1``).
+"""int8 for the diffusion model on Intel CPUs, asked for with ``--ipex-int8`` (``COMFYX_IPEX_INT8=1``;
+the setting reaches :func:`comfyx.backends.intel.install` in :class:`~comfyx.backends.settings.IntelSettings`).
 
 IPEX's own dynamic quantization (``ipex.quantization.prepare`` with its default dynamic
 qconfig mapping, then ``convert``): the weights of ``torch.nn.Linear`` layers become
@@ -22,7 +23,6 @@ from comfyx.backends.cpuinfo import cpu_flags, describe_isa
 
 log = logging.getLogger("comfyx.backends.intel")
 
-INT8_ENV = "COMFYX_IPEX_INT8"
 # oneDNN's ISA levels as IPEX 2.8 names them (csrc/cpu/aten/utils/isa_help.cpp) that have VNNI,
 # the int8 dot-product instructions; "WrongLevel" covers both pre-AVX2 and post-AMX levels.
 VNNI_LEVELS = ("AVX2_VNNI", "AVX512_VNNI", "AVX512_BF16", "AMX")
@@ -30,27 +30,6 @@ VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 # oneDNN runs the int8 matmuls, so its ISA level (ONEDNN_MAX_CPU_ISA included) is the one the
 # check reads; torch's default "x86" engine would run them with FBGEMM, which ignores that limit.
 QUANTIZED_ENGINE = "onednn"
-
-_requested = False
-
-
-def request(on: bool) -> None:
-    """Ask for int8 on the diffusion models loaded from now on (``--ipex-int8``)."""
-    global _requested
-    _requested = on
-
-
-def requested() -> bool:
-    return _requested
-
-
-def requested_by_env(environ: dict[str, str] | None = None) -> bool:
-    """``COMFYX_IPEX_INT8``: 1 asks for int8, 0 or unset does not; anything else is an error."""
-    value = (os.environ if environ is None else environ).get(INT8_ENV, "").strip()
-    if value not in ("", "0", "1"):
-        raise ValueError(f"{INT8_ENV} must be 1 or 0, not {value!r}")
-    return value == "1"
-
 
 def isa_problem(onednn_level: str, flags: set[str], max_isa: str | None) -> str | None:
     """Why oneDNN cannot run int8 matmuls with VNNI here, given its ISA level, or None.

@@ -6,9 +6,6 @@ Imports torch (and torch_xla only if asked), so never call it before ComfyUI's
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 
 def probe_accelerators(include_xla: bool = True) -> dict:
     """CUDA, XPU and XLA devices with their properties, or why none are seen."""
@@ -58,19 +55,14 @@ def _xpu(torch) -> dict:
 
 
 def _xla() -> dict:
-    if importlib.util.find_spec("torch_xla") is None:
-        return _none("torch_xla is not installed")
-    requested = os.environ.get("PJRT_DEVICE")  # read first: torch_xla sets it when it falls back to CPU
-    try:
-        import torch_xla.core.xla_model as xm
-        import torch_xla.runtime as xr
+    from comfyx.backends import tpu
 
-        devices = [str(d) for d in xm.get_xla_supported_devices()]
-        device_type = xr.device_type()
-    except Exception as err:  # noqa: BLE001 - torch_xla raises many kinds of errors when no runtime is configured
-        return _none(f"torch_xla could not start a runtime: {type(err).__name__}: {err}")
-    if device_type != "TPU" and not requested:
-        # torch_xla's silent fallback to its CPU client is no accelerator; PJRT_DEVICE=CPU asks for it
-        return _none(f"torch_xla found no TPU (it would fall back to PJRT {device_type}; set PJRT_DEVICE to use it)")
+    problem = tpu.auto_problem()  # the check --backend auto makes: torch_xla's CPU fallback is no accelerator
+    if problem is not None:
+        return _none(problem)
+    import torch_xla.core.xla_model as xm
+    import torch_xla.runtime as xr
+
+    devices = [str(d) for d in xm.get_xla_supported_devices()]
     return {"available": bool(devices), "devices": devices, "reason": "" if devices else "no XLA device",
-            "pjrt_device": device_type}
+            "pjrt_device": xr.device_type()}

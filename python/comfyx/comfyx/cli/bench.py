@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from comfyx.cli.common import EXIT_ERROR, EXIT_USAGE, say
 from comfyx.comfyui import ComfyUINotFoundError, find_comfyui
-from comfyx.paths import cache_dir
+from comfyx.paths import PathSettings, from_args
+from comfyx.settings import tree
 
 DEFAULT_MODELS = "bench-models"  # under comfyx's cache directory
 
@@ -51,14 +53,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--name", help="file stem of the results (default: e2e-MODEL-WORKFLOW)")
     bench.add_argument("--work", type=Path, help="keep servers' logs and outputs here (default: a temporary dir)")
     bench.add_argument("--timeout", type=float, default=1800, help="seconds a server start or a run may take")
+    tree.add_arguments(bench, "bench")
 
 
 def bench(args: argparse.Namespace) -> int:
     from comfyx.bench import report, run
 
     try:
-        comfyui = find_comfyui(args.comfyui).path
-        plan = _plan(args, comfyui)
+        paths = from_args(args, os.environ)
+        comfyui = find_comfyui(args.comfyui, paths.default_comfyui_dir).path
+        plan = _plan(args, comfyui, paths)
         if plan.arch is not None:
             _ensure_models(comfyui, plan.models_dir, plan.arch, args.flux_blocks)
         say(f"benchmarking {plan.arch or plan.workflow}: {', '.join(c.name for c in plan.configs)}")
@@ -77,7 +81,7 @@ def bench(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else 0
 
 
-def _plan(args: argparse.Namespace, comfyui: Path):
+def _plan(args: argparse.Namespace, comfyui: Path, paths: PathSettings):
     from comfyx.bench import run, workflows
 
     builtin = args.workflow in workflows.WORKFLOWS
@@ -100,7 +104,7 @@ def _plan(args: argparse.Namespace, comfyui: Path):
         shape = workflows.Shape(shape.width, shape.height, args.steps, shape.cfg)
     specs = args.config or list(run.DEFAULT_CONFIGS)
     return run.Plan(
-        comfyui=comfyui, models_dir=(args.models or cache_dir() / DEFAULT_MODELS).resolve(),
+        comfyui=comfyui, models_dir=(args.models or paths.cache_dir / DEFAULT_MODELS).resolve(),
         arch=args.model if builtin else None, workflow=args.workflow if builtin else str(Path(args.workflow).resolve()),
         configs=[run.Config.parse(spec) for spec in specs], shape=shape, runs=args.runs, seed=args.seed,
         cpu=args.cpu, reference=args.reference, work=args.work, timeout=args.timeout,

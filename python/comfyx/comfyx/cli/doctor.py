@@ -12,9 +12,14 @@ import platform
 import sys
 from pathlib import Path
 
-from comfyx import PINNED_COMFYUI_COMMIT, PINNED_COMFYUI_VERSION, __version__, engine, paths
-from comfyx.backends import probe_accelerators
+from comfyx import PINNED_COMFYUI_COMMIT, PINNED_COMFYUI_VERSION, __version__, engine
+from comfyx.backends import AUTO_ORDER, auto_pick, probe_accelerators
 from comfyx.comfyui import ComfyUINotFoundError, find_comfyui
+from comfyx.engine import EngineUnavailableError
+from comfyx.fastpath import FastPathUnavailableError
+from comfyx.paths import CompileCaches, PathSettings, from_args
+from comfyx.settings import tree
+from comfyx.settings.spec import SettingsError
 
 # Distributions whose versions the report names (distribution name -> report key).
 _PACKAGES = {
@@ -28,15 +33,27 @@ _PACKAGES = {
 
 
 def doctor(args: argparse.Namespace) -> int:
-    data = collect(args.comfyui)
+    settings, problem = startup_settings(args)
+    data = collect(settings, args.comfyui, problem)
     print(json.dumps(data, indent=2) if args.json else render_text(data))
     return 0
 
 
-def collect(comfyui_dir: str | None = None) -> dict:
-    """Everything the report says, as plain JSON-able data."""
+def startup_settings(args: argparse.Namespace) -> tuple[tree.Settings, str | None]:
+    """The settings ``comfyx serve`` would start with here (its flags aside), or the defaults and why it
+    would not start."""
+    try:
+        return tree.parse(args, os.environ, "serve").settings, None
+    except (SettingsError, EngineUnavailableError, FastPathUnavailableError) as err:
+        paths = from_args(args, os.environ)
+        return tree.Settings(paths=paths, compile_caches=CompileCaches.resolve(paths.cache_dir, os.environ)), str(err)
+
+
+def collect(settings: tree.Settings, comfyui_dir: str | None = None, problem: str | None = None) -> dict:
+    """Everything the report says, as plain JSON-able data; ``settings``: the process's (or those serve would
+    start with), ``problem``: why serve would not start with them."""
     accelerators = probe_accelerators()
-    comfyui = _comfyui(comfyui_dir)
+    comfyui = _comfyui(comfyui_dir, settings.paths)
     return {
         "comfyx": {"version": __version__},
         "python": {"version": platform.python_version(), "executable": sys.executable},
@@ -46,10 +63,11 @@ def collect(comfyui_dir: str | None = None) -> dict:
         "backend": _auto_backend(accelerators),
         "comfyui": comfyui,
         "engines": _engines(comfyui),
-        "default_engine": engine.resolve(None)[0],
+        "default_engine": settings.engine.name,
         "kernel_backends": _kernel_backends(),
         "fast_path": _fast_path(accelerators),
-        "paths": _paths(comfyui),
+        "paths": _paths(settings, comfyui),
+        "settings": {"changed": _changed(settings), "problem": problem},
     }
 
 
@@ -60,9 +78,9 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _comfyui(explicit: str | None) -> dict:
+def _comfyui(explicit: str | None, paths: PathSettings) -> dict:
     try:
-        checkout = find_comfyui(explicit)
+        checkout = find_comfyui(explicit, paths.default_comfyui_dir)
     except ComfyUINotFoundError as err:
         return {"found": False, "version": None, "reason": str(err), "pinned_version": PINNED_COMFYUI_VERSION}
     return {
@@ -78,12 +96,12 @@ def _comfyui(explicit: str | None) -> dict:
 
 
 def _auto_backend(accelerators: dict) -> dict:
-    """What ``--backend auto`` would run on: CUDA, then XPU, then TPU, then CPU."""
-    for name, key in (("cuda", "cuda"), ("ipex", "xpu"), ("tpu", "xla")):
-        if accelerators[key]["available"]:
-            return {"auto": name, "why": f"{key} devices found: {len(accelerators[key]['devices'])}"}
-    reasons = "; ".join(f"{key}: {accelerators[key]['reason']}" for key in ("cuda", "xpu", "xla"))
-    return {"auto": "cpu", "why": f"no accelerator ({reasons})"}
+    """What ``--backend auto`` would run on (:func:`comfyx.backends.auto_pick`)."""
+    chosen, reasons = auto_pick(lambda key: None if accelerators[key]["available"] else accelerators[key]["reason"])
+    if chosen == "cpu":
+        return {"auto": "cpu", "why": f"no accelerator ({'; '.join(reasons)})"}
+    key = dict(AUTO_ORDER)[chosen]
+    return {"auto": chosen, "why": f"{key} devices found: {len(accelerators[key]['devices'])}"}
 
 
 def _engines(comfyui: dict) -> dict:
@@ -134,13 +152,14 @@ def _fast_path(accelerators: dict) -> dict:
     }
 
 
-def _paths(comfyui: dict) -> dict:
-    cache = paths.cache_dir()
+def _paths(settings: tree.Settings, comfyui: dict) -> dict:
     result = {
-        "comfyx_cache": str(cache),
-        "comfyx_data": str(paths.data_dir()),
-        "triton_cache": os.environ.get("TRITON_CACHE_DIR") or str(Path.home() / ".triton" / "cache"),
-        "inductor_cache": os.environ.get("TORCHINDUCTOR_CACHE_DIR") or _inductor_default_cache(),
+        "comfyx_cache": str(settings.paths.cache_dir),
+        "comfyx_data": str(settings.paths.data_dir),
+        "triton_cache": str(settings.compile_caches.triton),
+        "inductor_cache": str(settings.compile_caches.inductor),
+        "compile_artifacts": str(settings.compile_caches.artifacts),
+        "xla_cache": str(settings.paths.xla_cache),
     }
     if comfyui["found"]:
         root = Path(comfyui["path"])
@@ -150,12 +169,16 @@ def _paths(comfyui: dict) -> dict:
     return result
 
 
-def _inductor_default_cache() -> str | None:
-    try:
-        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-    except ImportError:
-        return None
-    return default_cache_dir()
+def _changed(settings: tree.Settings) -> dict[str, str]:
+    """The settings that differ from their defaults, by flag (directories and derived ones aside)."""
+    changed = {}
+    for row in tree.table():
+        if row["group"] == "paths":
+            continue
+        value = getattr(getattr(settings, row["group"]), row["field"])
+        if value != row["default"]:
+            changed[row["flag"]] = str(value)
+    return changed
 
 
 def render_text(data: dict) -> str:
@@ -195,6 +218,10 @@ def render_text(data: dict) -> str:
     lines += [f"  {name:7} {_availability(part)}" for name, part in data["fast_path"].items()]
     lines.append("paths:")
     lines += [f"  {name:18} {value}" for name, value in data["paths"].items()]
+    changed = data["settings"]["changed"]
+    lines.append("settings: " + (", ".join(f"{flag} {value}" for flag, value in changed.items()) or "the defaults"))
+    if data["settings"]["problem"]:
+        lines.append(f"  comfyx serve would not start: {data['settings']['problem']}")
     return "\n".join(lines)
 
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from comfyx import PINNED_COMFYUI_COMMIT, PINNED_COMFYUI_VERSION, __version__, backends, fastpath, hardening
-from comfyx.engine import DEFAULT_ENGINE, ENGINES
-
-EXIT_USAGE = 2
+from comfyx import PINNED_COMFYUI_COMMIT, PINNED_COMFYUI_VERSION, __version__
+from comfyx.settings import tree
 
 _EPILOG = f"""\
 comfyx is built and tested against ComfyUI v{PINNED_COMFYUI_VERSION} ({PINNED_COMFYUI_COMMIT[:8]}).
 ComfyUI is found from --comfyui, then $COMFYUI_PATH, then the current directory,
 then the directory `comfyx comfyui install` uses by default.
+Every comfyx setting is a flag whose environment variable is its name in capitals after
+COMFYX_ (--bmf-workers <-> $COMFYX_BMF_WORKERS); the flag wins. Settings are read and
+checked once, at start-up.
 """
 
 
@@ -38,8 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "untouched, e.g. `comfyx serve -- --cpu --listen 0.0.0.0 --port 8188`.",
         allow_abbrev=False,
     )
-    _add_launch_options(serve)
-    hardening.add_arguments(serve)  # comfyx run serves no HTTP and keeps no history: serve only
+    _add_launch_options(serve, "serve")  # the hardening too: comfyx run serves no HTTP and keeps no history
 
     run = commands.add_parser(
         "run",
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("workflow", metavar="WORKFLOW.json", help="API-format workflow file ('-' for stdin)")
     run.add_argument("--output-dir", metavar="DIR", help="where output nodes save files (ComfyUI's --output-directory)")
-    _add_launch_options(run)
+    _add_launch_options(run, "run")
 
     doctor = commands.add_parser(
         "doctor",
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     doctor.add_argument("--comfyui", metavar="DIR", help="ComfyUI checkout to report on")
+    tree.add_arguments(doctor, "doctor")
 
     from comfyx.cli.bench import add_parser as add_bench_parser
 
@@ -83,20 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     install.add_argument("--repo", metavar="URL", help="clone from this URL or mirror instead of GitHub")
     install.add_argument("--no-requirements", action="store_true", help="clone only; do not pip install requirements")
+    tree.add_arguments(install, "comfyui")
     return parser
 
 
-def _add_launch_options(parser: argparse.ArgumentParser) -> None:
+def _add_launch_options(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument(
         "--comfyui", metavar="DIR", help="ComfyUI checkout (default: $COMFYUI_PATH, then the current directory)"
     )
-    parser.add_argument(
-        "--engine", choices=ENGINES, default=None,
-        help=f"prompt executor: {DEFAULT_ENGINE} (the default; falls back to stock, with a warning, when BMF "
-        "cannot be imported) or ComfyUI's own stock one; an explicit --engine bmf without BMF is an error",
-    )
-    backends.add_arguments(parser)  # --backend and the TPU options: comfyx's, never passed to ComfyUI
-    fastpath.add_arguments(parser)  # --fast and its parts
+    tree.add_arguments(parser, command)  # comfyx's settings, never passed to ComfyUI
 
 
 def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -116,20 +113,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.comfyui_args = unknown + passthrough
     if args.command in ("serve", "run"):
+        from comfyx.cli.common import EXIT_USAGE, STARTUP_ERRORS, say
+
         try:
-            args.backend = backends.configure(args)
-            args.fast_path, args.kernels_off_reason = fastpath.from_args(args)
-        except (backends.BackendUnavailableError, fastpath.FastPathUnavailableError) as err:
-            parser.error(str(err))
+            startup = tree.parse(args, os.environ, args.command)  # the one place settings are read
+        except STARTUP_ERRORS as err:
+            say(f"error: {err}")
+            return EXIT_USAGE
+        for note in startup.notes:
+            say(f"warning: {note}")
+        if args.command == "serve":
+            from comfyx.cli.serve import serve
 
-    if args.command == "serve":
-        from comfyx.cli.serve import serve
-
-        return serve(args)
-    if args.command == "run":
+            return serve(args, startup.settings)
         from comfyx.cli.run import run
 
-        return run(args)
+        return run(args, startup.settings)
     if args.command == "bench":
         from comfyx.cli.bench import bench
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -12,12 +13,13 @@ from comfyx.cli.progress import ProgressRenderer
 from comfyx.comfyui import launch
 from comfyx.comfyui.headless import HeadlessRun, RunResult, WorkflowError, check_api_workflow, is_finished
 from comfyx.hardening import HardeningSettings
+from comfyx.settings.tree import Settings
 
 # One workflow, no HTTP server: the worker, validation, file and signal guarantees, no stored history.
 RUN_HARDENING = HardeningSettings(persist_history=False)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         workflow = check_api_workflow(_read_workflow(args.workflow))
     except (OSError, json.JSONDecodeError, WorkflowError) as err:
@@ -30,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     renderer = ProgressRenderer(workflow)
     headless = HeadlessRun(workflow, renderer.on_event)
     try:
-        checkout = prepare_comfyui(args, comfyui_args, hardening=RUN_HARDENING)
+        checkout = prepare_comfyui(args, comfyui_args, dataclasses.replace(settings, hardening=RUN_HARDENING))
         headless.install()
         launch.run_main(checkout)
     except STARTUP_ERRORS as err:

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import os
+import errno
 
-from comfyx import hardening
 from comfyx.cli.common import EXIT_USAGE, STARTUP_ERRORS, prepare_comfyui, say
 from comfyx.comfyui import launch
+from comfyx.settings.tree import Settings
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        settings = hardening.from_args(args, os.environ)
-        checkout = prepare_comfyui(args, args.comfyui_args, hardening=settings)
+        checkout = prepare_comfyui(args, args.comfyui_args, settings)
         launch.run_main(checkout)
     except STARTUP_ERRORS as err:
         say(f"error: {err}")
+        return EXIT_USAGE
+    except OSError as err:
+        if err.errno != errno.EADDRINUSE:
+            raise
+        # ComfyUI lets aiohttp's bind error end main.py with a traceback
+        say(f"error: ComfyUI cannot listen: {err.strerror or err} (another server has the port? choose another: "
+            "comfyx serve -- --port N)")
         return EXIT_USAGE
     return 0

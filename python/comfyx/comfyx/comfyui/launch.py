@@ -6,40 +6,33 @@ ComfyUI flag meaning exactly what it means with ``python main.py``.
 
 from __future__ import annotations
 
-import logging
+import os
 import runpy
 import sys
 from collections.abc import Sequence
-from types import ModuleType
 
-from comfyx import backends, engine, fastpath
-from comfyx import hardening as hardening_hooks
-from comfyx.comfyui.hooks import after_import
+from comfyx import backends, engine, fastpath, hardening, nodes
+from comfyx.backends.tpu import TPUBackend
 from comfyx.comfyui.locate import ComfyUICheckout
+from comfyx.paths import export_compile_caches
+from comfyx.settings.tree import Settings
 
-log = logging.getLogger(__name__)
 
+def prepare(checkout: ComfyUICheckout, comfyui_args: Sequence[str], settings: Settings) -> None:
+    """Set up this process as ``python main.py ARGS`` would see it, plus comfyx's hooks, each given its
+    part of ``settings``.
 
-def prepare(
-    checkout: ComfyUICheckout,
-    comfyui_args: Sequence[str],
-    *,
-    engine_name: str,
-    backend: str,
-    fast_path: fastpath.FastPathSettings,
-    hardening: hardening_hooks.HardeningSettings,
-) -> None:
-    """Set up this process as ``python main.py ARGS`` would see it, plus comfyx's hooks.
-
-    Raises EngineUnavailableError / BackendUnavailableError before anything of
-    ComfyUI is imported, so a wrong choice fails fast and clearly.
+    Raises BackendUnavailableError / EngineUnavailableError before anything of ComfyUI is
+    imported, so a wrong choice fails fast and clearly.
     """
-    args = backends.comfyui_args(backend, list(comfyui_args))
-    engine.install(engine_name)
-    backends.install(backend)
-    fastpath.install(fast_path)
-    hardening_hooks.install(hardening)
-    after_import("folder_paths", _add_comfyx_nodes)
+    args = backends.comfyui_args(settings.backend.name, list(comfyui_args))
+    export_compile_caches(settings.compile_caches, os.environ)  # before torch: it reads them itself
+    engine.install(settings.engine)  # starts the BMF workers: a start-up error if they cannot
+    tpu_backend = TPUBackend(settings.tpu, settings.paths.xla_cache)
+    backends.install(settings.backend, settings.intel, tpu_backend)
+    fastpath.install(settings.fast, settings.compile_caches)
+    hardening.install(settings.hardening)
+    nodes.install(settings, tpu_backend)
     sys.argv = [str(checkout.main_py), *args]
     sys.path.insert(0, str(checkout.path))
 
@@ -47,9 +40,3 @@ def prepare(
 def run_main(checkout: ComfyUICheckout) -> None:
     """Execute ComfyUI's ``main.py`` as ``__main__``; returns when the server stops."""
     runpy.run_path(str(checkout.main_py), run_name="__main__")
-
-
-def _add_comfyx_nodes(folder_paths: ModuleType) -> None:
-    from comfyx.nodes import COMFYUI_ENTRY_DIR
-
-    folder_paths.add_model_folder_path("custom_nodes", str(COMFYUI_ENTRY_DIR))

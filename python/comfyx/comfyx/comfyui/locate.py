@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from comfyx import PINNED_COMFYUI_COMMIT, PINNED_COMFYUI_VERSION
-from comfyx.paths import default_comfyui_dir
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +57,9 @@ def read_checkout(path: Path) -> ComfyUICheckout:
     return ComfyUICheckout(path=path, version=_read_version(path), commit=_read_git_commit(path))
 
 
-def find_comfyui(explicit: str | os.PathLike[str] | None = None) -> ComfyUICheckout:
+def find_comfyui(explicit: str | os.PathLike[str] | None, default_dir: Path) -> ComfyUICheckout:
     """Find ComfyUI: the explicit directory, then ``COMFYUI_PATH``, then the current
-    directory, then the directory ``comfyx comfyui install`` uses by default.
+    directory, then ``default_dir`` (where ``comfyx comfyui install`` puts it by default).
 
     An explicit directory or ``COMFYUI_PATH`` that is not a checkout is an error rather
     than a reason to look elsewhere: the user asked for that one.
@@ -73,12 +72,12 @@ def find_comfyui(explicit: str | os.PathLike[str] | None = None) -> ComfyUICheck
             return read_checkout(Path(env))
         except ComfyUINotFoundError as err:
             raise ComfyUINotFoundError(f"COMFYUI_PATH: {err}") from None
-    for candidate in (Path.cwd(), default_comfyui_dir()):
+    for candidate in (Path.cwd(), default_dir):
         if is_checkout(candidate):
             return read_checkout(candidate)
     raise ComfyUINotFoundError(
         "no ComfyUI checkout found: pass --comfyui DIR, set COMFYUI_PATH, run from a ComfyUI "
-        f"directory, or install one with `comfyx comfyui install` (default {default_comfyui_dir()})"
+        f"directory, or install one with `comfyx comfyui install` (default {default_dir})"
     )
 
 

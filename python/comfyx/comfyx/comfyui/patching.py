@@ -1,8 +1,9 @@
-"""The one place where hardening replaces ComfyUI's functions and classes, and can put them back.
+"""How comfyx replaces ComfyUI's functions and classes in the process: recorded, checked, reversible.
 
-Each replacement names the signature of what it replaces, as ComfyUI v0.3.64 has it: a
-ComfyUI whose function takes other arguments stops start-up with a message saying what
-changed, rather than being called wrongly at run time.
+The engine and the hardening each make their replacements through one :class:`Patches`. Each
+replacement names the signature of what it replaces, as ComfyUI v0.3.64 has it: a ComfyUI whose
+function takes other arguments stops start-up with a message saying what changed, rather than
+being called wrongly at run time; :meth:`Patches.undo` puts every original back.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 
 class IncompatibleComfyUIError(RuntimeError):
-    """A ComfyUI function hardening replaces does not have the signature it was written for."""
+    """A ComfyUI function comfyx replaces does not have the signature it was written for."""
 
 
 class Patches:
@@ -31,8 +32,9 @@ class Patches:
         if signature is not None:
             where = f"{getattr(owner, '__name__', type(owner).__name__)}.{name}"
             check_signature(original.__init__ if inspect.isclass(original) else original, signature, where)
+        # as stored, so that undo puts back a classmethod or staticmethod as such
+        self._originals.append((owner, name, inspect.getattr_static(owner, name)))
         setattr(owner, name, replacement)
-        self._originals.append((owner, name, original))
         return original
 
     def undo(self) -> None:
@@ -48,5 +50,5 @@ def check_signature(function: Any, expected: str, where: str) -> None:
     plain = [p.replace(annotation=inspect.Parameter.empty) for p in signature.parameters.values()]
     actual = str(signature.replace(parameters=plain, return_annotation=inspect.Signature.empty))
     if actual != expected:
-        raise IncompatibleComfyUIError(f"{where} takes {actual}; comfyx's hardening replaces it and was written for "
+        raise IncompatibleComfyUIError(f"{where} takes {actual}; comfyx replaces it and was written for "
                                        f"{expected} (ComfyUI v0.3.64)")

@@ -32,8 +32,9 @@ from comfyx.compile.metrics import (
     recompile_reasons_since,
     synchronize,
 )
-from comfyx.compile.settings import CompilePlan, CompileSettings, plan_for
+from comfyx.compile.settings import CompilePlan, CompileSettings, CompileSettingsError, plan_for
 from comfyx.compile.targets import compile_keys
+from comfyx.paths import CompileCaches
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class CompiledModel:
         keys: tuple[str, ...],
         settings: CompileSettings,
         plan: CompilePlan,
-        dirs: caches.CacheDirs,
+        dirs: CompileCaches,
     ):
         import comfy.utils
 
@@ -160,12 +161,19 @@ class CompiledModel:
         )
 
 
-def apply_compile(model: Any, settings: CompileSettings) -> Any:
-    """A clone of ``model`` (a ComfyUI ModelPatcher) whose model calls run compiled."""
+def apply_compile(model: Any, settings: CompileSettings, dirs: CompileCaches) -> Any:
+    """A clone of ``model`` (a ComfyUI ModelPatcher) whose model calls run compiled, with their caches in ``dirs``
+    (this process's, from start-up)."""
     from comfy.patcher_extension import WrappersMP
 
+    if settings.ptx_cache_dir and Path(settings.ptx_cache_dir).expanduser().resolve() != dirs.triton.resolve():
+        # Triton has one cache directory per process; a node must not move it for every other compile
+        raise CompileSettingsError(
+            f"ptx_cache_dir {settings.ptx_cache_dir!r}: Triton's cache directory is this process's, {dirs.triton}; "
+            "choose it at start-up (--cache-dir or $COMFYX_CACHE_DIR, or $TRITON_CACHE_DIR) and leave "
+            "ptx_cache_dir empty")
     plan = plan_for(settings)
-    dirs = caches.configure(settings.ptx_cache_dir)
+    caches.ensure(dirs)
     clone = model.clone()
     base = clone.model
     keys = compile_keys(base, settings.compile_transformer_blocks_only)
@@ -190,7 +198,7 @@ def compiled_model_of(model: Any) -> CompiledModel | None:
 
 
 def _compiled_for(
-    base: torch.nn.Module, keys: tuple[str, ...], settings: CompileSettings, plan: CompilePlan, dirs: caches.CacheDirs
+    base: torch.nn.Module, keys: tuple[str, ...], settings: CompileSettings, plan: CompilePlan, dirs: CompileCaches
 ) -> CompiledModel:
     if not settings.reuse_if_similar:
         return CompiledModel(base, keys, settings, plan, dirs)

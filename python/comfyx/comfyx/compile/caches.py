@@ -1,74 +1,33 @@
 """torch's own compile caches, kept in comfyx's cache directory so they survive restarts.
 
 Three layers, all torch's or Triton's: inductor's FX graph cache (compiled graphs and
-autotuning results, under ``TORCHINDUCTOR_CACHE_DIR``), Triton's kernel cache (PTX and
-cubins, under ``TRITON_CACHE_DIR``) and torch's portable cache artifacts
-(``torch.compiler.save_cache_artifacts`` / ``load_cache_artifacts``), saved after a
-compile and loaded before the next process compiles the same model with the same plan.
+autotuning results), Triton's kernel cache (PTX and cubins) and torch's portable cache
+artifacts (``torch.compiler.save_cache_artifacts`` / ``load_cache_artifacts``), saved after a
+compile and loaded before the next process compiles the same model with the same plan. Where
+they are is decided once, at start-up (:class:`comfyx.paths.CompileCaches`, which also tells
+torch and Triton); a compile only makes the directories.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from comfyx.paths import cache_dir
+from comfyx.paths import CompileCaches
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class CacheDirs:
-    inductor: Path
-    triton: Path
-    artifacts: Path
-
-
-def compile_cache_root() -> Path:
-    return cache_dir() / "compile"
-
-
-def configure(ptx_cache_dir: str = "") -> CacheDirs:
-    """Point inductor's and Triton's caches at comfyx's cache directory.
-
-    Variables the user set win (``ptx_cache_dir`` wins over ``TRITON_CACHE_DIR``). Runs
-    before each compile this package starts.
-    """
-    root = compile_cache_root()
-    if not _user_chose_inductor_dir():
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / "inductor")
-    if ptx_cache_dir:
-        os.environ["TRITON_CACHE_DIR"] = str(Path(ptx_cache_dir).expanduser())
-    elif not os.environ.get("TRITON_CACHE_DIR"):
-        os.environ["TRITON_CACHE_DIR"] = str(root / "triton")
-    dirs = CacheDirs(
-        Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]), Path(os.environ["TRITON_CACHE_DIR"]), root / "artifacts"
-    )
-    for path in (dirs.inductor, dirs.triton, dirs.artifacts):
+def ensure(caches: CompileCaches) -> None:
+    """Make the cache directories (torch and Triton make theirs too, but only when they first write)."""
+    for path in (caches.inductor, caches.triton, caches.artifacts):
         path.mkdir(parents=True, exist_ok=True)
-    return dirs
 
 
-def _user_chose_inductor_dir() -> bool:
-    # Importing torch._inductor.config writes torch's default (a per-user temporary
-    # directory) into TORCHINDUCTOR_CACHE_DIR, so that value alone does not mean the user
-    # chose it. torch reads the variable on every cache access: replacing it is enough.
-    value = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if not value:
-        return False
-    try:
-        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-    except ImportError:  # a torch without the helper: trust the variable
-        return True
-    return os.path.abspath(value) != os.path.abspath(default_cache_dir())
-
-
-def artifact_path(dirs: CacheDirs, identity: str) -> Path:
+def artifact_path(dirs: CompileCaches, identity: str) -> Path:
     """One artifact file per (torch build, device, model class, compile plan)."""
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     digest = hashlib.sha256(f"{torch.__version__}|{device}|{identity}".encode()).hexdigest()[:24]

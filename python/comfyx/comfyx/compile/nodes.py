@@ -1,4 +1,8 @@
-"""The ComfyUI nodes: settings, apply, and the metrics of what ran."""
+"""The ComfyUI nodes: settings, apply, and the metrics of what ran.
+
+Apply Torch Compile is bound to the process's compile caches (:func:`node_classes`), chosen at
+start-up: a workflow cannot move them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 from typing import Any
 
 from comfyx.compile.settings import BACKENDS, MAX_WARMUP_RUNS, MODES, CompileSettings
+from comfyx.paths import CompileCaches
 
 CATEGORY = "comfyx/compile"
 
@@ -49,7 +54,11 @@ class TorchCompileSpeedSettings:
             },
             "optional": {
                 "dynamo_recompile_limit": ("INT", {"default": d.dynamo_recompile_limit, "min": 1, "max": 65536}),
-                "ptx_cache_dir": ("STRING", {"default": d.ptx_cache_dir}),
+                "ptx_cache_dir": ("STRING", {
+                    "default": d.ptx_cache_dir,
+                    "tooltip": "leave empty: Triton's cache directory is chosen when comfyx starts (--cache-dir); "
+                    "another directory here is an error",
+                }),
                 "force_parameter_static_shapes": ("BOOLEAN", {"default": d.force_parameter_static_shapes}),
                 "allow_unmerged_lora_compile": ("BOOLEAN", {"default": d.allow_unmerged_lora_compile}),
             },
@@ -62,6 +71,7 @@ class TorchCompileSpeedSettings:
 class ApplyTorchCompile:
     """Compile a model's diffusion model (or its transformer blocks) for sampling."""
 
+    caches: CompileCaches  # set by node_classes
     CATEGORY = CATEGORY
     FUNCTION = "apply"
     RETURN_TYPES = ("MODEL",)
@@ -73,7 +83,7 @@ class ApplyTorchCompile:
     def apply(self, model: Any, torch_compile_args: dict) -> tuple[Any]:
         from comfyx.compile.apply import apply_compile
 
-        return (apply_compile(model, CompileSettings.from_wan_args(torch_compile_args)),)
+        return (apply_compile(model, CompileSettings.from_wan_args(torch_compile_args), self.caches),)
 
 
 class TorchCompileStats:
@@ -107,7 +117,14 @@ class TorchCompileStats:
         return {"ui": {"text": [compiled.metrics.text()], "stats": [summary]}, "result": (json.dumps(summary),)}
 
 
-NODE_CLASS_MAPPINGS = {
+def node_classes(caches: CompileCaches) -> dict[str, type]:
+    """The compile nodes, Apply Torch Compile bound to this process's caches (ComfyUI makes node objects
+    without arguments)."""
+    return {**NODE_CLASSES, "ComfyxApplyTorchCompile": type("ApplyTorchCompile", (ApplyTorchCompile,),
+                                                            {"caches": caches})}
+
+
+NODE_CLASSES = {
     "ComfyxTorchCompileSpeedSettings": TorchCompileSpeedSettings,
     "ComfyxApplyTorchCompile": ApplyTorchCompile,
     "ComfyxTorchCompileStats": TorchCompileStats,

@@ -1,53 +1,45 @@
 """Prompt executors comfyx can put behind ComfyUI's queue.
 
-``stock`` is ComfyUI's own ``execution.PromptExecutor``; ``bmf`` runs prompts on the
-BMF graph runtime (:mod:`comfyx.engine.adapter`) and is the default. :func:`install` is
-called before ComfyUI's ``main.py`` runs, so it imports nothing of ComfyUI: it registers
-a hook that replaces the executor once ComfyUI imports its ``execution`` module. The BMF
-engine's environment variables are read and checked there, once (:mod:`.settings`).
+``stock`` is ComfyUI's own ``execution.PromptExecutor``; ``bmf`` (the default) is ComfyUI's
+executor with the BMF engine's changes (:mod:`comfyx.engine.adapter`). :func:`install` runs
+before ComfyUI's ``main.py``: it starts the BMF worker pool there and then — a pool that cannot
+start is a start-up error — and registers the hook that puts the engine in place once ComfyUI
+imports its ``execution`` module. The settings arrive checked, in one
+:class:`~.settings.EngineSettings` (:mod:`comfyx.settings.tree`).
 """
 
 from __future__ import annotations
 
-import os
+from comfyx.comfyui.patching import Patches
+from comfyx.engine.settings import DEFAULT_ENGINE, ENGINES, EngineSettings
 
-ENGINES = ("stock", "bmf")
-DEFAULT_ENGINE = "bmf"
+__all__ = ["DEFAULT_ENGINE", "ENGINES", "EngineUnavailableError", "install", "unavailable_reason"]
 
 
 class EngineUnavailableError(RuntimeError):
     """The requested engine cannot run in this environment; the message says why."""
 
 
-def install(name: str) -> None:
-    """Make ComfyUI's prompt worker use engine ``name``; raises EngineSettingsError for a bad engine variable."""
-    if name not in ENGINES:
-        raise EngineUnavailableError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
-    reason = unavailable_reason(name)
-    if reason is not None:
-        raise EngineUnavailableError(reason)
-    if name == "bmf":
-        from comfyx.comfyui.hooks import after_import
-        from comfyx.engine.adapter.hook import install_into
-        from comfyx.engine.settings import from_environ
+def install(settings: EngineSettings) -> Patches:
+    """Make ComfyUI's prompt worker use ``settings.name``; returns the record of what the engine replaces.
 
-        settings = from_environ(os.environ)
-        after_import("execution", lambda execution: install_into(execution, settings))
-
-
-def resolve(name: str | None) -> tuple[str, str | None]:
-    """The engine to install for ``--engine name``, and why the default was not used (None if it was).
-
-    An engine asked for by name is returned as is (:func:`install` refuses it if it cannot
-    run). With no name, the default (``bmf``) when it can run here, else ``stock`` and the
-    reason, which the caller reports once.
+    For the BMF engine the worker pool starts now; raises EngineUnavailableError when it cannot.
     """
-    if name is not None:
-        return name, None
-    reason = unavailable_reason(DEFAULT_ENGINE)
-    if reason is None:
-        return DEFAULT_ENGINE, None
-    return "stock", reason
+    patches = Patches()
+    if settings.name == "stock":
+        return patches
+    from comfyx.comfyui.hooks import after_import
+    from comfyx.engine.adapter.hook import install_into
+    from comfyx.engine.core.pool import WorkerPool
+
+    try:
+        pool = WorkerPool(settings.workers)
+    except Exception as exc:
+        first_line = next(iter(str(exc).splitlines()), "")  # BMF appends a Python traceback to its message
+        raise EngineUnavailableError(f"the BMF engine could not start its {settings.workers} workers: "
+                                     f"{type(exc).__name__}: {first_line}") from exc
+    after_import("execution", lambda execution: install_into(execution, settings, pool, patches))
+    return patches
 
 
 def unavailable_reason(name: str) -> str | None:

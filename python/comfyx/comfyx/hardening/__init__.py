@@ -1,7 +1,7 @@
 """``comfyx serve`` as a hardened ComfyUI: what a request or a signal can do to the server is bounded.
 
 Installed before ComfyUI's ``main.py`` runs (:func:`install`); the changes are made by hooks
-when ComfyUI imports its modules, all through one :class:`~.patching.Patches`:
+when ComfyUI imports its modules, all through one :class:`~comfyx.comfyui.patching.Patches`:
 
 - the prompt worker survives any exception a prompt raises outside its nodes (:mod:`.worker`);
 - ``POST /prompt`` bodies are checked before queueing, ``/upload`` and ``/view`` parameters
@@ -23,10 +23,10 @@ from types import ModuleType
 from typing import Any
 
 from comfyx.comfyui.hooks import after_import
-from comfyx.hardening.patching import Patches
-from comfyx.hardening.settings import HardeningSettings, SettingsError, add_arguments, from_args
+from comfyx.comfyui.patching import Patches
+from comfyx.hardening.settings import HardeningSettings
 
-__all__ = ["HardeningSettings", "SettingsError", "add_arguments", "from_args", "install"]
+__all__ = ["HardeningSettings", "install"]
 
 SERVER_INIT_SIGNATURE = "(self, loop)"
 EXECUTOR_INIT_SIGNATURE = "(self, server, cache_type=False, cache_size=None)"

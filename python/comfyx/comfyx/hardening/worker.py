@@ -15,7 +15,7 @@ from typing import Any
 
 import execution
 
-from comfyx.hardening.patching import check_signature
+from comfyx.comfyui.patching import check_signature
 
 log = logging.getLogger("comfyx.hardening")
 

@@ -36,13 +36,14 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def install() -> None:
-    """Make ComfyUI build its models from comfyx's operation set and use comfyx's RoPE.
+def install(fp8_fast_accum: bool) -> None:
+    """Make ComfyUI build its models from comfyx's operation set and use comfyx's RoPE; ``fp8_fast_accum``:
+    how the fp8 layers accumulate (``--fp8-fast-accum``).
 
     Imports nothing that imports torch: ComfyUI's main.py must be the first to (it sets the
     CUDA allocator's environment before, and warns when torch came earlier).
     """
-    after_import("comfy.ops", _wrap_pick_operations)
+    after_import("comfy.ops", lambda comfy_ops: _wrap_pick_operations(comfy_ops, fp8_fast_accum))
     after_import("comfy.model_detection", _installer("comfyx.kernels.formats"))
     after_import("comfy.ldm.flux.math", _installer("comfyx.kernels.rope"))
 
@@ -51,7 +52,7 @@ def _installer(module: str):
     return lambda target: importlib.import_module(module).install_into(target)
 
 
-def _wrap_pick_operations(comfy_ops: ModuleType) -> None:
+def _wrap_pick_operations(comfy_ops: ModuleType, fp8_fast_accum: bool) -> None:
     from comfyx.kernels.ops import operations_for
 
     pick_operations = comfy_ops.pick_operations
@@ -66,6 +67,6 @@ def _wrap_pick_operations(comfy_ops: ModuleType) -> None:
         base = pick_operations(*args, **kwargs)
         scaled_fp8 = signature.bind(*args, **kwargs).arguments.get("scaled_fp8")
         # a scaled_fp8 file decides per layer: a layer it left float stays float
-        return operations_for(base, keep_float_layers=scaled_fp8 is not None)
+        return operations_for(base, keep_float_layers=scaled_fp8 is not None, fast_accum=fp8_fast_accum)
 
     comfy_ops.pick_operations = comfyx_pick_operations

@@ -1,4 +1,4 @@
-"""The Quantize Model (comfyx) node."""
+"""The Quantize Model (comfyx) node, bound to the process's fp8 accumulation (``--fp8-fast-accum``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from comfyx.kernels import QUANTIZE_LAYERS as LAYERS
 
 class QuantizeModel:
     """A copy of a model whose Linear layers are fp8; the model other nodes use is left as it is."""
+
+    fast_accum: bool  # set by node_classes
 
     CATEGORY = "comfyx/kernels"
     FUNCTION = "quantize"
@@ -38,8 +40,13 @@ class QuantizeModel:
     def quantize(self, model: Any, format: str, layers: str) -> tuple[Any]:
         from comfyx.kernels.quantize import quantized_clone
 
-        return (quantized_clone(model, layers, format),)
+        return (quantized_clone(model, layers, format, self.fast_accum),)
 
 
-NODE_CLASS_MAPPINGS = {"ComfyxQuantizeModel": QuantizeModel}
+def node_classes(fp8_fast_accum: bool) -> dict[str, type]:
+    """Quantize Model bound to the process's fp8 accumulation (ComfyUI makes node objects without arguments)."""
+    return {"ComfyxQuantizeModel": type("QuantizeModel", (QuantizeModel,), {"fast_accum": fp8_fast_accum})}
+
+
+NODE_CLASSES = {"ComfyxQuantizeModel": QuantizeModel}
 NODE_DISPLAY_NAME_MAPPINGS = {"ComfyxQuantizeModel": "Quantize Model (comfyx)"}

@@ -73,13 +73,16 @@ class Fp8Linear:
     ``keep_float_layers`` (class attribute): a layer whose checkpoint weight is float stays float
     even if ComfyUI built it fp8 (a scaled_fp8 file leaves some layers unquantized on purpose);
     otherwise ComfyUI asked for fp8 weights (``--fp8_e4m3fn-unet``) and such a weight is quantized
-    with its own per-tensor scale instead of ComfyUI's unscaled cast.
+    with its own per-tensor scale instead of ComfyUI's unscaled cast. ``fast_accum`` (class
+    attribute, ``--fp8-fast-accum``): the fp8 GEMM's accumulation. Both are set by
+    :func:`operations_for`.
     """
 
     # Also: the parameters scale_weight (float32; absent or None: 1) and scale_input (None:
     # dynamic activation scaling). Not declared here: a class attribute of that name would stop
     # nn.Module from registering the parameter.
-    keep_float_layers = False
+    keep_float_layers: bool
+    fast_accum: bool
 
     # ---- loading -------------------------------------------------------------------------
 
@@ -151,7 +154,7 @@ class Fp8Linear:
         if problem is None:
             static = getattr(self, "scale_input", None)
             input_scale = None if static is None else _scale_on(static, weight.device)
-            return kernels.scaled_fp8_linear(input, weight, scale, bias, input_scale)
+            return kernels.scaled_fp8_linear(input, weight, scale, bias, input_scale, self.fast_accum)
         log_once("comfyx kernels: fp8 layers run dequantized, as ComfyUI runs them: %s", problem)
         dequantized = kernels.TensorCoreFP8Layout.dequantize(weight, scale, input.dtype)
         return torch.nn.functional.linear(input, dequantized, bias)
@@ -208,7 +211,8 @@ def _scale_on(scale: torch.Tensor | None, device: torch.device) -> torch.Tensor:
     return scale.to(device=device, dtype=torch.float32, non_blocking=True)
 
 
-def operations_for(base: type, keep_float_layers: bool = False) -> type:
+def operations_for(base: type, *, keep_float_layers: bool = False, fast_accum: bool) -> type:
     """ComfyUI's operations ``base`` with comfyx's fp8 ``Linear``."""
-    linear = type("Linear", (Fp8Linear, base.Linear), {"keep_float_layers": keep_float_layers})
+    linear = type("Linear", (Fp8Linear, base.Linear), {"keep_float_layers": keep_float_layers,
+                                                       "fast_accum": fast_accum})
     return type(f"comfyx_{base.__name__}", (base,), {"Linear": linear})

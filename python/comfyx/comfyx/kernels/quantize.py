@@ -100,8 +100,9 @@ def fp8_device_problem(device: torch.device) -> str | None:
                                                                              device=device))
 
 
-def quantize_loaded_model(patcher: Any, layers: str) -> None:
-    """Quantize a freshly loaded model's layers in place (nothing else holds the model yet).
+def quantize_loaded_model(patcher: Any, layers: str, fast_accum: bool) -> None:
+    """Quantize a freshly loaded model's layers in place (nothing else holds the model yet); ``fast_accum``:
+    how layers that were not comfyx's yet accumulate (``--fp8-fast-accum``).
 
     Quantizing where fp8 GEMMs cannot run would only trade speed and accuracy for memory, so on
     such a device the model stays as loaded and the log says why.
@@ -115,7 +116,7 @@ def quantize_loaded_model(patcher: Any, layers: str) -> None:
     plan = plan_for(diffusion_model, layers)
     for path, module in plan.chosen:
         if not isinstance(module, Fp8Linear):  # built before comfyx's op set was installed
-            module = _fp8_copy(module)
+            module = _fp8_copy(module, fast_accum)
             _set_submodule(diffusion_model, path, module)
         module.quantize_weight_(device=patcher.load_device)
     if plan.chosen:
@@ -126,8 +127,9 @@ def quantize_loaded_model(patcher: Any, layers: str) -> None:
     plan.log(f"quantized to fp8 at load ({layers})")
 
 
-def quantized_clone(patcher: Any, layers: str, fmt: str = "fp8") -> Any:
-    """A clone of ``patcher`` whose chosen Linear layers are fp8 copies; ``patcher`` is untouched."""
+def quantized_clone(patcher: Any, layers: str, fmt: str, fast_accum: bool) -> Any:
+    """A clone of ``patcher`` whose chosen Linear layers are fp8 copies (accumulating as ``fast_accum`` says);
+    ``patcher`` is untouched."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     clone = patcher.clone()
@@ -136,7 +138,7 @@ def quantized_clone(patcher: Any, layers: str, fmt: str = "fp8") -> Any:
                     lambda path: clone.get_model_object(f"{DIFFUSION_MODEL}.{path}"))
     saved = 0
     for path, source in plan.chosen:
-        copy = _fp8_copy(source)
+        copy = _fp8_copy(source, fast_accum)
         copy.quantize_weight_(device=patcher.load_device)
         saved += source.weight.nbytes - copy.weight.nbytes
         clone.add_object_patch(f"{DIFFUSION_MODEL}.{path}", copy)
@@ -150,7 +152,7 @@ def quantized_clone(patcher: Any, layers: str, fmt: str = "fp8") -> Any:
     return clone
 
 
-def _fp8_copy(source: nn.Linear) -> Fp8Linear:
+def _fp8_copy(source: nn.Linear, fast_accum: bool) -> Fp8Linear:
     """A comfyx Linear holding ``source``'s weight until it is quantized, and a copy of its bias.
 
     The bias is copied, not shared: ComfyUI moves a loaded layer's parameters in place, and a
@@ -158,7 +160,7 @@ def _fp8_copy(source: nn.Linear) -> Fp8Linear:
     """
     import comfy.ops
 
-    linear_class = operations_for(comfy.ops.manual_cast).Linear
+    linear_class = operations_for(comfy.ops.manual_cast, fast_accum=fast_accum).Linear
     copy = linear_class(source.in_features, source.out_features, bias=False, device="meta")
     copy.weight = source.weight
     if source.bias is not None:

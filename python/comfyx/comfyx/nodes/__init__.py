@@ -1,26 +1,48 @@
-"""comfyx's ComfyUI nodes, gathered from the concern that owns each one.
+"""comfyx's ComfyUI nodes, gathered from the concern that owns each one and bound to the process's settings.
 
-ComfyUI loads them through ``comfyui_entry/comfyx_nodes.py``: ``comfyx serve`` adds
-that directory to ComfyUI's ``custom_nodes`` search path, so nothing is copied into a
-ComfyUI checkout (which may be read-only, e.g. in the Nix store).
+ComfyUI makes node objects without arguments, so a node that needs a setting gets it as a class
+attribute of a class made for this process (each concern's ``node_classes``). :func:`install`
+adds them to ComfyUI's node mappings once ComfyUI imports its ``nodes`` module, before any
+custom node loads; nothing is copied into the ComfyUI checkout (which may be read-only, e.g. in
+the Nix store), and ComfyUI's frontend labels them as comfyx's (``RELATIVE_PYTHON_MODULE``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from types import ModuleType
 
+from comfyx.backends.tpu import TPUBackend
 from comfyx.backends.tpu import nodes as tpu_nodes
+from comfyx.comfyui.hooks import after_import
 from comfyx.compile import nodes as compile_nodes
 from comfyx.kernels import nodes as kernel_nodes
 from comfyx.nodes import system
+from comfyx.settings.tree import Settings
 
-#: Directory to add to ComfyUI's ``custom_nodes`` folder paths.
-COMFYUI_ENTRY_DIR = Path(__file__).with_name("comfyui_entry")
+PYTHON_MODULE = "custom_nodes.comfyx"  # what ComfyUI's /object_info reports as the nodes' package
 
-_NODE_MODULES = (system, tpu_nodes, compile_nodes, kernel_nodes)
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
+    **system.NODE_DISPLAY_NAME_MAPPINGS, **tpu_nodes.NODE_DISPLAY_NAME_MAPPINGS,
+    **compile_nodes.NODE_DISPLAY_NAME_MAPPINGS, **kernel_nodes.NODE_DISPLAY_NAME_MAPPINGS,
+}
 
-NODE_CLASS_MAPPINGS: dict[str, type] = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
-for _module in _NODE_MODULES:
-    NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
-    NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
+
+def node_classes(settings: Settings, tpu_backend: TPUBackend) -> dict[str, type]:
+    """Every comfyx node, bound to ``settings`` and the process's TPU backend."""
+    classes = {
+        **system.node_classes(settings),
+        **tpu_nodes.node_classes(tpu_backend),
+        **compile_nodes.node_classes(settings.compile_caches),
+        **kernel_nodes.node_classes(settings.fast.fp8_fast_accum),
+    }
+    return {name: type(cls.__name__, (cls,), {"RELATIVE_PYTHON_MODULE": PYTHON_MODULE})
+            for name, cls in classes.items()}
+
+
+def install(settings: Settings, tpu_backend: TPUBackend) -> None:
+    """Add comfyx's nodes to ComfyUI's once it imports ``nodes``."""
+    def register(nodes: ModuleType) -> None:
+        nodes.NODE_CLASS_MAPPINGS.update(node_classes(settings, tpu_backend))
+        nodes.NODE_DISPLAY_NAME_MAPPINGS.update(NODE_DISPLAY_NAME_MAPPINGS)
+
+    after_import("nodes", register)

@@ -1,22 +1,17 @@
 """``--ipex-int8``: how it is asked for, and the checks that say where int8 cannot run (no IPEX needed)."""
 
 import pytest
-from comfyx import backends
-from comfyx.backends import BackendUnavailableError, intel_int8
-from comfyx.cli.main import build_parser
+from comfyx.backends import intel_int8
+from comfyx.settings.spec import SettingsError
+from comfyx.testing.settings import startup
 
 AVX512_VNNI_CPU = {"avx", "avx2", "avx512f", "avx512bw", "avx512_vnni"}
 
 
-def configure(*argv: str) -> str:
-    return backends.configure(build_parser().parse_known_args(["serve", *argv])[0])
-
-
-@pytest.fixture(autouse=True)
-def _no_int8_env(monkeypatch):
-    monkeypatch.delenv(intel_int8.INT8_ENV, raising=False)
-    yield
-    intel_int8.request(False)
+def configure(*argv: str, environ: dict[str, str] | None = None) -> tuple[str, bool]:
+    """(backend, int8) as comfyx serve ARGV would start with them."""
+    settings = startup(*argv, environ=environ).settings
+    return settings.backend.name, settings.intel.int8
 
 
 @pytest.mark.parametrize("level", ["AVX2_VNNI", "AVX512_VNNI", "AVX512_BF16", "AMX"])
@@ -43,30 +38,26 @@ def test_without_vnni_int8_is_refused_with_the_reason(level, flags, max_isa, why
     assert problem.endswith(why)
 
 
-@pytest.mark.parametrize(("value", "wanted"), [("1", True), ("0", False), ("", False), (None, False)])
-def test_env_asks_for_int8_with_1_only(value, wanted):
-    environ = {} if value is None else {intel_int8.INT8_ENV: value}
-    assert intel_int8.requested_by_env(environ) is wanted
+@pytest.mark.parametrize(("value", "wanted"), [("1", True), ("on", True), ("0", False), ("", False), (None, False)])
+def test_env_asks_for_int8(value, wanted):
+    environ = {} if value is None else {"COMFYX_IPEX_INT8": value}
+    assert configure(environ=environ)[1] is wanted
 
 
 def test_a_bad_env_value_is_an_error_naming_the_variable():
-    with pytest.raises(ValueError, match=r"COMFYX_IPEX_INT8 must be 1 or 0, not 'yes'"):
-        intel_int8.requested_by_env({intel_int8.INT8_ENV: "yes"})
+    with pytest.raises(SettingsError, match=r"\$COMFYX_IPEX_INT8='maybe' is not allowed: --ipex-int8 takes on or off"):
+        configure(environ={"COMFYX_IPEX_INT8": "maybe"})
 
 
 def test_flag_asks_for_int8_and_picks_the_ipex_backend():
-    assert configure("--ipex-int8") == "ipex" and intel_int8.requested()
-    assert configure("--backend", "ipex", "--no-ipex-int8") == "ipex" and not intel_int8.requested()
-    assert configure() == "auto" and not intel_int8.requested()
+    assert configure("--ipex-int8") == ("ipex", True)
+    assert configure("--backend", "ipex", "--no-ipex-int8") == ("ipex", False)
+    assert configure() == ("auto", False)
 
 
-def test_env_asks_for_int8_and_the_flag_overrides_it(monkeypatch):
-    monkeypatch.setenv(intel_int8.INT8_ENV, "1")
-    assert configure("--backend", "ipex") == "ipex" and intel_int8.requested()
-    assert configure("--no-ipex-int8") == "auto" and not intel_int8.requested()
-    monkeypatch.setenv(intel_int8.INT8_ENV, "on")
-    with pytest.raises(BackendUnavailableError, match="COMFYX_IPEX_INT8 must be 1 or 0, not 'on'"):
-        configure()
+def test_env_asks_for_int8_and_the_flag_overrides_it():
+    assert configure("--backend", "ipex", environ={"COMFYX_IPEX_INT8": "1"}) == ("ipex", True)
+    assert configure("--no-ipex-int8", environ={"COMFYX_IPEX_INT8": "1"}) == ("auto", False)
 
 
 @pytest.mark.parametrize(("argv", "other"), [
@@ -74,7 +65,7 @@ def test_env_asks_for_int8_and_the_flag_overrides_it(monkeypatch):
     (("--tpu-enable",), "--tpu-enable"),
 ])
 def test_int8_contradicts_other_backends(argv, other):
-    with pytest.raises(BackendUnavailableError, match=f"--ipex-int8 \\(or COMFYX_IPEX_INT8=1\\) needs --backend ipex, "
+    with pytest.raises(SettingsError, match=f"--ipex-int8 \\(or \\$COMFYX_IPEX_INT8=1\\) needs --backend ipex, "
                        f"not {other}"):
         configure("--ipex-int8", *argv)
 

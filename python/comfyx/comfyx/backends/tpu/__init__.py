@@ -1,14 +1,17 @@
 """TPU backend (torch_xla): ComfyUI on an XLA device.
 
-Where each TPU option takes effect:
+Where each TPU option (:class:`~.settings.TPUSettings`) takes effect:
 
 - ``--tpu-enable`` / ``--tpu-disable``: backend selection (:mod:`comfyx.backends`).
-- ``--tpu-compilation-cache``: :func:`install`, torch_xla's persistent cache under
-  ``comfyx.paths.cache_dir()/xla`` (written on every PJRT client; the CPU client cannot
-  read entries back, see :func:`persistent_cache_info`).
+- ``--tpu-compilation-cache``: :meth:`TPUBackend.install`, torch_xla's persistent cache under
+  the cache directory's ``xla/`` (written on every PJRT client; the CPU client cannot read
+  entries back, see :meth:`TPUBackend.persistent_cache_info`).
 - ``--tpu-shape-padding``, ``--tpu-pad-multiple``, ``--tpu-warmup``, ``--tpu-warmup-steps``,
   ``--tpu-manual-warmup``, ``--tpu-debug-metrics``: :func:`sampling.run_sampling`.
 - ``--tpu-sync-steps``, ``--tpu-autocast-bf16``: the ``KSAMPLER.sample`` wrapper.
+
+The settings travel in one :class:`TPUBackend`, made at start-up whatever the backend: the
+selection installs it when it picks the TPU, and the TPU nodes report on it.
 
 Nothing here imports torch at module level: the CLI imports this package to parse
 options, long before ComfyUI's ``main.py`` has set up the environment torch reads.
@@ -22,15 +25,13 @@ import os
 import shutil
 from pathlib import Path
 
-from comfyx import paths
-from comfyx.backends.tpu import settings
+from comfyx.backends.tpu.registry import Registry
+from comfyx.backends.tpu.settings import TPUSettings
 from comfyx.comfyui.hooks import after_import
 
-__all__ = ["auto_problem", "backend_problem", "clear_cache", "describe", "install", "settings", "stats"]
+__all__ = ["TPUBackend", "auto_problem", "backend_problem", "describe"]
 
 log = logging.getLogger("comfyx.backends.tpu")
-
-_state = {"installed": False, "cache_dir": None}
 
 
 def backend_problem() -> str | None:
@@ -75,86 +76,85 @@ def describe() -> str:
     return f"XLA device {torch_xla.device()} (PJRT {xr.device_type()}, torch_xla {torch_xla.__version__})"
 
 
-def install() -> None:
-    """Set up the persistent cache now and the ComfyUI hooks for when its modules load."""
-    from comfyx.backends.tpu import device, sampling
+class TPUBackend:
+    """The TPU backend of this process: its settings, its signature registry, its persistent cache.
 
-    if settings.current().compilation_cache:
-        _initialize_persistent_cache()
-    after_import("comfy.model_management", device.install_into)
-    sampling.install()
-    _state["installed"] = True
-
-
-def persistent_cache_dir() -> Path:
-    return paths.cache_dir() / "xla"
-
-
-def _initialize_persistent_cache() -> None:
-    import torch_xla.runtime as xr
-
-    cache = persistent_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    xr.initialize_cache(str(cache), readonly=False)
-    _state["cache_dir"] = str(cache)
-    if xr.device_type() == "CPU":
-        log.warning("comfyx tpu: the persistent compilation cache (%s) is written, but torch_xla's CPU "
-                    "client cannot load entries back; programs compile again in each process", cache)
-
-
-def persistent_cache_info() -> dict:
-    cache = persistent_cache_dir()
-    files = [f for f in cache.rglob("*") if f.is_file()] if cache.is_dir() else []
-    return {
-        "enabled": _state["cache_dir"] is not None,
-        "dir": str(cache),
-        "entries": len(files),
-        "bytes": sum(f.stat().st_size for f in files),
-        "note": "the PJRT CPU client writes entries but cannot deserialize them; only TPU clients reuse them",
-    }
-
-
-def stats() -> dict:
-    """Compilations and executions (torch_xla's metrics), signatures, and the persistent cache."""
-    if not _state["installed"]:
-        return {"active": False, "reason": "the TPU backend is not running in this process"}
-    import torch_xla.debug.metrics as met
-
-    from comfyx.backends.tpu.registry import xla_compiles
-    from comfyx.backends.tpu.sampling import REGISTRY
-
-    compiles, compile_s = xla_compiles()
-    executions = met.metric_data("ExecuteTime")
-    signatures = REGISTRY.snapshot()
-    return {
-        "active": True,
-        "device": describe(),
-        "compiles": compiles,
-        "compile_seconds": round(compile_s, 3),
-        "executions": int(executions[0]) if executions else 0,
-        "hits": sum(s["hits"] for s in signatures),
-        "misses": sum(s["misses"] for s in signatures),
-        "signatures": signatures,
-        "persistent_cache": persistent_cache_info(),
-    }
-
-
-def clear_cache() -> dict:
-    """Forget the signatures and delete the persistent cache's files.
-
-    Programs already compiled in this process stay in torch_xla's in-memory cache (it
-    has no public way to drop them); a signature seen again counts as new and warms up.
+    ``active`` once :meth:`install` has run (the selection picked the TPU).
     """
-    from comfyx.backends.tpu.sampling import REGISTRY
 
-    REGISTRY.clear()
-    cache = persistent_cache_dir()
-    removed = 0
-    if cache.is_dir():
-        for entry in cache.iterdir():
-            if entry.is_dir():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-            removed += 1
-    return {"signatures_cleared": True, "persistent_cache_entries_removed": removed}
+    def __init__(self, settings: TPUSettings, cache_dir: Path):
+        self.settings = settings
+        self.cache_dir = cache_dir  # torch_xla's persistent compilation cache
+        self.registry = Registry()
+        self.active = False
+        self.cache_enabled = False
+
+    def install(self) -> None:
+        """Set up the persistent cache now and the ComfyUI hooks for when its modules load."""
+        from comfyx.backends.tpu import device, sampling
+
+        if self.settings.compilation_cache:
+            self._initialize_persistent_cache()
+        after_import("comfy.model_management", device.install_into)
+        sampling.install(self)
+        self.active = True
+
+    def _initialize_persistent_cache(self) -> None:
+        import torch_xla.runtime as xr
+
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        xr.initialize_cache(str(self.cache_dir), readonly=False)
+        self.cache_enabled = True
+        if xr.device_type() == "CPU":
+            log.warning("comfyx tpu: the persistent compilation cache (%s) is written, but torch_xla's CPU "
+                        "client cannot load entries back; programs compile again in each process", self.cache_dir)
+
+    def persistent_cache_info(self) -> dict:
+        files = [f for f in self.cache_dir.rglob("*") if f.is_file()] if self.cache_dir.is_dir() else []
+        return {
+            "enabled": self.cache_enabled,
+            "dir": str(self.cache_dir),
+            "entries": len(files),
+            "bytes": sum(f.stat().st_size for f in files),
+            "note": "the PJRT CPU client writes entries but cannot deserialize them; only TPU clients reuse them",
+        }
+
+    def stats(self) -> dict:
+        """Compilations and executions (torch_xla's metrics), signatures, and the persistent cache."""
+        if not self.active:
+            return {"active": False, "reason": "the TPU backend is not running in this process"}
+        import torch_xla.debug.metrics as met
+
+        from comfyx.backends.tpu.registry import xla_compiles
+
+        compiles, compile_s = xla_compiles()
+        executions = met.metric_data("ExecuteTime")
+        signatures = self.registry.snapshot()
+        return {
+            "active": True,
+            "device": describe(),
+            "compiles": compiles,
+            "compile_seconds": round(compile_s, 3),
+            "executions": int(executions[0]) if executions else 0,
+            "hits": sum(s["hits"] for s in signatures),
+            "misses": sum(s["misses"] for s in signatures),
+            "signatures": signatures,
+            "persistent_cache": self.persistent_cache_info(),
+        }
+
+    def clear_cache(self) -> dict:
+        """Forget the signatures and delete the persistent cache's files.
+
+        Programs already compiled in this process stay in torch_xla's in-memory cache (it
+        has no public way to drop them); a signature seen again counts as new and warms up.
+        """
+        self.registry.clear()
+        removed = 0
+        if self.cache_dir.is_dir():
+            for entry in self.cache_dir.iterdir():
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed += 1
+        return {"signatures_cleared": True, "persistent_cache_entries_removed": removed}

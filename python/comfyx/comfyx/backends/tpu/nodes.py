@@ -1,7 +1,8 @@
 """ComfyUI nodes for the TPU backend (category ``advanced/tpu``).
 
-They load in every backend; where the TPU backend is not running they say so in their
-text output instead of failing the workflow.
+They load in every backend, bound to the process's :class:`~comfyx.backends.tpu.TPUBackend`
+(:func:`node_classes`); where the TPU backend is not running they say so in their text output
+instead of failing the workflow.
 """
 
 from __future__ import annotations
@@ -9,12 +10,17 @@ from __future__ import annotations
 import json
 
 from comfyx.backends import tpu
+from comfyx.backends.tpu import TPUBackend
 
 CATEGORY = "advanced/tpu"
 _INACTIVE = "the TPU backend is not running (start with `comfyx serve --backend tpu`)"
 
 
-class TPUManualWarmup:
+class _TPUNode:
+    backend: TPUBackend  # set by node_classes
+
+
+class TPUManualWarmup(_TPUNode):
     """Compile a shape bucket before the first request: one real sampler step at these settings."""
 
     CATEGORY = CATEGORY
@@ -34,7 +40,7 @@ class TPUManualWarmup:
         }}
 
     def warmup(self, model, width: int, height: int, batch_size: int, cfg: float) -> dict:
-        if not tpu.stats()["active"]:
+        if not self.backend.active:
             status = f"nothing done: {_INACTIVE}"
         else:
             from comfyx.backends.tpu.warmup import warm_up
@@ -43,7 +49,7 @@ class TPUManualWarmup:
         return {"ui": {"text": [status]}, "result": (model, status)}
 
 
-class TPUCompilationCache:
+class TPUCompilationCache(_TPUNode):
     """Compilation statistics, clearing, or where the persistent cache lives."""
 
     CATEGORY = CATEGORY
@@ -61,17 +67,18 @@ class TPUCompilationCache:
         return float("nan")  # counters change between runs: never cache
 
     def run(self, action: str) -> dict:
+        backend = self.backend
         if action == "stats":
-            data = tpu.stats()
+            data = backend.stats()
         elif action == "clear":
-            data = tpu.clear_cache() if tpu.stats()["active"] else {"active": False, "reason": _INACTIVE}
+            data = backend.clear_cache() if backend.active else {"active": False, "reason": _INACTIVE}
         else:
-            data = tpu.persistent_cache_info() | {"settings": tpu.settings.current().__dict__}
+            data = backend.persistent_cache_info() | {"settings": backend.settings.__dict__}
         text = json.dumps(data, indent=2, default=str)
         return {"ui": {"text": [text]}, "result": (text,)}
 
 
-class TPUDeviceInfo:
+class TPUDeviceInfo(_TPUNode):
     """The XLA device, its runtime and memory, and the TPU options in force."""
 
     CATEGORY = CATEGORY
@@ -89,14 +96,14 @@ class TPUDeviceInfo:
         return float("nan")
 
     def info(self) -> dict:
-        if not tpu.stats()["active"]:
+        if not self.backend.active:
             data = {"active": False, "reason": _INACTIVE}
         else:
             from comfyx.backends.tpu.device import memory_info, xla_device
 
             free, total = memory_info(xla_device())
             data = {"active": True, "device": tpu.describe(), "memory_free_bytes": free,
-                    "memory_total_bytes": total, "settings": tpu.settings.current().__dict__}
+                    "memory_total_bytes": total, "settings": self.backend.settings.__dict__}
         text = json.dumps(data, indent=2, default=str)
         return {"ui": {"text": [text]}, "result": (text,)}
 
@@ -139,7 +146,14 @@ class TPUModelOptimization:
         return (patched,)
 
 
-NODE_CLASS_MAPPINGS = {
+def node_classes(backend: TPUBackend) -> dict[str, type]:
+    """The TPU nodes, bound to this process's TPU backend (ComfyUI makes node objects without arguments)."""
+    bound = {name: type(cls.__name__, (cls,), {"backend": backend}) if issubclass(cls, _TPUNode) else cls
+             for name, cls in NODE_CLASSES.items()}
+    return bound
+
+
+NODE_CLASSES = {
     "ComfyxTPUManualWarmup": TPUManualWarmup,
     "ComfyxTPUCompilationCache": TPUCompilationCache,
     "ComfyxTPUDeviceInfo": TPUDeviceInfo,

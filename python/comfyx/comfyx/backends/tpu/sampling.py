@@ -24,9 +24,9 @@ from types import ModuleType
 import torch
 import torch.nn.functional as F
 
-from comfyx.backends.tpu import padding
-from comfyx.backends.tpu.registry import Registry, Signature
-from comfyx.backends.tpu.settings import TPUSettings, current
+from comfyx.backends.tpu import TPUBackend, padding
+from comfyx.backends.tpu.registry import Signature
+from comfyx.backends.tpu.settings import TPUSettings
 from comfyx.comfyui.hooks import after_import
 
 log = logging.getLogger("comfyx.backends.tpu")
@@ -36,18 +36,16 @@ MODEL_OPTIONS_KEY = "comfyx_tpu"
 
 LATENT_DOWNSCALE = 8  # pixels per latent pixel for SD1.x/2.x/SDXL/SD3/Flux VAEs
 
-REGISTRY = Registry()
+
+def install(backend: TPUBackend) -> None:
+    after_import("comfy.samplers", lambda samplers: _patch_samplers(samplers, backend))
+    after_import("comfy.sd", lambda sd: _patch_vae(sd, backend.settings))
 
 
-def install() -> None:
-    after_import("comfy.samplers", _patch_samplers)
-    after_import("comfy.sd", _patch_vae)
-
-
-def settings_for(model_options: dict | None) -> TPUSettings:
-    """The process-wide settings with a model's node-set overrides applied."""
+def settings_for(settings: TPUSettings, model_options: dict | None) -> TPUSettings:
+    """The process's settings with a model's node-set overrides applied."""
     overrides = (model_options or {}).get(MODEL_OPTIONS_KEY) or {}
-    return replace(current(), **overrides)
+    return replace(settings, **overrides)
 
 
 def signature(model_patcher, noise: torch.Tensor, cfg: float, sampler, sigmas: torch.Tensor,
@@ -66,10 +64,12 @@ def signature(model_patcher, noise: torch.Tensor, cfg: float, sampler, sigmas: t
                      sampler=sampler_name, schedule=schedule, steps=len(sigmas) - 1, dtype=dtype)
 
 
-def run_sampling(guider, original, noise: torch.Tensor, latent_image: torch.Tensor, sampler, sigmas: torch.Tensor,
-                 denoise_mask: torch.Tensor | None, callback, disable_pbar: bool, seed: int | None) -> torch.Tensor:
+def run_sampling(backend: TPUBackend, guider, original, noise: torch.Tensor, latent_image: torch.Tensor, sampler,
+                 sigmas: torch.Tensor, denoise_mask: torch.Tensor | None, callback, disable_pbar: bool,
+                 seed: int | None) -> torch.Tensor:
     """``CFGGuider.sample`` with padding, warm-up and registry bookkeeping; result on the host."""
-    settings = settings_for(guider.model_options)
+    settings = settings_for(backend.settings, guider.model_options)
+    registry = backend.registry
     height, width = noise.shape[-2:]
     if settings.shape_padding and noise.ndim == 4:
         multiple = max(1, settings.pad_multiple_px // LATENT_DOWNSCALE)
@@ -84,15 +84,15 @@ def run_sampling(guider, original, noise: torch.Tensor, latent_image: torch.Tens
         latent_image = padding.pad_replicate(latent_image, bucket_h, bucket_w)
 
     sig = signature(guider.model_patcher, noise, guider.cfg, sampler, sigmas, settings)
-    if settings.manual_warmup and not REGISTRY.seen(sig):
+    if settings.manual_warmup and not registry.seen(sig):
         log.warning("comfyx tpu: %s was not warmed up (--tpu-manual-warmup): this run compiles; run the TPU "
                     "Manual Warmup node at this size, batch and cfg before requests", sig)
-    elif settings.warmup and not REGISTRY.seen(sig):
+    elif settings.warmup and not registry.seen(sig):
         steps = min(settings.warmup_steps, len(sigmas) - 1)
         log.info("comfyx tpu: warming up %s with %d step(s)", sig, steps)
-        with REGISTRY.measure(sig, warmup=True):
+        with registry.measure(sig, warmup=True):
             original(guider, noise, latent_image, sampler, sigmas[: steps + 1], denoise_mask, None, True, seed).cpu()
-    with REGISTRY.measure(sig):
+    with registry.measure(sig):
         samples = original(guider, noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
         samples = samples.cpu()  # inside the measurement: XLA executes (and compiles) here
     if settings.debug_metrics:
@@ -102,15 +102,15 @@ def run_sampling(guider, original, noise: torch.Tensor, latent_image: torch.Tens
     return padding.crop(samples, height, width)
 
 
-def _patch_samplers(samplers: ModuleType) -> None:
+def _patch_samplers(samplers: ModuleType, backend: TPUBackend) -> None:
     guider_sample = samplers.CFGGuider.sample
 
     def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
                disable_pbar=False, seed=None):
         if sigmas.shape[-1] == 0:
             return guider_sample(self, noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
-        return run_sampling(self, guider_sample, noise, latent_image, sampler, sigmas, denoise_mask, callback,
-                            disable_pbar, seed)
+        return run_sampling(backend, self, guider_sample, noise, latent_image, sampler, sigmas, denoise_mask,
+                            callback, disable_pbar, seed)
 
     samplers.CFGGuider.sample = sample
 
@@ -118,7 +118,7 @@ def _patch_samplers(samplers: ModuleType) -> None:
 
     def ksampler(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None,
                  denoise_mask=None, disable_pbar=False):
-        settings = settings_for(extra_args.get("model_options"))
+        settings = settings_for(backend.settings, extra_args.get("model_options"))
         step_callback = _sync_callback(callback, settings.sync_steps)
         autocast = (torch.autocast("xla", dtype=torch.bfloat16) if settings.autocast_bf16
                     else contextlib.nullcontext())
@@ -148,11 +148,10 @@ def _mark_step() -> None:
     torch_xla.sync()  # torch_xla 2.9's name for xm.mark_step()
 
 
-def _patch_vae(sd: ModuleType) -> None:
+def _patch_vae(sd: ModuleType, settings: TPUSettings) -> None:
     decode = sd.VAE.decode
 
     def padded_decode(self, samples_in, vae_options={}):  # noqa: B006 - ComfyUI's signature
-        settings = current()
         if not (settings.shape_padding and samples_in.ndim == 4 and isinstance(self.upscale_ratio, int)
                 and str(self.device).startswith("xla")):
             return decode(self, samples_in, vae_options)

@@ -2,13 +2,16 @@
 
 They keep the meaning the "Enhanced TPU/XLA" fork gave them, and every one of them is
 read somewhere (see the package docstring for where). Options that are on by default
-have a ``--no-...`` form.
+have a ``--no-...`` form. They travel as one :class:`TPUSettings`, given to
+:func:`comfyx.backends.tpu.install` and to the TPU nodes.
 """
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
+
+from comfyx.settings.spec import SWITCH, Group, Kind, Setting, whole
 
 
 @dataclass(frozen=True)
@@ -25,70 +28,43 @@ class TPUSettings:
     sync_steps: int = 1
 
 
-_current = TPUSettings()
+def build(values: dict[str, Any]) -> TPUSettings:
+    """The settings given (see :func:`comfyx.settings.spec.read`); manual warm-up turns request warm-ups off."""
+    settings = TPUSettings(**values)
+    return replace(settings, warmup=False) if settings.manual_warmup else settings
 
 
-def current() -> TPUSettings:
-    return _current
+def _multiple_of_8(low: int, high: int) -> Kind:
+    base = whole(low, high)
+
+    def parse(text: str) -> int:
+        value = base.parse(text)
+        if value % 8:
+            raise ValueError(text)
+        return value
+
+    return Kind("whole", parse, f"a multiple of 8 from {low} to {high}", {**base.nix, "multipleOf": 8})
 
 
-def set_current(settings: TPUSettings) -> None:
-    global _current
-    _current = settings
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("TPU (torch_xla) options")
-    on_off = group.add_mutually_exclusive_group()
-    on_off.add_argument("--tpu-enable", dest="tpu_enable", action="store_const", const=True, default=None,
-                        help="run on the XLA device (same as --backend tpu)")
-    on_off.add_argument("--tpu-disable", dest="tpu_enable", action="store_const", const=False,
-                        help="never pick the TPU, even when --backend auto finds one")
-    group.add_argument("--tpu-warmup", action=argparse.BooleanOptionalAction, default=True,
-                       help="compile each new sampling signature with a short throw-away run first (default: on)")
-    group.add_argument("--tpu-warmup-steps", type=_positive, default=2, metavar="N",
-                       help="sampler steps a warm-up runs (default: %(default)s)")
-    group.add_argument("--tpu-manual-warmup", action="store_true",
-                       help="warm up only through the TPU Manual Warmup node, never on a request; "
-                       "a request that compiles logs a warning")
-    group.add_argument("--tpu-autocast-bf16", action=argparse.BooleanOptionalAction, default=False,
-                       help="sample under bfloat16 autocast on the XLA device (default: off)")
-    group.add_argument("--tpu-compilation-cache", action=argparse.BooleanOptionalAction, default=True,
-                       help="torch_xla's persistent compilation cache in comfyx's cache directory (default: on)")
-    group.add_argument("--tpu-shape-padding", action=argparse.BooleanOptionalAction, default=True,
-                       help="pad latents to size buckets so XLA compiles once per bucket (default: on)")
-    group.add_argument("--tpu-pad-multiple", type=_positive_multiple_of_8, default=64, metavar="PX",
-                       help="bucket size in pixels for --tpu-shape-padding (default: %(default)s)")
-    group.add_argument("--tpu-debug-metrics", action="store_true",
-                       help="log torch_xla's metrics report after every sampling run")
-    group.add_argument("--tpu-sync-steps", type=_positive, default=1, metavar="N",
-                       help="cut the XLA graph (mark_step) every N sampler steps (default: %(default)s)")
-
-
-def from_args(args: argparse.Namespace) -> TPUSettings:
-    return TPUSettings(
-        enable=args.tpu_enable,
-        warmup=args.tpu_warmup and not args.tpu_manual_warmup,
-        warmup_steps=args.tpu_warmup_steps,
-        manual_warmup=args.tpu_manual_warmup,
-        autocast_bf16=args.tpu_autocast_bf16,
-        compilation_cache=args.tpu_compilation_cache,
-        shape_padding=args.tpu_shape_padding,
-        pad_multiple_px=args.tpu_pad_multiple,
-        debug_metrics=args.tpu_debug_metrics,
-        sync_steps=args.tpu_sync_steps,
-    )
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _positive_multiple_of_8(text: str) -> int:
-    value = _positive(text)
-    if value % 8:
-        raise argparse.ArgumentTypeError(f"must be a multiple of 8 (one latent pixel), not {value}")
-    return value
+GROUP = Group("tpu", "TPU (torch_xla) options", (
+    Setting("enable", "--tpu-enable", SWITCH, "run on the XLA device (the same as --backend tpu); --tpu-disable: "
+            "never pick the TPU, even when --backend auto finds one", nix="tpu.enable", off_flag="--tpu-disable"),
+    Setting("warmup", "--tpu-warmup", SWITCH, "compile each new sampling signature with a short throw-away run "
+            "first", nix="tpu.warmup"),
+    Setting("warmup_steps", "--tpu-warmup-steps", whole(1, 1000), "sampler steps a warm-up runs",
+            nix="tpu.warmupSteps"),
+    Setting("manual_warmup", "--tpu-manual-warmup", SWITCH, "warm up only through the TPU Manual Warmup node, "
+            "never on a request; a request that compiles logs a warning", nix="tpu.manualWarmup"),
+    Setting("autocast_bf16", "--tpu-autocast-bf16", SWITCH, "sample under bfloat16 autocast on the XLA device",
+            nix="tpu.autocastBf16"),
+    Setting("compilation_cache", "--tpu-compilation-cache", SWITCH, "torch_xla's persistent compilation cache in "
+            "comfyx's cache directory", nix="tpu.compilationCache"),
+    Setting("shape_padding", "--tpu-shape-padding", SWITCH, "pad latents to size buckets so that XLA compiles "
+            "once per bucket", nix="tpu.shapePadding"),
+    Setting("pad_multiple_px", "--tpu-pad-multiple", _multiple_of_8(8, 1024), "bucket size in pixels for "
+            "--tpu-shape-padding", nix="tpu.padMultiple"),
+    Setting("debug_metrics", "--tpu-debug-metrics", SWITCH, "log torch_xla's metrics report after every sampling "
+            "run", nix="tpu.debugMetrics"),
+    Setting("sync_steps", "--tpu-sync-steps", whole(1, 1000), "cut the XLA graph (mark_step) every N sampler steps",
+            nix="tpu.syncSteps"),
+))

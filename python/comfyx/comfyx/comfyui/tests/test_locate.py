@@ -17,39 +17,40 @@ def make_tree(root: Path, version: str | None = PINNED_COMFYUI_VERSION) -> Path:
 
 
 @pytest.fixture
-def no_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def no_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The default install directory, with COMFYUI_PATH unset and an empty working directory."""
     monkeypatch.delenv("COMFYUI_PATH", raising=False)
-    monkeypatch.setenv("COMFYX_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)
+    return tmp_path / "data" / "ComfyUI"
 
 
 def test_explicit_directory_wins_over_environment(no_env, tmp_path, monkeypatch):
     explicit = make_tree(tmp_path / "explicit")
     monkeypatch.setenv("COMFYUI_PATH", str(make_tree(tmp_path / "env")))
-    assert find_comfyui(explicit).path == explicit.resolve()
+    assert find_comfyui(explicit, no_env).path == explicit.resolve()
 
 
 def test_environment_then_current_directory_then_default_install(no_env, tmp_path, monkeypatch):
     default = make_tree(tmp_path / "data" / "ComfyUI")
-    assert find_comfyui().path == default.resolve()
+    assert find_comfyui(None, no_env).path == default.resolve()
     cwd = make_tree(tmp_path / "cwd")
     monkeypatch.chdir(cwd)
-    assert find_comfyui().path == cwd.resolve()
+    assert find_comfyui(None, no_env).path == cwd.resolve()
     env = make_tree(tmp_path / "env")
     monkeypatch.setenv("COMFYUI_PATH", str(env))
-    assert find_comfyui().path == env.resolve()
+    assert find_comfyui(None, no_env).path == env.resolve()
 
 
 def test_bad_environment_path_is_an_error_not_a_fallback(no_env, tmp_path, monkeypatch):
     make_tree(tmp_path / "data" / "ComfyUI")
     monkeypatch.setenv("COMFYUI_PATH", str(tmp_path / "nowhere"))
     with pytest.raises(ComfyUINotFoundError, match="COMFYUI_PATH.*missing: main.py"):
-        find_comfyui()
+        find_comfyui(None, no_env)
 
 
 def test_nothing_found_says_how_to_fix_it(no_env):
     with pytest.raises(ComfyUINotFoundError, match="comfyx comfyui install"):
-        find_comfyui()
+        find_comfyui(None, no_env)
 
 
 def test_pinned_version_has_no_warning_and_others_name_the_pin(tmp_path):

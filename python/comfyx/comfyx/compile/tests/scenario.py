@@ -3,10 +3,13 @@
 Run by ``test_comfyui_compile.py`` in processes of their own (ComfyUI's modules hold global
 state, and the warm-cache check needs a second process):
 
-    python scenario.py --comfyui DIR full   # eager vs compiled sampling, reuse, config change, clones, LoRA
-    python scenario.py --comfyui DIR warm   # the first compiled sampling only (run with the same cache dir)
-    python scenario.py --comfyui DIR restart --latent OUT.pt   # speed mode on a tiny SDXL UNet
-    python scenario.py --comfyui DIR resolutions   # speed mode at three latent sizes, then the first again
+    python scenario.py --comfyui DIR --cache-dir DIR full   # eager vs compiled sampling, reuse, config change, ...
+    python scenario.py --comfyui DIR --cache-dir DIR warm   # the first compiled sampling only (same cache dir)
+    python scenario.py --comfyui DIR --cache-dir DIR restart --latent OUT.pt   # speed mode on a tiny SDXL UNet
+    python scenario.py --comfyui DIR --cache-dir DIR resolutions   # speed mode at three latent sizes, then the first
+
+The cache directory is comfyx's ``--cache-dir``: its compile caches are resolved and handed to torch
+at the start, as ``comfyx serve`` does.
 
 ``full`` and ``warm`` sample the tiny SD1.5-architecture UNet of ``comfyx.testing.checkpoint``;
 ``restart`` samples a tiny SDXL-architecture UNet (ComfyUI's SDXL class) with attention run
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,11 +91,11 @@ def _sample(model: Any, seed: int = 0, latent_shape: tuple[int, ...] = LATENT) -
     return nodes.common_ksampler(model, seed, 2, 7.0, "euler", "normal", positive, negative, latent)[0]["samples"]
 
 
-def _apply(model: Any, **changes: Any) -> Any:
-    from comfyx.compile.nodes import ApplyTorchCompile, TorchCompileSpeedSettings
+def _apply(caches: Any, model: Any, **changes: Any) -> Any:
+    from comfyx.compile.nodes import TorchCompileSpeedSettings, node_classes
 
     (args,) = TorchCompileSpeedSettings().settings(**{**SETTINGS, **changes})
-    return ApplyTorchCompile().apply(model, args)[0]
+    return node_classes(caches)["ComfyxApplyTorchCompile"]().apply(model, args)[0]
 
 
 def _frames() -> int:
@@ -104,26 +108,26 @@ def _rel(a: Any, b: Any) -> float:
     return float((a - b).norm() / b.norm())
 
 
-def full() -> dict:
+def full(caches: Any) -> dict:
     from comfyx.compile.apply import compiled_model_of
 
     report: dict[str, Any] = {}
     base = _tiny_patcher()
     reference = _sample(base)
 
-    compiled = _apply(base)
+    compiled = _apply(caches, base)
     out = _sample(compiled)
     first = compiled_model_of(compiled)
     report["first"] = {"rel_err": _rel(out, reference), "metrics": first.metrics.summary()}
 
     # a second prompt: ComfyUI re-runs the apply node on a new clone (e.g. after an upstream change)
-    again = _apply(base)
+    again = _apply(caches, base)
     before = _frames()
     _sample(again, seed=1)
     report["second_prompt"] = {"frames": _frames() - before, "same_compiled": compiled_model_of(again) is first}
 
     # fast math changes the generated code (a different inductor config): a new compile
-    changed = _apply(base, ptx_fast_math=True)
+    changed = _apply(caches, base, ptx_fast_math=True)
     before = _frames()
     changed_out = _sample(changed)
     report["changed_config"] = {"frames": _frames() - before, "same_compiled": compiled_model_of(changed) is first,
@@ -156,10 +160,10 @@ def full() -> dict:
     return report
 
 
-def warm() -> dict:
+def warm(caches: Any) -> dict:
     from comfyx.compile.apply import compiled_model_of
 
-    compiled = _apply(_tiny_patcher())
+    compiled = _apply(caches, _tiny_patcher())
     _sample(compiled)
     return {"metrics": compiled_model_of(compiled).metrics.summary()}
 
@@ -176,7 +180,7 @@ def _attention_as_on_cuda(attention: Any, *args: Any, **kwargs: Any) -> Any:
         return attention(*args, **kwargs)
 
 
-def restart(latent_file: Path) -> dict:
+def restart(caches: Any, latent_file: Path) -> dict:
     """One process of a restart: the speed preset (the node's defaults) on the tiny SDXL UNet."""
     import torch
 
@@ -184,18 +188,18 @@ def restart(latent_file: Path) -> dict:
 
     model = _tiny_patcher("sdxl")
     model.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = _attention_as_on_cuda
-    compiled = _apply(model, mode="speed", ptx_fast_math=True)
+    compiled = _apply(caches, model, mode="speed", ptx_fast_math=True)
     torch.save(_sample(compiled), latent_file)
     return {"metrics": compiled_model_of(compiled).metrics.summary()}
 
 
-def resolutions() -> dict:
+def resolutions(caches: Any) -> dict:
     """The speed preset (torch's automatic dynamic shapes) on the tiny SDXL UNet at each of
     :data:`RESOLUTIONS`, then at the first again: what dynamo compiled at each, and why."""
     from comfyx.compile.apply import compiled_model_of
     from comfyx.compile.metrics import compile_records_since, newest_compile_record
 
-    compiled = _apply(_tiny_patcher("sdxl"), mode="speed")
+    compiled = _apply(caches, _tiny_patcher("sdxl"), mode="speed")
     steps = []
     for height, width in (*RESOLUTIONS, RESOLUTIONS[0]):
         mark = newest_compile_record()
@@ -212,17 +216,23 @@ def resolutions() -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--comfyui", type=Path, required=True)
+    parser.add_argument("--cache-dir", type=Path, required=True)
     parser.add_argument("scenario", choices=["full", "warm", "restart", "resolutions"])
     parser.add_argument("--latent", type=Path, help="restart: where to save the sampled latent")
     args = parser.parse_args()
     if args.scenario == "restart" and args.latent is None:
         parser.error("the restart scenario needs --latent")
+    from comfyx.paths import CompileCaches, export_compile_caches
+
+    caches = CompileCaches.resolve(args.cache_dir, os.environ)
+    export_compile_caches(caches, os.environ)  # before torch is imported, as comfyx serve does
     _import_comfyui(args.comfyui)
     import torch
 
     with torch.inference_mode():  # as ComfyUI runs its nodes
-        scenarios = {"full": full, "warm": warm, "restart": lambda: restart(args.latent), "resolutions": resolutions}
-        report = scenarios[args.scenario]()
+        scenarios = {"full": full, "warm": warm, "restart": lambda c: restart(c, args.latent),
+                     "resolutions": resolutions}
+        report = scenarios[args.scenario](caches)
     print("REPORT " + json.dumps(report))
     return 0
 

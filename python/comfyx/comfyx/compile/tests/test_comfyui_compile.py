@@ -22,10 +22,11 @@ SCENARIO = Path(__file__).with_name("scenario.py")
 
 
 def run_scenario(comfyui: Path, name: str, cache: Path, *args: str) -> dict:
-    env = dict(os.environ, COMFYX_CACHE_DIR=str(cache))
+    env = dict(os.environ)
     for variable in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):  # the comfyx cache dir must hold them
         env.pop(variable, None)
-    proc = subprocess.run([sys.executable, str(SCENARIO), "--comfyui", str(comfyui), name, *args], env=env,
+    proc = subprocess.run([sys.executable, str(SCENARIO), "--comfyui", str(comfyui), "--cache-dir", str(cache), name,
+                           *args], env=env,
                           capture_output=True, text=True, timeout=840, check=False)  # fmt: skip
     lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-6000:]

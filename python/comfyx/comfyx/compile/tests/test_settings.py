@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from comfyx.compile import settings as settings_module
-from comfyx.compile.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, TorchCompileSpeedSettings
+from comfyx.compile.nodes import NODE_CLASSES, NODE_DISPLAY_NAME_MAPPINGS, TorchCompileSpeedSettings
 from comfyx.compile.settings import CACHEABLE_OPTION, CompileSettings, CompileSettingsError, plan_for
 
 WAN_KEYS = {
@@ -34,7 +34,7 @@ def test_node_inputs_are_the_ones_users_know():
         "ComfyxApplyTorchCompile": "Apply Torch Compile",
         "ComfyxTorchCompileStats": "Torch Compile Stats",
     }
-    assert set(NODE_CLASS_MAPPINGS) == set(NODE_DISPLAY_NAME_MAPPINGS)
+    assert set(NODE_CLASSES) == set(NODE_DISPLAY_NAME_MAPPINGS)
 
 
 def test_wan_args_plug_into_wanvideo_and_round_trip():

@@ -1,8 +1,10 @@
-"""ComfyUI's own caches (``comfy_execution.caching``), keyed in O(1) per node, plus a loader cache.
+"""ComfyUI's own caches (``comfy_execution.caching``), keyed in O(1) per node, plus the model cache.
 
 The cache classes, their modes (classic, ``--cache-lru N``, ``--cache-none``) and the
 IS_CHANGED / fingerprint lookups are ComfyUI's; only the key set is ours
-(:mod:`comfyx.engine.core.keys`), which removes the executor's O(N²) keying.
+(:mod:`comfyx.engine.core.keys`), which removes the executor's O(N²) keying. The model cache
+(``--model-cache``, ``--model-cache-size``) keeps loader nodes' outputs across prompts in the
+classic mode (:class:`ModelKeepingCache`).
 """
 
 from __future__ import annotations
@@ -71,29 +73,30 @@ def is_loader(node: dict) -> bool:
     return any(t in DEVICE_TYPES and t not in ("LATENT", "CONDITIONING") for t in returns if isinstance(t, str))
 
 
-class LoaderKeepingCache(HierarchicalCache):
-    """ComfyUI's classic output cache that keeps loader outputs across prompts.
+class ModelKeepingCache(HierarchicalCache):
+    """ComfyUI's classic output cache that keeps loader outputs (models) across prompts.
 
-    The classic cache drops every output the next prompt does not use, so alternating
-    two workflows reloads their checkpoints each time. Outputs of loader nodes
-    (:func:`is_loader`) are kept instead in a bounded least-recently-used store and put
-    back when a later prompt has the same key. Eviction drops the last reference, and
-    ComfyUI's model manager forgets the model as it does when the stock cache drops it
-    (``cleanup_models_gc``); a kept model stays in the model manager's list and is
-    unloaded by it under memory pressure like any other.
+    The classic cache drops every output the next prompt does not use, so alternating two
+    workflows reloads their checkpoints each time. Outputs of loader nodes (:func:`is_loader`)
+    are kept instead, least recently used first out, while they take at most ``budget`` bytes
+    (:func:`model_bytes`; None: no limit) and free RAM stays above
+    :data:`MIN_FREE_RAM_FRACTION`, and put back when a later prompt has the same key. Eviction
+    drops the last reference, and ComfyUI's model manager forgets the model as it does when the
+    stock cache drops it (``cleanup_models_gc``); a kept model stays in the model manager's list
+    and is unloaded by it under memory pressure like any other.
     """
 
-    def __init__(self, key_class: type, capacity: int):
+    def __init__(self, key_class: type, budget: int | None):
         super().__init__(key_class)
-        self.capacity = capacity
-        self.kept: OrderedDict[Hashable, Any] = OrderedDict()
+        self.budget = budget
+        self.kept: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()  # key -> (output, bytes)
         self._loader_keys: set[Hashable] = set()
 
     async def set_prompt(self, dynprompt: DynamicPrompt, node_ids: Any, is_changed_cache: Any) -> None:
         await super().set_prompt(dynprompt, node_ids, is_changed_cache)
         for key in self.cache_key_set.get_used_keys():
             if key in self.kept and key not in self.cache:
-                self.cache[key] = self.kept.pop(key)
+                self.cache[key] = self.kept.pop(key)[0]
 
     def set(self, node_id: str, value: Any) -> None:
         super().set(node_id, value)
@@ -105,11 +108,34 @@ class LoaderKeepingCache(HierarchicalCache):
         for key in [k for k in self.cache if k not in used]:
             value = self.cache.pop(key)
             if key in self._loader_keys:
-                self.kept[key] = value
+                self.kept[key] = (value, model_bytes(value))
                 self.kept.move_to_end(key)
         self._loader_keys &= set(self.cache) | set(self.kept)
-        while self.kept and (len(self.kept) > self.capacity or _ram_is_short()):
+        while self.kept and (self._over_budget() or _ram_is_short()):
             self.kept.popitem(last=False)
+
+    def _over_budget(self) -> bool:
+        return self.budget is not None and sum(size for _, size in self.kept.values()) > self.budget
+
+
+def model_bytes(output: Any) -> int:
+    """Bytes of the models in a node's output: each ModelPatcher's ``model_size()`` (CLIP and VAE hold
+    one as ``patcher``), each model counted once; anything else counts 0."""
+    seen: set[int] = set()
+    total = 0
+    stack = [output]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+            continue
+        patcher = getattr(item, "patcher", item)
+        size = getattr(patcher, "model_size", None)
+        model = getattr(patcher, "model", None)
+        if callable(size) and model is not None and id(model) not in seen:
+            seen.add(id(model))
+            total += size()
+    return total
 
 
 def _ram_is_short() -> bool:
@@ -120,16 +146,19 @@ def _ram_is_short() -> bool:
 class FastCacheSet(execution.CacheSet):
     """ComfyUI's ``CacheSet`` (same three modes) with :class:`FastInputSignature` keys.
 
-    ``loader_cache``: how many loader outputs the classic mode keeps across prompts (0: none).
+    ``model_cache``: whether the classic mode keeps loader outputs across prompts, at most
+    ``model_cache_size`` bytes of them (None: as free RAM allows).
     """
 
-    def __init__(self, cache_type: Any = None, cache_size: int | None = None, *, loader_cache: int):
-        self.loader_cache = loader_cache  # read by init_classic_cache, which ComfyUI's __init__ calls
+    def __init__(self, cache_type: Any = None, cache_size: int | None = None, *, model_cache: bool,
+                 model_cache_size: int | None):
+        # read by init_classic_cache, which ComfyUI's __init__ calls
+        self.model_cache, self.model_cache_size = model_cache, model_cache_size
         super().__init__(cache_type=cache_type, cache_size=cache_size)
 
     def init_classic_cache(self) -> None:
-        if self.loader_cache:
-            self.outputs = LoaderKeepingCache(FastInputSignature, self.loader_cache)
+        if self.model_cache:
+            self.outputs = ModelKeepingCache(FastInputSignature, self.model_cache_size)
         else:
             self.outputs = HierarchicalCache(FastInputSignature)
         self.ui = HierarchicalCache(FastInputSignature)

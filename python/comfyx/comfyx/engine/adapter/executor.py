@@ -1,17 +1,18 @@
-"""``execution.PromptExecutor`` for the BMF engine, and the per-prompt choice of executor.
+"""``execution.PromptExecutor`` for the BMF engine, and the per-prompt choice of path.
 
-:class:`BmfPromptExecutor` is ComfyUI's own ``PromptExecutor`` (same loop, same
-per-node ``execute``, same events and history) with three things changed: its caches
-are keyed in O(1) per node (:mod:`.caching`), node functions that can overlap with
-other ready nodes run on BMF workers (:mod:`.running`), and engine failures are
-contained: one before any node ran falls back to the stock executor (logged with
-the reason); one after is reported as an ``execution_error`` and nothing re-runs.
-It also takes ComfyUI's start-up objects out of later garbage collections
-(:func:`freeze_start_up_objects`).
+:class:`BmfPromptExecutor` is ComfyUI's own ``PromptExecutor`` by inheritance alone (same loop,
+same per-node ``execute``, same events and history; no second executor is kept) with three
+things changed: its caches are keyed in O(1) per node (:mod:`.caching`), node functions that can
+overlap with other ready nodes run on BMF workers (:mod:`.running`), and engine failures are
+contained: one before any node ran runs the prompt again on ComfyUI's path (logged with the
+reason); one after is reported as an ``execution_error`` and nothing re-runs. It also takes
+ComfyUI's start-up objects out of later garbage collections (:func:`freeze_start_up_objects`).
+The settings and the worker pool, both made at start-up, are bound to the class main.py builds
+(:func:`executor_class`).
 
-A prompt that does not run on BMF (``BMF_COMFY_FORCE=0``, a fallback, a request the
-engine cannot read) runs through ComfyUI's own ``execute`` with the same caches, so a
-model loaded by one path is found by the other.
+A prompt that does not run on BMF (``--no-bmf-force`` without ``extra_data.enable_bmf``, a
+fallback, a request the engine cannot read) runs through ComfyUI's own ``execute`` with the same
+caches, so a model loaded by one path is found by the other.
 """
 
 from __future__ import annotations
@@ -62,25 +63,27 @@ def freeze_start_up_objects() -> None:
     gc.freeze()
 
 
-def executor_class(settings: EngineSettings) -> type[BmfPromptExecutor]:
-    """:class:`BmfPromptExecutor` with ``settings``: main.py builds the executor with ComfyUI's arguments only."""
-    return type("BmfPromptExecutor", (BmfPromptExecutor,), {"settings": settings})
+def executor_class(settings: EngineSettings, pool: WorkerPool) -> type[BmfPromptExecutor]:
+    """:class:`BmfPromptExecutor` bound to ``settings`` and ``pool``: main.py builds the executor with
+    ComfyUI's arguments only."""
+    return type("BmfPromptExecutor", (BmfPromptExecutor,), {"settings": settings, "pool": pool})
 
 
 class BmfPromptExecutor(StockPromptExecutor):
     """Drop-in for ``execution.PromptExecutor`` (same constructor, attributes and ``execute``)."""
 
-    settings = EngineSettings()
+    settings: EngineSettings  # bound by executor_class
+    pool: WorkerPool
 
     def __init__(self, server: Any, cache_type: Any = False, cache_size: int | None = None):
         freeze_start_up_objects()
-        self._pool: WorkerPool | None = None
         self._cpu = CpuBoundTracker()
         super().__init__(server, cache_type=cache_type, cache_size=cache_size)
 
     def reset(self) -> None:
         self.caches = FastCacheSet(cache_type=self.cache_type, cache_size=self.cache_size,
-                                   loader_cache=self.settings.loader_cache)
+                                   model_cache=self.settings.model_cache,
+                                   model_cache_size=self.settings.model_cache_size)
         self.status_messages = []
         self.success = True
 
@@ -88,12 +91,7 @@ class BmfPromptExecutor(StockPromptExecutor):
         if not use_bmf(extra_data, self.settings.force):
             self._run_stock(prompt, prompt_id, extra_data, execute_outputs)
             return
-        try:
-            pool = self._worker_pool()
-        except Exception as exc:  # noqa: BLE001 - any failure to start BMF means: run on stock
-            log.warning("comfyx BMF engine unavailable (%s); running prompt %s on the stock executor", exc, prompt_id)
-            self._run_stock(prompt, prompt_id, extra_data, execute_outputs)
-            return
+        pool = self.pool
         run = PromptRun(pool=pool, limiter=Limiter(pool.size), cpu=self._cpu,
                         progress_interval=self.settings.progress_interval)
         token = current_run.set(run)
@@ -132,11 +130,6 @@ class BmfPromptExecutor(StockPromptExecutor):
     def _run_stock(self, prompt: dict, prompt_id: str, extra_data: dict, execute_outputs: list) -> None:
         # With no PromptRun current, every engine hook behaves as ComfyUI's own (see .running).
         super().execute(prompt, prompt_id, extra_data, execute_outputs)
-
-    def _worker_pool(self) -> WorkerPool:
-        if self._pool is None:
-            self._pool = WorkerPool(self.settings.workers)
-        return self._pool
 
     def _report_engine_failure(self, prompt_id: str, run: PromptRun, exc: Exception) -> None:
         log.error("comfyx BMF engine failed during prompt %s; not re-running it", prompt_id, exc_info=exc)

@@ -268,29 +268,17 @@ def _prefix_state() -> list:
     return _prefix.state
 
 
-def _set_default_prefix(cls: type, prefix_root: str, call_index: int, graph_index: int = 0) -> None:
+def set_default_prefix(cls: type, prefix_root: str, call_index: int, graph_index: int = 0) -> None:
+    """``GraphBuilder.set_default_prefix``, per thread."""
     _prefix.state = [prefix_root, call_index, graph_index]
 
 
-def _alloc_prefix(cls: type, root: str | None = None, call_index: int | None = None,
-                  graph_index: int | None = None) -> str:
+def alloc_prefix(cls: type, root: str | None = None, call_index: int | None = None,
+                 graph_index: int | None = None) -> str:
+    """``GraphBuilder.alloc_prefix``, per thread."""
     state = _prefix_state()
     root = state[0] if root is None else root
     call_index = state[1] if call_index is None else call_index
     graph_index = state[2] if graph_index is None else graph_index
     state[2] += 1
     return f"{root}.{call_index}.{graph_index}."
-
-
-def install() -> None:
-    """Put the offloading map function, ``execute``, the tracked list and per-thread GraphBuilder prefixes in place.
-
-    Without a running BMF prompt each behaves exactly as ComfyUI's own; the
-    GraphBuilder prefix becomes per thread, so expansion nodes running at once on
-    different workers cannot take each other's node ids.
-    """
-    execution._async_map_node_over_list = map_node_over_list
-    execution.execute = execute
-    execution.ExecutionList = TrackedExecutionList
-    GraphBuilder.set_default_prefix = classmethod(_set_default_prefix)
-    GraphBuilder.alloc_prefix = classmethod(_alloc_prefix)

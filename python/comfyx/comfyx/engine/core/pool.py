@@ -24,11 +24,13 @@ from typing import Any
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[3]  # the directory holding ``comfyx/``
 _ENTRY = "comfyx.engine.core.bmf_module.JobRunner"
+# BMF's C++ side reads its log level once, when bmf is first imported; this module is imported at
+# start-up (the engine is chosen then), before that.
+os.environ.setdefault("BMF_LOG_LEVEL", "ERROR")
 
 
 def bmf_unavailable_reason() -> str | None:
     """Why BMF cannot be imported here, or None when it can."""
-    os.environ.setdefault("BMF_LOG_LEVEL", "ERROR")
     try:
         with _root_handlers_kept():
             import bmf  # noqa: F401

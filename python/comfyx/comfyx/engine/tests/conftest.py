@@ -27,7 +27,7 @@ def engines(request: pytest.FixtureRequest, comfyui: Path,
         for engine in ("stock", "bmf"):
             # every progress_state message, as stock sends them, so that their sequences can be compared
             servers[engine] = start_server(comfyui, root / engine, engine, CACHE_MODES[request.param],
-                                           env={"COMFYX_PROGRESS_STATE_INTERVAL": "0"})
+                                           comfyx_args=["--bmf-progress-interval", "0"])
         yield servers
     finally:
         for server in servers.values():

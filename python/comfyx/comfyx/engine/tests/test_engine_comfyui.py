@@ -1,5 +1,5 @@
-"""The BMF engine on real ComfyUI: zero-copy, interrupts, failures, fallback, BMF_COMFY_FORCE,
-coalesced progress_state, the loader cache and txt2img images identical to stock."""
+"""The BMF engine on real ComfyUI: zero-copy, interrupts, failures, start-up errors, BMF_COMFY_FORCE,
+coalesced progress_state, the model cache and txt2img images identical to stock."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def test_start_up_objects_are_left_out_of_garbage_collections(bmf: ComfyxServer)
     assert result.history["outputs"]["gc"]["frozen"][0] > 100_000
 
 
-# BMF's graph cannot load its worker module: the pool fails to start at the first prompt.
+# BMF's graph cannot load its worker module: the pool cannot start.
 NO_WORKER_MODULE = """
 import sys
 
@@ -134,19 +134,20 @@ sys.meta_path.insert(0, NoJobRunner())
 """
 
 
-def test_engine_failure_before_any_node_falls_back_to_stock(comfyui: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", [["--engine", "bmf"], []])
+def test_a_bmf_engine_that_cannot_start_is_a_start_up_error(run_comfyx, comfyui: Path, tmp_path: Path,
+                                                            engine: list[str]) -> None:
+    # It used to start at the first prompt, and every prompt then fell back to stock with a warning.
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(NO_WORKER_MODULE)
     pythonpath = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
-    server = start_server(comfyui, tmp_path / "server", "bmf", env={"PYTHONPATH": pythonpath})
-    try:
-        result = run(server, tensors_beside_a_sleeping_branch(0.05))
-        assert succeeded(result)
-        assert "prompt_worker" in result.history["outputs"]["ptrs"]["thread"][0]
-        assert "on the stock executor" in server.log_tail(400)
-    finally:
-        server.stop()
+    result = run_comfyx("serve", *engine, "--comfyui", str(comfyui), "--", "--cpu",
+                        env={**os.environ, "PYTHONPATH": pythonpath}, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert ("comfyx: error: the BMF engine could not start its 8 workers: RuntimeError: ImportError: blocked by "
+            "the test's sitecustomize\n") in result.stderr
+    assert "Starting server" not in result.stderr
 
 
 def test_force_0_runs_on_stock_unless_the_prompt_enables_bmf(comfyui: Path, tmp_path: Path) -> None:
@@ -179,8 +180,9 @@ def with_checkpoints(comfyui: Path, checkpoints: Path,
     servers = {}
     try:
         for engine in ("stock", "bmf"):
+            # one tiny checkpoint's models take 685 MB on the CPU: 1 GB keeps one besides the current prompt's
             servers[engine] = start_server(comfyui, tmp_path_factory.mktemp(engine), engine, checkpoints=checkpoints,
-                                           env={"COMFYX_LOADER_CACHE": "1"})
+                                           comfyx_args=["--model-cache-size", "1GB"])
         yield servers
     finally:
         for server in servers.values():
@@ -191,7 +193,7 @@ def _loader_cached(result: PromptRun) -> bool:
     return "1" in result.first("execution_cached")["nodes"]
 
 
-def test_loader_cache_keeps_checkpoints_across_workflows(with_checkpoints: dict[str, ComfyxServer]) -> None:
+def test_model_cache_keeps_checkpoints_across_workflows(with_checkpoints: dict[str, ComfyxServer]) -> None:
     order = ["tiny0", "tiny1", "tiny0", "tiny1", "tiny2", "tiny0"]
     cached = {engine: [] for engine in with_checkpoints}
     for i, name in enumerate(order):
@@ -201,7 +203,7 @@ def test_loader_cache_keeps_checkpoints_across_workflows(with_checkpoints: dict[
             assert succeeded(result), result.history.get("status")
             cached[engine].append(_loader_cached(result))
     assert cached["stock"] == [False] * len(order)
-    # COMFYX_LOADER_CACHE=1 keeps one loader besides the current prompt's: tiny2 evicts tiny0.
+    # --model-cache-size 1GB keeps one checkpoint's models besides the current prompt's: tiny2 evicts tiny0.
     assert cached["bmf"] == [False, False, True, True, False, False]
 
 

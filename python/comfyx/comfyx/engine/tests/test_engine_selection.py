@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from comfyx.cli.main import build_parser
-from comfyx.engine import DEFAULT_ENGINE, resolve, unavailable_reason
+from comfyx.engine import DEFAULT_ENGINE, unavailable_reason
 from comfyx.engine.tests.support import run, start_server
 from comfyx.engine.tests.test_engine_comfyui import succeeded, tensors_beside_a_sleeping_branch
 from comfyx.testing.server import PromptRun
+from comfyx.testing.settings import startup
 
 BLOCKED = "blocked by the test's sitecustomize"
 WARNING = "warning: the BMF engine cannot run here"
@@ -55,8 +56,8 @@ def test_the_default_engine_is_bmf() -> None:
     args, _ = build_parser().parse_known_args(["serve"])
     assert args.engine is None
     assert DEFAULT_ENGINE == "bmf"
-    assert resolve(None) == ("bmf", None)
-    assert resolve("stock") == ("stock", None)
+    assert startup().settings.engine.name == "bmf" and not any("BMF" in note for note in startup().notes)
+    assert startup("--engine", "stock").settings.engine.name == "stock"
 
 
 @needs_bmf

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from comfyx.comfyui.patching import IncompatibleComfyUIError, Patches
 from comfyx.hardening import files, intake
 from comfyx.hardening.atomic import replaced_atomically
 from comfyx.hardening.history import HistoryStore
 from comfyx.hardening.origin import cross_site_reason
-from comfyx.hardening.patching import IncompatibleComfyUIError, Patches
 
 
 def nested(depth: int) -> object:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import pytest
 
-from comfyx.cli.main import build_parser
-from comfyx.hardening.settings import SETTINGS, HardeningSettings, SettingsError, from_args
+from comfyx.hardening.settings import GROUP, HardeningSettings
+from comfyx.settings.spec import SettingsError
+from comfyx.testing.settings import startup
+
+SETTINGS = GROUP.settings
 
 
-def parse(*argv: str) -> argparse.Namespace:
-    args, _ = build_parser().parse_known_args(["serve", *argv])
-    return args
+def hardening(*argv: str, environ: dict[str, str] | None = None) -> HardeningSettings:
+    return startup(*argv, environ=environ).settings.hardening
 
 
 def test_every_setting_has_one_flag_and_one_variable() -> None:
@@ -23,7 +24,7 @@ def test_every_setting_has_one_flag_and_one_variable() -> None:
 
 
 def test_defaults() -> None:
-    settings = from_args(parse(), {})
+    settings = hardening(environ={})
     assert settings == HardeningSettings()
     assert settings.enabled and settings.persist_history
     assert settings.max_prompt_bytes == 16 * 1024 * 1024 and settings.max_prompt_depth == 64
@@ -32,7 +33,7 @@ def test_defaults() -> None:
 def test_a_flag_wins_over_its_variable_which_wins_over_the_default() -> None:
     environ = {"COMFYX_MAX_PROMPT_DEPTH": "100", "COMFYX_HISTORY_SIZE": "5", "COMFYX_PERSIST_HISTORY": "off",
                "COMFYX_HARDENING": "0"}
-    settings = from_args(parse("--max-prompt-depth", "200", "--hardening"), environ)
+    settings = hardening("--max-prompt-depth", "200", "--hardening", environ=environ)
     assert settings.max_prompt_depth == 200 and settings.enabled
     assert settings.history_size == 5 and not settings.persist_history
 
@@ -54,7 +55,7 @@ def test_settings_are_frozen() -> None:
 ])
 def test_a_bad_value_names_the_setting_and_what_it_allows(argv: list[str], environ: dict, message: str) -> None:
     with pytest.raises(SettingsError) as raised:
-        from_args(parse(*argv), environ)
+        hardening(*argv, environ=environ)
     assert message in str(raised.value)
 
 
