@@ -48,7 +48,8 @@ def _multiple_of_8(low: int, high: int) -> Kind:
 
 GROUP = Group("tpu", "TPU (torch_xla) options", (
     Setting("enable", "--tpu-enable", SWITCH, "run on the XLA device (the same as --backend tpu); --tpu-disable: "
-            "never pick the TPU, even when --backend auto finds one", nix="tpu.enable", off_flag="--tpu-disable"),
+            "never pick the TPU, even when --backend auto finds one", nix="tpu.enable", off_flag="--tpu-disable",
+            default_text="unset: --backend decides"),
     Setting("warmup", "--tpu-warmup", SWITCH, "compile each new sampling signature with a short throw-away run "
             "first", nix="tpu.warmup"),
     Setting("warmup_steps", "--tpu-warmup-steps", whole(1, 1000), "sampler steps a warm-up runs",
