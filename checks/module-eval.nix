@@ -1,5 +1,6 @@
 # tests/nix (every .nix file parses; the modules evaluate to the intended units) against this
-# flake's nixpkgs lib, in the sandbox. Nix needs a private store and state directory there.
+# flake's nixpkgs lib, in the sandbox. Nix needs a private store and state directory there. comfyx
+# itself (no torch) checks that the modules' options render its settings' flags.
 {
   lib,
   path,
@@ -24,10 +25,14 @@ let
       ../python/comfyx/pyproject.toml
       ../python/comfyx-kernels/pyproject.toml
       ../tools
+      ../README.md # test_settings_table: the README shows the settings table
       (lib.fileset.maybeMissing ../patches)
     ];
   };
-  python = python3.withPackages (ps: [ ps.pytest ]);
+  python = python3.withPackages (ps: [
+    ps.pytest
+    ps.comfyx
+  ]);
 in
 runCommand "comfyx-module-eval"
   {

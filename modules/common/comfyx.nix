@@ -1,5 +1,12 @@
-# What the NixOS and the Home Manager module share: the backend options, their checks, the
-# environment and flags they render to, and how the package is completed with nodes and BMF.
+# What the NixOS and the Home Manager module share: comfyx's settings as typed options, the flags they
+# render to, the backend's devices, the launcher's command line, and how the package is completed
+# with nodes and BMF.
+#
+# comfyx's settings come from ./settings.json, which `python -m comfyx.settings json` writes from the
+# Python settings table (tests/nix/test_settings_table.py keeps the two equal): each setting with a
+# Nix option becomes that option, typed by what the setting allows, with comfyx's default, and is
+# rendered as its own flag (`bmf.workers = 4` -> `--bmf-workers 4`), only where it differs from the
+# default. One name per setting: the option, the flag, and the variable COMFYX_<FLAG>.
 { lib }:
 let
   inherit (lib) mkOption types;
@@ -23,6 +30,81 @@ let
       prefix = builtins.head parts;
       ids = if builtins.length parts > 1 then builtins.elemAt parts 1 else null;
     };
+
+  settingsTable = builtins.filter (s: s.nix != null) (builtins.fromJSON (builtins.readFile ./settings.json));
+  pathOf = s: lib.splitString "." s.nix;
+
+  # `backend.optimization`'s values before `engine` existed: they named the engine.
+  legacyOptimizations = [
+    "stock"
+    "bmf"
+  ];
+  # Rendered even at their defaults: the package is built for them (BMF, the backend's torch), so a
+  # change of comfyx's default must not change what the unit runs.
+  alwaysRendered = [
+    "--backend"
+    "--engine"
+  ];
+
+  typeOf =
+    s:
+    {
+      switch = types.bool;
+      whole =
+        if s ? multipleOf then
+          types.addCheck (types.ints.between s.low s.high) (x: lib.mod x s.multipleOf == 0)
+          // {
+            description = s.allowed;
+          }
+        else
+          types.ints.between s.low s.high;
+      seconds = types.addCheck types.number (x: x >= s.low && x <= s.high) // {
+        description = s.allowed;
+      };
+      choice = types.enum (
+        s.choices ++ lib.optionals (s.flag == "--optimization") legacyOptimizations
+      );
+      size = types.strMatching s.pattern // {
+        description = "string: ${s.allowed}";
+      };
+    }
+    .${s.kind};
+
+  # `backend.type` picks the package, so it takes the backends a package exists for (not `auto`)
+  # and defaults to the CPU one; it is declared by the modules themselves.
+  declaredByModules = [ "backend.type" ];
+
+  settingOption =
+    s:
+    mkOption {
+      type = if s.default == null then types.nullOr (typeOf s) else typeOf s;
+      inherit (s) default;
+      description =
+        "${s.help}. comfyx's `${s.flag}` (environment variable `${s.env}`)"
+        + lib.optionalString (s.flag == "--optimization") (
+          "; `\"stock\"` and `\"bmf\"`, its values before `engine` existed, set `engine` and warn"
+        )
+        + ".";
+    };
+
+  # "--flag value", "--flag" or its off flag; nothing for a default (or a legacy value).
+  flagsOf =
+    s: value:
+    let
+      rendered =
+        if s.kind == "switch" then
+          [ (if value then s.flag else s.offFlag) ]
+        else
+          [
+            s.flag
+            (toString value)
+          ];
+    in
+    lib.optionals (
+      value != null
+      && (value != s.default || builtins.elem s.flag alwaysRendered)
+      && !(s.flag == "--optimization" && builtins.elem value legacyOptimizations)
+    ) rendered;
 in
 rec {
   backends = builtins.attrNames devicePrefix;
@@ -52,100 +134,83 @@ rec {
     "vae_approx"
   ];
 
-  backendModule = {
-    options = {
-      type = mkOption {
-        type = types.enum backends;
-        default = "cpu";
-        description = ''
-          Accelerator backend: `cuda` (NVIDIA, torch CUDA wheels), `ipex` (Intel GPUs, torch's XPU
-          wheels), `tpu` (torch_xla + libtpu) or `cpu`. It selects the default package, comfyx's
-          `--backend`, and the devices the service may open.
+  # A module declaring every comfyx setting below `prefix` (e.g. [ "services" "comfyui" ]), with
+  # the backend's type and devices, and the renamed options that keep working.
+  settingsModule =
+    prefix:
+    { config, ... }:
+    let
+      cfg = lib.getAttrFromPath prefix config;
+      opt = lib.concatStringsSep "." prefix;
+    in
+    {
+      imports = [
+        # `fast.enable` was `--fast`: now `backend.optimization = "performance"`.
+        (lib.mkChangedOptionModule (prefix ++ [
+          "fast"
+          "enable"
+        ]) (prefix ++ [
+          "backend"
+          "optimization"
+        ]) (config: if lib.getAttrFromPath (prefix ++ [ "fast" "enable" ]) config then "performance" else "default"))
+      ];
 
-          `ipex` defaults to `comfyui-ipex`, which needs the GPU's Level Zero driver
-          (`hardware.graphics.extraPackages = [ pkgs.intel-compute-runtime ]` on NixOS). For IPEX 2.8
-          on a Xeon CPU instead, set `package = pkgs.comfyui-ipex-cpu` (torch 2.8 +
-          intel-extension-for-pytorch 2.8); comfyx's `--backend ipex` runs either.
-        '';
-      };
-      device = mkOption {
-        type = types.nullOr (types.strMatching "(cuda|xpu|tpu|cpu)(:[0-9]+(,[0-9]+)*)?");
-        default = null;
-        example = "cuda:0,1";
-        description = ''
-          Devices to use, written `<kind>[:<index>,...]` with the kind matching `type`
-          (`cuda:` for cuda, `xpu:` for ipex, `tpu:` for tpu, `cpu` for cpu). Indices become
-          `CUDA_VISIBLE_DEVICES`, `ZE_AFFINITY_MASK` or `TPU_VISIBLE_CHIPS`; `null` or a bare kind
-          uses every device of that kind.
-        '';
-      };
-      optimization = mkOption {
-        type = types.enum [
-          "stock"
-          "bmf"
-        ];
-        default = "stock";
-        description = ''
-          Prompt executor comfyx runs (`comfyx serve --engine`): ComfyUI's own (`stock`) or the
-          BMF engine (`bmf`), which adds the BMF runtime built from source to the package.
-        '';
-      };
-    };
-  };
+      options = lib.setAttrByPath prefix (
+        lib.foldl' (acc: s: lib.recursiveUpdate acc (lib.setAttrByPath (pathOf s) (settingOption s))) {
+          backend = {
+            type = mkOption {
+              type = types.enum backends;
+              default = "cpu";
+              description = ''
+                Accelerator backend: `cuda` (NVIDIA, torch CUDA wheels), `ipex` (Intel GPUs, torch's XPU
+                wheels), `tpu` (torch_xla + libtpu) or `cpu`. It selects the default package, comfyx's
+                `--backend` (environment variable `COMFYX_BACKEND`; comfyx's own default, `auto`, is
+                not a package) and the devices the service may open.
 
-  # comfyx's fast path (`comfyx serve --fast` and its parts); each option is the flag of its name.
-  fastModule = {
-    options = {
-      enable = lib.mkEnableOption ''
-        comfyx's fast path (`--fast`): every bf16/fp16 diffusion model loaded gets fp8 Linear layers
-        where fp8 GEMMs run (CUDA sm_89+), runs through comfyx's compile with persistent caches, and
-        fp8 checkpoints and Flux RoPE use comfyx's kernels. The options below override its parts
-      '';
-      kernels = mkOption {
-        type = types.bool;
-        default = true;
-        description = "fp8 checkpoints and Flux RoPE on comfyx's kernels (`--kernels` / `--no-kernels`).";
-      };
-      quantize = mkOption {
-        type = types.nullOr (
-          types.enum [
-            "none"
-            "fp8"
+                `ipex` defaults to `comfyui-ipex`, which needs the GPU's Level Zero driver
+                (`hardware.graphics.extraPackages = [ pkgs.intel-compute-runtime ]` on NixOS). For IPEX 2.8
+                on a Xeon CPU instead, set `package = pkgs.comfyui-ipex-cpu` (torch 2.8 +
+                intel-extension-for-pytorch 2.8); comfyx's `--backend ipex` runs either.
+              '';
+            };
+            device = mkOption {
+              type = types.strMatching "auto|(cuda|xpu|tpu|cpu)(:[0-9]+(,[0-9]+)*)?";
+              default = "auto";
+              example = "cuda:0,1";
+              description = ''
+                Devices to use, written `<kind>[:<index>,...]` with the kind matching `type`
+                (`cuda:` for cuda, `xpu:` for ipex, `tpu:` for tpu, `cpu` for cpu). Indices become
+                `CUDA_VISIBLE_DEVICES`, `ZE_AFFINITY_MASK` or `TPU_VISIBLE_CHIPS`; `"auto"` or a bare kind
+                uses every device of that kind (for `ipex`: the Intel GPU if there is one, else the CPU
+                through IPEX).
+              '';
+            };
+          };
+        } (builtins.filter (s: !builtins.elem s.nix declaredByModules) settingsTable)
+      );
+
+      config =
+        let
+          legacy = builtins.elem cfg.backend.optimization legacyOptimizations;
+        in
+        lib.mkIf (cfg.enable && legacy) (
+          lib.mkMerge [
+            {
+              warnings = [
+                ("${opt}.backend.optimization = \"${cfg.backend.optimization}\" chose the engine; it is now "
+                  + "${opt}.engine = \"${cfg.backend.optimization}\" (backend.optimization = \"performance\" "
+                  + "turns on the fast path).")
+              ];
+            }
+            # The legacy value still chooses the engine, below anything the user sets.
+            (lib.setAttrByPath prefix { engine = lib.mkDefault cfg.backend.optimization; })
           ]
         );
-        default = null;
-        description = "Quantize every bf16/fp16 diffusion model loaded (`--quantize`); null: `fp8` with `enable`, else `none`.";
-      };
-      quantizeLayers = mkOption {
-        type = types.enum [
-          "blocks"
-          "all"
-        ];
-        default = "blocks";
-        description = "Which Linear layers `quantize` takes: the transformer blocks', or all (`--quantize-layers`).";
-      };
-      compile = mkOption {
-        type = types.nullOr types.bool;
-        default = null;
-        description = "Compile every diffusion model loaded (`--compile` / `--no-compile`); null: as `enable` says.";
-      };
     };
-  };
 
-  # The fast path's flags, only those that differ from comfyx's defaults.
-  fastFlags =
-    f:
-    lib.optional f.enable "--fast"
-    ++ lib.optional (!f.kernels) "--no-kernels"
-    ++ lib.optionals (f.quantize != null) [
-      "--quantize"
-      f.quantize
-    ]
-    ++ lib.optionals (f.quantizeLayers != "blocks") [
-      "--quantize-layers"
-      f.quantizeLayers
-    ]
-    ++ lib.optional (f.compile != null) (if f.compile then "--compile" else "--no-compile");
+  # comfyx's flags for the settings in `cfg`, in the settings table's order.
+  settingsFlags =
+    cfg: lib.concatMap (s: flagsOf s (lib.attrByPath (pathOf s) null cfg)) settingsTable;
 
   backendAssertions =
     opt: b:
@@ -153,18 +218,18 @@ rec {
       d = parseDevice b.device;
       kind = backendOfPrefix.${d.prefix} or d.prefix;
     in
-    lib.optional (b.device != null) {
+    lib.optional (b.device != "auto") {
       assertion = d.prefix == devicePrefix.${b.type};
       message =
         "${opt}.backend.device = \"${b.device}\" names ${kind} devices, but ${opt}.backend.type is "
-        + "\"${b.type}\", which takes \"${devicePrefix.${b.type}}[:N,...]\".";
+        + "\"${b.type}\", which takes \"${devicePrefix.${b.type}}[:N,...]\" or \"auto\".";
     };
 
-  # Environment that picks the devices and makes comfyx's choice the default.
-  backendEnvironment =
+  # The environment that picks the devices (torch reads it, not comfyx).
+  deviceEnvironment =
     b:
     let
-      ids = if b.device == null then null else (parseDevice b.device).ids;
+      ids = if b.device == "auto" then null else (parseDevice b.device).ids;
       pick =
         {
           cuda = {
@@ -178,26 +243,21 @@ rec {
         }
         .${b.type};
     in
-    {
-      COMFYX_BACKEND = b.type;
-    }
-    // lib.optionalAttrs (ids != null) (lib.filterAttrs (_: v: v != null) pick);
+    lib.optionalAttrs (ids != null) (lib.filterAttrs (_: v: v != null) pick);
 
-  # comfyx's own `serve` flags; ComfyUI's follow after `--`.
-  comfyxFlags = b: [
-    "--backend"
-    b.type
-    "--engine"
-    b.optimization
-  ];
+  # What both modules run: the package's launcher (state under $COMFYUI_DATA_DIR), comfyx's flags,
+  # then ComfyUI's after `--`.
+  launcherCommand =
+    package: cfg: comfyuiArgs:
+    lib.escapeShellArgs ([ "${package}/bin/comfyui" ] ++ settingsFlags cfg ++ [ "--" ] ++ comfyuiArgs);
 
   # The package with the nodes' Python dependencies and, for the BMF engine, BMF added.
   # A package that cannot be overridden is used as it is.
   finalPackage =
-    package: b: nodes:
+    package: cfg: nodes:
     if package ? override then
       package.override {
-        withBmf = b.optimization == "bmf";
+        withBmf = cfg.engine == "bmf";
         extraPythonPackages = ps: lib.concatMap (n: (n.pythonDeps or (_: [ ])) ps) nodes;
       }
     else

@@ -2,7 +2,8 @@
 #
 # nixpkgs has a module of the same name; it is disabled here (see `disabledModules`) so the two
 # never merge options into one unit. Everything ComfyUI writes lives under `dataDir` (state) and
-# /var/cache/comfyui (compile caches); the store copy of ComfyUI stays read-only.
+# /var/cache/comfyui (compile caches); the store copy of ComfyUI stays read-only. The unit runs the
+# package's launcher (`bin/comfyui`) with comfyx's settings as flags, as Home Manager's does.
 {
   config,
   lib,
@@ -27,7 +28,12 @@ let
   cacheDir = "/var/cache/comfyui";
 
   nodes = map (n: comfyxPkgs.comfyuiNodes.${n}) cfg.nodes.enable ++ cfg.nodes.custom;
-  package = common.finalPackage cfg.package cfg.backend nodes;
+  package = common.finalPackage cfg.package cfg nodes;
+  loopback = [
+    "127.0.0.1"
+    "localhost"
+    "::1"
+  ];
 
   # ComfyUI reads models.path through an extra_model_paths file when it is not dataDir/models.
   # JSON is YAML, and `is_default` makes ComfyUI save downloads there too.
@@ -83,6 +89,9 @@ in
 {
   disabledModules = [ "services/misc/comfyui.nix" ];
 
+  # comfyx's settings (engine, backend, fast path, TPU, hardening, model cache, ...) as options.
+  imports = [ (common.settingsModule [ "services" "comfyui" ]) ];
+
   options.services.comfyui = {
     enable = mkEnableOption ''
       ComfyUI served by comfyx. This module replaces nixpkgs' `services.comfyui`, which is
@@ -102,21 +111,8 @@ in
       type = types.package;
       readOnly = true;
       default = package;
-      defaultText = lib.literalMD "`package` with the nodes' Python dependencies (and BMF) added";
+      defaultText = lib.literalMD "`package` with the nodes' Python dependencies (and BMF, for `engine = \"bmf\"`) added";
       description = "The package the unit runs.";
-    };
-
-    backend = mkOption {
-      type = types.submodule common.backendModule;
-      default = { };
-      description = "Accelerator backend and devices.";
-    };
-
-    fast = mkOption {
-      type = types.submodule common.fastModule;
-      default = { };
-      example = lib.literalExpression "{ enable = true; }";
-      description = "comfyx's fast path: fp8 kernels, fp8 quantization at load, compilation.";
     };
 
     dataDir = mkOption {
@@ -149,22 +145,6 @@ in
           linked into `models.path`. When false nothing is downloaded: the files must already be
           in place and the service refuses to start, naming the missing ones.
         '';
-      };
-      cache = {
-        enable = mkOption {
-          type = types.bool;
-          default = true;
-          description = "Whether ComfyUI keeps node outputs between prompts (off: `--cache-none`).";
-        };
-        size = mkOption {
-          type = types.nullOr types.ints.positive;
-          default = null;
-          example = 32;
-          description = ''
-            Keep at most this many node results (`--cache-lru N`); `null` keeps ComfyUI's
-            default, unbounded caching.
-          '';
-        };
       };
       files = mkOption {
         default = [ ];
@@ -223,12 +203,36 @@ in
       };
     };
 
+    outputCache = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Whether ComfyUI keeps node outputs between prompts (off: ComfyUI's `--cache-none`). Before
+          comfyx's model cache existed this was `models.cache.enable`, which is now the model cache's.
+        '';
+      };
+      size = mkOption {
+        type = types.nullOr types.ints.positive;
+        default = null;
+        example = 32;
+        description = ''
+          Keep at most this many node results (ComfyUI's `--cache-lru N`); `null` keeps ComfyUI's
+          default caching. Before comfyx's model cache existed this was `models.cache.size`, which is
+          now the model cache's byte budget.
+        '';
+      };
+    };
+
     server = {
       host = mkOption {
-        type = types.str;
-        default = "127.0.0.1";
-        example = "0.0.0.0";
-        description = "Address(es) to listen on, comma-separated (ComfyUI's `--listen`).";
+        type = types.coercedTo types.str (lib.splitString ",") (types.nonEmptyListOf types.str);
+        default = [ "127.0.0.1" ];
+        example = [
+          "0.0.0.0"
+          "::"
+        ];
+        description = "Addresses to listen on (ComfyUI's `--listen`); a comma-separated string is read as a list.";
       };
       port = mkOption {
         type = types.port;
@@ -249,7 +253,8 @@ in
       example = [ "--preview-method=auto" ];
       description = ''
         ComfyUI (main.py) flags. The module's own come first (`mkBefore`), so a flag given here
-        overrides them.
+        overrides them. comfyx's settings are options of their own (`engine`, `backend`, `fast`, `bmf`,
+        `tpu`, `ipex`, `hardening`, `models.cache`).
       '';
     };
 
@@ -259,7 +264,10 @@ in
       example = {
         PYTORCH_CUDA_ALLOC_CONF = "expandable_segments:True";
       };
-      description = "Extra environment of the unit; overrides the module's variables.";
+      description = ''
+        Extra environment of the unit; overrides the module's variables. A comfyx setting's variable
+        (`COMFYX_...`) here loses to the flag its option renders, when that option is not its default.
+      '';
     };
 
     openFirewall = mkOption {
@@ -278,6 +286,10 @@ in
           message = "services.comfyui.models.cache.size is set but models.cache.enable is false.";
         }
         {
+          assertion = cfg.outputCache.enable || cfg.outputCache.size == null;
+          message = "services.comfyui.outputCache.size is set but outputCache.enable is false.";
+        }
+        {
           assertion = lib.allUnique (map modelFile cfg.models.files);
           message = "services.comfyui.models.files: two entries share a type and name.";
         }
@@ -287,30 +299,21 @@ in
         }
       ];
     warnings =
-      lib.optional
-        (
-          cfg.openFirewall
-          && builtins.elem cfg.server.host [
-            "127.0.0.1"
-            "localhost"
-            "::1"
-          ]
-        )
-        "services.comfyui.openFirewall opens port ${toString cfg.server.port}, but server.host is ${cfg.server.host}.";
+      lib.optional (cfg.openFirewall && lib.all (h: builtins.elem h loopback) cfg.server.host)
+        "services.comfyui.openFirewall opens port ${toString cfg.server.port}, but server.host is ${lib.concatStringsSep "," cfg.server.host}.";
 
+    # ComfyUI's own flags; the launcher adds --base-directory, --user-directory and --database-url
+    # for $COMFYUI_DATA_DIR.
     services.comfyui.extraArgs = mkBefore (
       [
-        "--listen=${cfg.server.host}"
+        "--listen=${lib.concatStringsSep "," cfg.server.host}"
         "--port=${toString cfg.server.port}"
-        "--base-directory=${cfg.dataDir}"
-        "--user-directory=${cfg.dataDir}/user"
-        "--database-url=sqlite:///${cfg.dataDir}/user/comfyui.db"
         "--disable-auto-launch"
       ]
       ++ lib.optional (cfg.server.cors == true) "--enable-cors-header"
       ++ lib.optional (builtins.isString cfg.server.cors) "--enable-cors-header=${cfg.server.cors}"
-      ++ lib.optional (!cfg.models.cache.enable) "--cache-none"
-      ++ lib.optional (cfg.models.cache.size != null) "--cache-lru=${toString cfg.models.cache.size}"
+      ++ lib.optional (!cfg.outputCache.enable) "--cache-none"
+      ++ lib.optional (cfg.outputCache.size != null) "--cache-lru=${toString cfg.outputCache.size}"
       ++ lib.optional (!modelsInDataDir) "--extra-model-paths-config=${extraModelPaths}"
     );
 
@@ -337,32 +340,19 @@ in
       after = [ "network.target" ];
 
       environment = {
-        COMFYUI_PATH = "${package.comfyui-src or package}";
-        COMFYX_DATA_DIR = cfg.dataDir;
-        COMFYX_CACHE_DIR = cacheDir;
-        TRITON_CACHE_DIR = "${cacheDir}/triton";
-        TORCHINDUCTOR_CACHE_DIR = "${cacheDir}/inductor";
+        COMFYUI_DATA_DIR = cfg.dataDir; # the launcher's: ComfyUI's base and user directories
+        COMFYX_CACHE_DIR = cacheDir; # comfyx's --cache-dir: compile caches (inductor, Triton, XLA)
         HF_HOME = "${cacheDir}/huggingface";
         XDG_CACHE_HOME = cacheDir;
         HOME = cfg.dataDir;
       }
-      // common.backendEnvironment cfg.backend
+      // common.deviceEnvironment cfg.backend
       // cfg.environment;
 
       preStart = ''
         set -eu
-        mkdir -p ${
-          lib.escapeShellArgs (
-            map (d: "${cfg.dataDir}/${d}") [
-              "user"
-              "input"
-              "output"
-              "temp"
-              "custom_nodes"
-            ]
-            ++ [ cfg.models.path ]
-          )
-        }
+        # The launcher makes the rest of ComfyUI's directories; these are filled here, before it runs.
+        mkdir -p ${lib.escapeShellArgs [ "${cfg.dataDir}/custom_nodes" cfg.models.path ]}
 
         # Links into the store left by an earlier configuration go; declared ones come back below.
         # Folders this user cannot read (another service's, in a shared models directory) are
@@ -396,24 +386,17 @@ in
       + lib.concatMapStrings syncNode nodes;
 
       serviceConfig = {
-        ExecStart = lib.escapeShellArgs (
-          [
-            "${package}/bin/comfyx"
-            "serve"
-            "--comfyui"
-            "${package.comfyui-src or package}"
-          ]
-          ++ common.comfyxFlags cfg.backend
-          ++ common.fastFlags cfg.fast
-          ++ [ "--" ]
-          ++ cfg.extraArgs
-        );
+        ExecStart = common.launcherCommand package cfg cfg.extraArgs;
         User = "comfyui";
         Group = "comfyui";
         SupplementaryGroups = supplementaryGroups.${cfg.backend.type};
         WorkingDirectory = cfg.dataDir;
         Restart = "on-failure";
         RestartSec = "5s";
+        # comfyx waits up to --shutdown-timeout for the running prompt on SIGTERM, then exits itself.
+        TimeoutStopSec = lib.mkIf cfg.hardening.enable (
+          "${toString (builtins.ceil cfg.hardening.shutdownTimeout + 15)}s"
+        );
 
         StateDirectory = mkIf isDefaultDataDir "comfyui";
         StateDirectoryMode = "0750";

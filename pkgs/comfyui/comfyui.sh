@@ -1,10 +1,11 @@
 #!@runtimeShell@
 # ComfyUI from the Nix store, started through `comfyx serve`, with all runtime state outside the
 # store: models, custom nodes, inputs, outputs, user data and the database live under
-# $COMFYUI_DATA_DIR (default $XDG_DATA_HOME/comfyui), compile caches (Triton, inductor, XLA)
-# under $COMFYX_CACHE_DIR (default $XDG_CACHE_HOME/comfyx).
+# $COMFYUI_DATA_DIR (default $XDG_DATA_HOME/comfyui); comfyx keeps its caches (Triton, inductor,
+# XLA) in its cache directory ($COMFYX_CACHE_DIR, default $XDG_CACHE_HOME/comfyx).
 # Arguments are ComfyUI's (main.py) flags; they come after ours, so a repeated flag wins. comfyx's
-# own serve flags may come first, ended by `--`: `comfyui --fast -- --port 9000`.
+# own serve flags may come first, ended by `--`: `comfyui --fast -- --port 9000`. The NixOS and
+# Home Manager modules run this script too, with their settings as comfyx's flags.
 set -eu
 ours=()
 if [[ " $* " == *" -- "* ]]; then
@@ -12,14 +13,9 @@ if [[ " $* " == *" -- "* ]]; then
   shift
 fi
 data=${COMFYUI_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/comfyui}
-cache=${COMFYX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/comfyx}
-mkdir -p "$data/user" "$data/models" "$data/custom_nodes" "$data/input" "$data/output" "$data/temp" "$cache"
-export COMFYX_CACHE_DIR="$cache"
-export TRITON_CACHE_DIR="${TRITON_CACHE_DIR:-$cache/triton}"
-export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-$cache/inductor}"
-# The engine is BMF's only where the package carries BMF (withBmf), so that a package without it
-# does not warn at every start; COMFYX_ENGINE chooses another.
-exec @comfyx@ serve --comfyui @comfyui@ --backend "${COMFYX_BACKEND:-@backend@}" \
-  --engine "${COMFYX_ENGINE:-@engine@}" ${ours[@]+"${ours[@]}"} -- \
+mkdir -p "$data/user" "$data/models" "$data/custom_nodes" "$data/input" "$data/output" "$data/temp"
+# The package's backend is comfyx's default here; --backend and $COMFYX_BACKEND choose another.
+export COMFYX_BACKEND="${COMFYX_BACKEND:-@backend@}"
+exec @comfyx@ serve --comfyui @comfyui@ ${ours[@]+"${ours[@]}"} -- \
   --base-directory "$data" --user-directory "$data/user" \
   --database-url "sqlite:///$data/user/comfyui.db" "$@"

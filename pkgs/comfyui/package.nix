@@ -15,7 +15,9 @@
   runtimeShell,
   comfyui-src,
   variant,
-  withBmf ? false,
+  # comfyx's default engine is BMF's, for pip and Nix alike; without it, comfyx serve falls back to
+  # ComfyUI's stock executor with a warning at start-up.
+  withBmf ? true,
   extraPythonPackages ? (ps: [ ]),
 }:
 let
@@ -84,7 +86,6 @@ let
     .${variant};
   launcher = replaceVars ./comfyui.sh {
     inherit runtimeShell backend;
-    engine = if withBmf then "bmf" else "stock";
     comfyx = "${env}/bin/comfyx";
     comfyui = "${comfyui-src}";
   };

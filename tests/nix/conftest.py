@@ -106,6 +106,11 @@ def home():
 
 
 @pytest.fixture
+def home_error():
+    return lambda module: evaluation_error("eval-home-manager.nix", module)
+
+
+@pytest.fixture
 def flake():
     """The flake's outputs and the ComfyUI source's fetch (eval-flake.nix); `package` replaces
     pkgs/comfyui-src/package.nix by another copy of it."""
@@ -119,8 +124,12 @@ def flake():
 @pytest.fixture
 def comfyui_package():
     """pkgs/comfyui for a variant with stand-in Python packages (eval-packages.nix)."""
-    return lambda variant, bmf=False: evaluate(
-        "eval-packages.nix", variant=f'"{variant}"', withBmf="true" if bmf else "false")
+    def evaluate_package(variant: str, bmf: bool | None = None) -> dict:
+        """``bmf``: the package's withBmf (None: its default)."""
+        return evaluate("eval-packages.nix", variant=f'"{variant}"',
+                        **({} if bmf is None else {"withBmf": "true" if bmf else "false"}))
+
+    return evaluate_package
 
 
 @pytest.fixture

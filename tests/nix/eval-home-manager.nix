@@ -16,6 +16,14 @@ let
           type = types.listOf types.unspecified;
           default = [ ];
         };
+        warnings = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+        };
+        home.homeDirectory = mkOption {
+          type = types.str;
+          default = "/home/alice";
+        };
         home.packages = mkOption {
           type = types.listOf types.unspecified;
           default = [ ];
@@ -57,7 +65,11 @@ let
 in
 {
   failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+  inherit (config) warnings;
   service = config.systemd.user.services.comfyui or null;
   files = lib.mapAttrs (_: f: toString f.source) config.home.file;
   packages = map (p: p.name) config.home.packages;
+  finalPackage = (lib.findFirst (p: p ? overridden) { } config.home.packages).overridden or null;
+  workspace = config.programs.comfyui.workspace.directory;
+  symlinks = config.programs.comfyui.models.symlinks;
 }

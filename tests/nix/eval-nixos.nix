@@ -95,6 +95,7 @@ in
     inherit (cfg.models) autoDownload;
     modelFiles = cfg.models.files; # forces every field through its type
     cache = cfg.models.cache;
+    inherit (cfg) outputCache engine;
     backend = cfg.backend;
     inherit (cfg) openFirewall;
   };

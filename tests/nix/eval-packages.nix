@@ -5,7 +5,7 @@
 {
   lib,
   variant,
-  withBmf ? false,
+  withBmf ? null, # null: the package's default
 }:
 let
   comfyxSources = builtins.fromJSON (builtins.readFile ../../pkgs/sources.json);
@@ -135,18 +135,21 @@ let
     else
       throw "unexpected callPackage ${toString path}";
 
-  drv = import ../../pkgs/comfyui/package.nix {
-    inherit lib callPackage variant withBmf;
-    stdenvNoCC.mkDerivation = attrs: attrs;
-    makeWrapper = "makeWrapper";
-    replaceVars = path: vars: vars;
-    runCommand = name: env: script: { inherit name script; };
-    runtimeShell = "/bin/sh";
-    comfyui-src = {
-      version = "0.3.64";
-      outPath = "/nix/store/src";
-    };
-  };
+  drv = import ../../pkgs/comfyui/package.nix (
+    {
+      inherit lib callPackage variant;
+      stdenvNoCC.mkDerivation = attrs: attrs;
+      makeWrapper = "makeWrapper";
+      replaceVars = path: vars: vars;
+      runCommand = name: env: script: { inherit name script; };
+      runtimeShell = "/bin/sh";
+      comfyui-src = {
+        version = "0.3.64";
+        outPath = "/nix/store/src";
+      };
+    }
+    // lib.optionalAttrs (withBmf != null) { inherit withBmf; }
+  );
   env = drv.passthru.env;
   torch = lib.findFirst (p: p.name == "torch" || p.name == "torch-bin") null env.packages;
   names = map (p: p.name);

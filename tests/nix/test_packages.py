@@ -134,7 +134,7 @@ def test_ipex_cpu_keeps_ipex_2_8_on_torch_2_8(comfyui_package):
     assert SOURCES["intel-extension-for-pytorch"]["version"] == "2.8.0"
     # comfyx's one Intel backend: XPU through torch.xpu when there is one, else IPEX on the CPU.
     assert r["launcher"] == {"backend": "ipex", "variant": "ipex-cpu", "comfyui-src": "/nix/store/src",
-                             "withBmf": False}
+                             "withBmf": True}
 
 
 @pytest.mark.parametrize("variant", ["cpu", "cuda", "tpu"])
@@ -175,13 +175,14 @@ def test_tpu_pins_torch_2_9_with_torch_xla(comfyui_package):
 def test_launcher(comfyui_package):
     r = comfyui_package("tpu")
     assert r["pname"] == "comfyui-tpu" and r["version"] == "0.3.64"
-    assert r["launcher"] == {"backend": "tpu", "variant": "tpu", "comfyui-src": "/nix/store/src", "withBmf": False}
+    assert r["launcher"] == {"backend": "tpu", "variant": "tpu", "comfyui-src": "/nix/store/src", "withBmf": True}
 
 
-def test_bmf_engine_adds_bmf(comfyui_package):
-    assert "bmf" not in comfyui_package("cuda")["packages"]
-    r = comfyui_package("cuda", bmf=True)
+def test_bmf_is_in_every_package_unless_left_out(comfyui_package):
+    # comfyx's default engine is BMF's, for `nix run` as for pip; withBmf = false leaves it out
+    r = comfyui_package("cuda")
     assert "bmf" in r["packages"] and r["launcher"]["withBmf"] is True
+    assert "bmf" not in comfyui_package("cuda", bmf=False)["packages"]
 
 
 def test_pyproject_requirements_map_to_nixpkgs_names(nix_eval):

@@ -92,14 +92,20 @@ def base_env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def test_launcher_keeps_state_outside_comfyui(tmp_path, comfyui_dir, comfyx_exe):
+def make_launcher(tmp_path: Path, comfyx_exe: str, comfyui_dir: Path) -> Path:
+    """pkgs/comfyui/comfyui.sh with its @placeholders@ filled as the cpu package fills them."""
     text = (REPO / "pkgs" / "comfyui" / "comfyui.sh").read_text()
     for key, value in {"runtimeShell": shutil.which("bash"), "comfyx": comfyx_exe,
-                       "comfyui": str(comfyui_dir), "backend": "cpu", "engine": "stock"}.items():
+                       "comfyui": str(comfyui_dir), "backend": "cpu"}.items():
         text = text.replace(f"@{key}@", value)
     launcher = tmp_path / "comfyui"
     launcher.write_text(text)
     launcher.chmod(0o755)
+    return launcher
+
+
+def test_launcher_keeps_state_outside_comfyui(tmp_path, comfyui_dir, comfyx_exe):
+    launcher = make_launcher(tmp_path, comfyx_exe, comfyui_dir)
     data, port = tmp_path / "data", free_port()
     before = snapshot(comfyui_dir)
     env = {**base_env(tmp_path), "COMFYUI_DATA_DIR": str(data)}
@@ -109,27 +115,29 @@ def test_launcher_keeps_state_outside_comfyui(tmp_path, comfyui_dir, comfyx_exe)
         assert argv[:2] == [str(comfyui_dir / "main.py"), "--cpu"]
         assert ["--base-directory", str(data)] == argv[2:4]
     assert (data / "user" / "comfyui.db").is_file()
-    assert (tmp_path / "home" / ".cache" / "comfyx").is_dir()
     assert snapshot(comfyui_dir) == before
 
 
 def test_nixos_unit_command_line_runs(tmp_path, comfyui_dir, comfyx_exe, nixos):
     data, port = tmp_path / "state", free_port()
     r = nixos(f'{{ services.comfyui = {{ enable = true; dataDir = "{data}"; server.port = {port}; '
-              "server.cors = true; models.cache.size = 4; }; }")
+              'server.cors = true; outputCache.size = 4; models.cache.size = "2GB"; '
+              'bmf.workers = 2; hardening.historySize = 50; }; }')
     argv = shlex.split(r["unit"]["serviceConfig"]["ExecStart"])
-    argv[0] = comfyx_exe
-    argv[argv.index("--comfyui") + 1] = str(comfyui_dir)
+    argv[0] = str(make_launcher(tmp_path, comfyx_exe, comfyui_dir))  # the package's launcher, as the unit runs it
     env = {**base_env(tmp_path), **r["unit"]["environment"]}
     cache = tmp_path / "cache"  # /var/cache/comfyui in the unit
-    env.update(COMFYUI_PATH=str(comfyui_dir), COMFYX_CACHE_DIR=str(cache), XDG_CACHE_HOME=str(cache),
-               TRITON_CACHE_DIR=str(cache / "triton"), TORCHINDUCTOR_CACHE_DIR=str(cache / "inductor"),
-               HF_HOME=str(cache / "huggingface"), HOME=str(data))
-    for d in ("user", "input", "output", "temp", "custom_nodes", "models"):  # the unit's preStart
+    env.update(COMFYX_CACHE_DIR=str(cache), XDG_CACHE_HOME=str(cache), HF_HOME=str(cache / "huggingface"),
+               HOME=str(data))
+    for d in ("custom_nodes", "models"):  # the unit's preStart
         (data / d).mkdir(parents=True, exist_ok=True)
     before = snapshot(comfyui_dir)
     with server(argv, env, port, tmp_path / "log") as stats:
-        assert stats["system"]["argv"][1:] == ["--cpu", *argv[argv.index("--") + 1:]]
+        comfyui_flags = argv[argv.index("--") + 1:]
+        assert stats["system"]["argv"][1:] == [
+            "--cpu", "--base-directory", str(data), "--user-directory", str(data / "user"),
+            "--database-url", f"sqlite:///{data}/user/comfyui.db", *comfyui_flags]
+        assert "--cache-lru=4" in comfyui_flags
         req = urllib.request.Request(f"http://127.0.0.1:{port}/system_stats", method="GET")
         with urllib.request.urlopen(req, timeout=5) as resp:
             assert resp.headers["Access-Control-Allow-Origin"] == "*"
