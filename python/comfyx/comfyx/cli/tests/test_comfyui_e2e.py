@@ -154,3 +154,19 @@ def test_run_ctrl_c_interrupts_and_exits_130(comfyui, tiny_models, tmp_path):
     assert process.returncode == 130, seen + stderr
     assert "interrupted" in stderr and stdout == ""
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_port_in_use_is_a_start_up_error_naming_it(run_comfyx, comfyui, tmp_path):
+    import socket
+
+    (tmp_path / "user").mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_comfyx("serve", "--comfyui", str(comfyui), "--", "--cpu", "--port", str(port),
+                            "--user-directory", str(tmp_path / "user"), timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert (f"comfyx: error: ComfyUI cannot listen: error while attempting to bind on address ('127.0.0.1', {port}): "
+            "address already in use") in result.stderr
+    assert "Traceback" not in result.stderr
