@@ -3,11 +3,11 @@
 ComfyUI sends the state of every started node in each ``progress_state`` message, on every
 node start, progress update and finish: a chain of 400 nodes sends 1,200 messages,
 32 MB of JSON, and the websocket takes far longer than the nodes. The handler here sends
-the same messages (same payload) but at most one per ``COMFYX_PROGRESS_STATE_INTERVAL``
-seconds (default 0.1; the prompt's ``PromptRun`` carries it): a change inside the interval
+the same messages (same payload) but at most one per ``--bmf-progress-interval`` seconds
+(default 0.1; the prompt's ``PromptRun`` carries it): a change inside the interval
 is sent at its end, and the prompt's final state is always sent before
 ``execution_success`` / ``execution_error`` / ``execution_interrupted``.
-``COMFYX_PROGRESS_STATE_INTERVAL=0`` sends every message, exactly as ComfyUI does.
+``--bmf-progress-interval 0`` sends every message, exactly as ComfyUI does.
 """
 
 from __future__ import annotations

@@ -189,7 +189,7 @@ def with_checkpoints(comfyui: Path, checkpoints: Path,
             server.stop()
 
 
-def _loader_cached(result: PromptRun) -> bool:
+def _checkpoint_cached(result: PromptRun) -> bool:
     return "1" in result.first("execution_cached")["nodes"]
 
 
@@ -201,7 +201,7 @@ def test_model_cache_keeps_checkpoints_across_workflows(with_checkpoints: dict[s
         for engine, server in with_checkpoints.items():
             result = run(server, prompt)
             assert succeeded(result), result.history.get("status")
-            cached[engine].append(_loader_cached(result))
+            cached[engine].append(_checkpoint_cached(result))
     assert cached["stock"] == [False] * len(order)
     # --model-cache-size 1GB keeps one checkpoint's models besides the current prompt's: tiny2 evicts tiny0.
     assert cached["bmf"] == [False, False, True, True, False, False]
