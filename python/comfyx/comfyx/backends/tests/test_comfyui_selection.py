@@ -51,7 +51,7 @@ def test_auto_without_accelerators_runs_on_the_cpu_and_says_why(run_comfyx, comf
     assert "comfyx backend cpu: no accelerator (cuda: torch" in output
     assert "Device: cpu" in output
     if HAS_XLA:
-        assert "tpu: torch_xla found no TPU (its runtime would be CPU; set PJRT_DEVICE to use it anyway)" in output
+        assert "xla: torch_xla found no TPU (its runtime would be CPU; set PJRT_DEVICE to use it anyway)" in output
 
 
 @pytest.mark.skipif(not HAS_XLA, reason="torch_xla is not installed")
