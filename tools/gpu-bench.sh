@@ -12,18 +12,22 @@
 #                    built here for the device's architecture (about a minute)
 # Generates MODEL's
 # random-weight models, runs the benchmark and leaves in $OUT: the bench's JSON and PNG,
-# bench.log, setup.log and logs.tar.gz (every server's log). BUDGET (seconds, default 570)
-# bounds the whole run; the results so far are kept when it runs out.
+# bench-MODEL.log, setup-MODEL.log and diag-MODEL.txt (the servers' lines about compiling,
+# recompiles, graph breaks, comfyx and errors). BUDGET (seconds, default 570) bounds the whole
+# run; the results so far are kept when it runs out.
 set -uo pipefail
 MODEL=${1:?usage: tools/gpu-bench.sh MODEL [comfyx bench options]}
 shift
 OUT=${OUT:-/tmp/out}
-WORK=/tmp/comfyx-bench-work
+WORK=/tmp/comfyx-bench-work-$MODEL
 SITE=/tmp/comfyx-site
 mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1
 DEADLINE=$((SECONDS + ${BUDGET:-570}))
-collect() { tar czf "$OUT/logs.tar.gz" -C "$WORK" . 2>/dev/null; }
+collect() {
+  grep -H -E "ecompil|raph break|comfyx|Traceback|Error|rror:|fp8|dtype" "$WORK"/*.log 2>/dev/null \
+    | grep -v "Writing AOTAutograd cache entry" | cut -c1-400 | head -n 3000 > "$OUT/diag-$MODEL.txt"
+}
 trap collect EXIT
 
 {
@@ -38,12 +42,12 @@ trap collect EXIT
   fi
   python3 -m pip install -q --no-index --no-deps --target "$SITE" .carry/kernel-wheel/comfyx_kernels-*.whl || exit 1
   cp -r python/comfyx-kernels/src/comfyx_kernels/. "$SITE/comfyx_kernels/"  # this tree's Python sources
-} > "$OUT/setup.log" 2>&1 || { tail -30 "$OUT/setup.log"; exit 1; }
+} > "$OUT/setup-$MODEL.log" 2>&1 || { tail -30 "$OUT/setup-$MODEL.log"; exit 1; }
 export PYTHONPATH=$SITE:$PWD/python/comfyx
 python3 -c "import comfyx_kernels as k; print([(b.name, b.available, b.reason) for b in k.list_backends()])" \
-  | tee -a "$OUT/setup.log"
+  | tee -a "$OUT/setup-$MODEL.log"
 
 left=$((DEADLINE - SECONDS))
 timeout "$left" python3 -m comfyx bench --comfyui .carry/comfyui --models /tmp/comfyx-models --model "$MODEL" \
-  --out "$OUT" --work "$WORK" "$@" 2>&1 | tee "$OUT/bench.log" | grep -E "comfyx bench|error|Error|generat" | tail -40
-tail -12 "$OUT/bench.log"
+  --out "$OUT" --work "$WORK" "$@" 2>&1 | tee "$OUT/bench-$MODEL.log" | grep -E "comfyx bench|error|Error|generat" | tail -40
+tail -12 "$OUT/bench-$MODEL.log"

@@ -19,6 +19,7 @@ import torch
 from torch.utils._pytree import tree_map
 
 from .blockscaled_linear import mxfp8_linear, nvfp4_linear
+from .fp8 import FP8_MAX, MIN_DYNAMIC_SCALE
 from .layouts import (
     Layout,
     Params,
@@ -356,15 +357,22 @@ def _capability(device_index: int) -> tuple[int, int]:
 
 def _scaled_mm_problem(a: torch.Tensor, b: torch.Tensor) -> str | None:
     """Why torch._scaled_mm cannot take fp8 a (M, K) @ b (K, N), or None."""
-    if a.device.type != "cuda":
-        return f"fp8 matmul needs a CUDA device, operands are on {a.device}"
-    capability = _capability(a.device.index or 0)
+    problem = _gemm_problem(a.device, a.shape[1], b.shape[1])
+    if problem is None and a.dtype == b.dtype == torch.float8_e5m2:
+        return "fp8 matmul cannot multiply two e5m2 operands"
+    return problem
+
+
+def _gemm_problem(device: torch.device, k: int, n: int) -> str | None:
+    # Tensor metadata only, so that it traces under torch.compile without allocating or guarding
+    # on anything but the device and the (static) weight shape.
+    if device.type != "cuda":
+        return f"fp8 matmul needs a CUDA device, operands are on {device}"
+    capability = _capability(device.index or 0)
     if capability < TensorCoreFP8Layout.MIN_CAPABILITY:
         return "fp8 matmul needs sm_89 or newer, device is sm_{}{}".format(*capability)
-    if a.shape[1] % 16 or b.shape[1] % 16:
-        return f"fp8 matmul needs K and N divisible by 16, got K={a.shape[1]} N={b.shape[1]}"
-    if a.dtype == b.dtype == torch.float8_e5m2:
-        return "fp8 matmul cannot multiply two e5m2 operands"
+    if k % 16 or n % 16:
+        return f"fp8 matmul needs K and N divisible by 16, got K={k} N={n}"
     return None
 
 
@@ -520,7 +528,10 @@ def scaled_fp8_linear(
     weight casting and patching). Where the GEMM cannot run on fp8 tensor cores
     (:func:`fp8_linear_problem`), the quantized operands are multiplied dequantized.
     """
-    qdata, scale = TensorCoreFP8Layout.quantize(x, input_scale, torch.float8_e4m3fn)
+    if input_scale is None and torch.compiler.is_compiling():
+        qdata, scale = _traceable_dynamic_quantize(x)
+    else:
+        qdata, scale = TensorCoreFP8Layout.quantize(x, input_scale, torch.float8_e4m3fn)
     out = _fp8_matmul(
         qdata.reshape(-1, x.shape[-1]),
         scale,
@@ -538,10 +549,20 @@ def scaled_fp8_linear(
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
 
+def _traceable_dynamic_quantize(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """quantize_fp8_dynamic as plain torch ops, for torch.compile: inductor fuses the amax, the
+    divide and the cast into the kernels around them (the norm or modulation before a linear),
+    where the opaque custom op would cost its own two passes over the activation. Same formula
+    as the kernels: scale = max(amax / 448, tiny), q = saturate(x / scale), round to nearest even.
+    """
+    fp8_max = FP8_MAX[torch.float8_e4m3fn]
+    scale = (x.abs().amax().float() / fp8_max).clamp(min=MIN_DYNAMIC_SCALE)
+    qdata = (x.float() / scale).clamp(-fp8_max, fp8_max).to(torch.float8_e4m3fn)
+    return qdata, scale
+
+
 def fp8_linear_problem(x: torch.Tensor, weight: torch.Tensor) -> str | None:
     """Why x @ weight.T for an fp8 weight (N, K) cannot run on fp8 tensor cores, or None."""
     if x.shape[-1] != weight.shape[-1]:
         return f"input has {x.shape[-1]} features, the weight takes {weight.shape[-1]}"
-    # the activation as fp8_linear multiplies it: quantized to e4m3
-    activation = x.new_empty((0, x.shape[-1]), dtype=torch.float8_e4m3fn)
-    return _scaled_mm_problem(activation, weight.t())
+    return _gemm_problem(x.device, weight.shape[1], weight.shape[0])

@@ -97,7 +97,8 @@ class Config:
     def compiles(self) -> bool:
         """ComfyUI's compile node, or comfyx's compile (its --fast or --compile; ComfyUI's --fast is another flag)."""
         ours = _split(self.args)[0] if self.kind == "comfyx" else []
-        return self.compile_node or any(a in ("--fast", "--compile") for a in ours)
+        comfyx_compiles = "--compile" in ours or ("--fast" in ours and "--no-compile" not in ours)
+        return self.compile_node or comfyx_compiles
 
     def describe(self) -> str:
         variant = ("@fp8" if self.fp8_file else "") + ("+compile" if self.compile_node else "")

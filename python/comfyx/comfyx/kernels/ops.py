@@ -148,7 +148,7 @@ class Fp8Linear:
 
         weight, bias = comfy.ops.cast_bias_weight(self, input, dtype=self.weight.dtype, bias_dtype=input.dtype)
         scale = _scale_on(getattr(self, "scale_weight", None), weight.device)
-        problem = self._fp8_problem(input, weight)
+        problem = kernels.fp8_linear_problem(input, weight)  # tensor metadata only: traces under compile
         if problem is None and torch.is_grad_enabled() and input.requires_grad:
             problem = "gradients flow through the layer (training): fp8 kernels are inference-only"
         if problem is None:
@@ -158,16 +158,6 @@ class Fp8Linear:
         log_once("comfyx kernels: fp8 layers run dequantized, as ComfyUI runs them: %s", problem)
         dequantized = kernels.TensorCoreFP8Layout.dequantize(weight, scale, input.dtype)
         return torch.nn.functional.linear(input, dequantized, bias)
-
-    def _fp8_problem(self, input: torch.Tensor, weight: torch.Tensor) -> str | None:
-        # per layer and device, once: the answer depends only on the device and the layer's shape
-        key = (input.device, input.dtype)
-        cache = self.__dict__.setdefault("_comfyx_fp8_problems", {})
-        if key not in cache:
-            from comfyx_kernels.quantized_tensor import fp8_linear_problem
-
-            cache[key] = fp8_linear_problem(input, weight)
-        return cache[key]
 
     # ---- ComfyUI's weight patching (LoRA) ----------------------------------------------------
 

@@ -32,6 +32,10 @@ def install_into(flux_math: ModuleType) -> None:
     def problem(*tensors: torch.Tensor, freqs_cis: torch.Tensor) -> str | None:
         from comfyx_kernels.rope_layout import shape_problem
 
+        if torch.compiler.is_compiling():
+            # sizes are symbols while dynamo traces: the checks would fail on them (measured: every
+            # Flux block fell back under comfyx's compile); the custom op checks shapes itself
+            return None
         for x in tensors:
             reason = shape_problem(x, freqs_cis)
             if reason is not None:

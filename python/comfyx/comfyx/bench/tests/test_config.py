@@ -20,7 +20,7 @@ def test_bad_specs_say_what_is_wrong(spec):
 
 def test_only_comfyx_own_flags_mean_it_compiles():
     assert Config.parse("c: comfyx --fast").compiles
-    assert Config.parse("c: comfyx --compile").compiles
+    assert Config.parse("c: comfyx --compile").compiles and not Config.parse("c: comfyx --fast --no-compile").compiles
     assert not Config.parse("c: comfyx -- --fast fp8_matrix_mult").compiles  # ComfyUI's --fast is another flag
     assert not Config.parse("stock-fp8").compiles and Config.parse("stock-best").compiles
 
