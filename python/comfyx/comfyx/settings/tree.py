@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,7 +128,8 @@ def _backend(name: str, intel: IntelSettings, tpu: TPUSettings) -> BackendSettin
     return BackendSettings(name)
 
 
-def _engine(values: dict[str, Any], unavailable_reason: Any, notes: list[str]) -> EngineSettings:
+def _engine(values: dict[str, Any], unavailable_reason: Callable[[str], str | None],
+            notes: list[str]) -> EngineSettings:
     """The engine asked for, which must run here; with none asked for, BMF where it can run, else stock."""
     from comfyx.engine import EngineUnavailableError
 
