@@ -124,7 +124,7 @@ class Setting:
     shorthand: tuple[str, str] | None = None  # ("--fast", "performance"): a flag meaning one value
     env_aliases: tuple[str, ...] = ()  # published names read too (the flag's variable wins)
     old_env: tuple[str, ...] = ()  # earlier names still read, with a warning at start-up
-    default_text: str | None = None  # the default in words, where it depends on the machine
+    default_text: str | None = None  # the default in words, where it depends on the machine or another setting
 
     @property
     def env(self) -> str:
