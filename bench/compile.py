@@ -32,22 +32,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from comfyx.bench.models import FLUX, SDXL_UNET
+
 ROOT = Path(__file__).resolve().parents[1]
 
-SDXL_UNET = {
-    "use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True, "legacy": False,
-    "num_classes": "sequential", "adm_in_channels": 2816, "in_channels": 4, "model_channels": 320,
-    "num_res_blocks": [2, 2, 2], "transformer_depth": [0, 0, 2, 2, 10, 10], "channel_mult": [1, 2, 4],
-    "transformer_depth_middle": 10, "use_linear_in_transformer": True, "context_dim": 2048, "num_head_channels": 64,
-    "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10], "use_temporal_attention": False,
-    "use_temporal_resblock": False,
-}  # fmt: skip
 # Flux.1's block widths; 4 double + 8 single blocks instead of 19 + 38 (the per-block work is Flux's)
-FLUX_LIKE = {
-    "image_model": "flux", "in_channels": 16, "out_channels": 16, "patch_size": 2, "vec_in_dim": 768,
-    "context_in_dim": 4096, "hidden_size": 3072, "mlp_ratio": 4.0, "num_heads": 24, "depth": 4,
-    "depth_single_blocks": 8, "axes_dim": [16, 56, 56], "theta": 10000, "qkv_bias": True, "guidance_embed": True,
-}  # fmt: skip
+FLUX_LIKE = {**FLUX, "depth": 4, "depth_single_blocks": 8}
 # latent sizes (1024², 832×1216, 1216×832)
 RESOLUTIONS = [(128, 128), (104, 152), (152, 104)]
 STEADY_STEPS = 20

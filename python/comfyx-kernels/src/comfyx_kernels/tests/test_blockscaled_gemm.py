@@ -3,7 +3,10 @@
 Tolerances: the kernels multiply the exact dequantized values (e2m1 · block scale is exact in
 bf16; fp8 · 2^k is exact) and accumulate in float32, so their error is the output's rounding:
 2^-8 relative for bfloat16 outputs (bounded by 4e-3 of the output norm here), accumulation
-order for float32 outputs (1e-5).
+order for float32 outputs (1e-5). The MXFP8 GEMM's "promote" variant multiplies each 32-element
+block on fp8 tensor cores, which on Hopper sum a block's products with about 14 bits of precision
+before the float32 accumulator takes them (DeepSeek-V3's H800 finding): measured 4.5e-5 relative
+for float32 outputs on an H100, so its float32 bound is 2e-4.
 """
 
 import pytest
@@ -24,6 +27,7 @@ triton = pytest.importorskip("triton", reason="the GEMM variants are Triton conf
 gemm = pytest.importorskip("comfyx_kernels.backends.triton_gemm_kernels")
 
 BF16_BOUND, F32_BOUND = 4e-3, 1e-5
+FP8_MMA_F32_BOUND = 2e-4
 # (M, K, N): tiny M (one token), M not a multiple of any tile, K with a partial last tile.
 GEMM_SHAPES = [(1, 64, 48), (33, 96, 70), (130, 160, 64)]
 
@@ -92,7 +96,9 @@ def test_nvfp4_weight_gemm_matches_dequantized_product(
 @pytest.mark.parametrize("out_dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize(("m", "k", "n"), GEMM_SHAPES)
 @pytest.mark.parametrize("backend", triton_param())
-def test_mxfp8_gemm_matches_dequantized_product(backend, m, k, n, out_dtype, mxfp8_variant):
+def test_mxfp8_gemm_matches_dequantized_product(
+    backend, m, k, n, out_dtype, mxfp8_variant, request
+):
     a = torch.randn(m, k, device=device())
     a[:, :32] *= 64  # block scales that differ along K
     b = torch.randn(n, k, device=device())
@@ -101,7 +107,9 @@ def test_mxfp8_gemm_matches_dequantized_product(backend, m, k, n, out_dtype, mxf
     bias = torch.randn(n, device=device())
     out = cx.scaled_mm_mxfp8(qa, qb, sa, sb, bias, out_dtype, backend=backend)
     exact = dequantize_mxfp8_exact(qa, sa) @ dequantize_mxfp8_exact(qb, sb).T + bias.double()
-    bound = F32_BOUND if out_dtype == torch.float32 else BF16_BOUND
+    promoted = request.node.callspec.params["mxfp8_variant"]
+    f32_bound = FP8_MMA_F32_BOUND if promoted and str(device()).startswith("cuda") else F32_BOUND
+    bound = f32_bound if out_dtype == torch.float32 else BF16_BOUND
     assert relative_error(out, exact) < bound
 
 

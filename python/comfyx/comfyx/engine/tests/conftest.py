@@ -32,3 +32,11 @@ def engines(request: pytest.FixtureRequest, comfyui: Path,
     finally:
         for server in servers.values():
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def bmf(comfyui: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A BMF-engine server with the test nodes, shared by a module's tests."""
+    server = start_server(comfyui, tmp_path_factory.mktemp("bmf"), "bmf")
+    yield server
+    server.stop()

@@ -21,13 +21,6 @@ from comfyx.testing.workflows import txt2img
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def bmf(comfyui: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyxServer]:
-    server = start_server(comfyui, tmp_path_factory.mktemp("bmf"), "bmf")
-    yield server
-    server.stop()
-
-
 def tensors_beside_a_sleeping_branch(sleep: float = 0.6, size: int = 8) -> dict:
     """Tensor source -> pointer report while a blocking branch is still in flight, so the report runs on a worker.
 

@@ -24,13 +24,6 @@ from comfyx.testing.workflows import txt2img
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def bmf(comfyui: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyxServer]:
-    server = start_server(comfyui, tmp_path_factory.mktemp("bmf"), "bmf")
-    yield server
-    server.stop()
-
-
 def preview() -> dict:
     """A prompt whose nodes take no hidden inputs: it runs whatever its extra_data is."""
     return {"out": {"class_type": "ComfyxGcFrozen", "inputs": {}}}
