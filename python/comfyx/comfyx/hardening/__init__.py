@@ -40,6 +40,7 @@ def install(settings: HardeningSettings) -> Patches:
     after_import("server", lambda server: _harden_server(server, settings, patches))
     after_import("PIL.Image", lambda image: _atomic_images(image, patches))
     after_import("comfy.utils", lambda utils: _atomic_torch_files(utils, patches))
+    after_import("av", lambda av: _atomic_videos(av, patches))
     return patches
 
 
@@ -89,3 +90,10 @@ def _atomic_torch_files(utils: ModuleType, patches: Patches) -> None:
 
     patches.replace(utils, "save_torch_file", atomic.atomic_save_torch_file(utils.save_torch_file),
                     atomic.SAVE_TORCH_FILE_SIGNATURE)
+
+
+def _atomic_videos(av: ModuleType, patches: Patches) -> None:
+    from comfyx.hardening import atomic
+
+    # No signature check: av.open is compiled (Cython) and has none to read; it is PyAV's, not ComfyUI's.
+    patches.replace(av, "open", atomic.atomic_av_open(av.open))

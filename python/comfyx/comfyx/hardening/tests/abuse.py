@@ -133,6 +133,19 @@ def big_save(prefix: str, size: int = 3072) -> dict:
             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}}}
 
 
+def video_saves(prefix: str, size: int = 64, frames: int = 8) -> dict:
+    """The two video savers on ``frames`` noise images: SaveWEBM (vp9, ``prefix``) and CreateVideo + SaveVideo
+    (h264 MP4, ``prefix_h264``)."""
+    images = {"class_type": "StubImage", "inputs": {"content": "NOISE", "height": size, "width": size,
+                                                    "batch_size": frames}}
+    return {"1": images,
+            "2": {"class_type": "SaveWEBM", "inputs": {"images": ["1", 0], "filename_prefix": prefix, "codec": "vp9",
+                                                       "fps": 24.0, "crf": 32.0}},
+            "3": {"class_type": "CreateVideo", "inputs": {"images": ["1", 0], "fps": 24.0}},
+            "4": {"class_type": "SaveVideo", "inputs": {"video": ["3", 0], "filename_prefix": f"{prefix}_h264",
+                                                        "format": "mp4", "codec": "h264"}}}
+
+
 def upload(server: ComfyxServer, filename: str, content: bytes = b"\x89PNG\r\n\x1a\n", **fields: str) -> Reply:
     """``POST /upload/image`` of ``content`` as ``filename``, with more form ``fields``."""
     boundary = uuid.uuid4().hex
@@ -192,11 +205,12 @@ def worker_alive(server: ComfyxServer, timeout: float = 30) -> bool:
 
 
 def wait_for_partial(output: Path, final: str, timeout: float = 60) -> bool:
-    """Whether a save to ``output`` has started within ``timeout``: a hidden partial file (comfyx) or
-    the file ``final`` itself (stock, which writes to the final name) exists."""
+    """Whether a save to ``output`` has started within ``timeout``: a hidden partial file (comfyx; a
+    video's ends in its extension) or the file ``final`` itself (stock, which writes to the final name)
+    exists."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if list(output.glob(".*.partial")) or (output / final).exists():
+        if list(output.glob(".*.partial*")) or (output / final).exists():
             return True
         time.sleep(0.005)
     return False

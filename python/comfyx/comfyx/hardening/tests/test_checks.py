@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from comfyx.comfyui.patching import IncompatibleComfyUIError, Patches
 from comfyx.hardening import files, intake
-from comfyx.hardening.atomic import replaced_atomically
+from comfyx.hardening.atomic import RenamedOnClose, atomic_av_open, replaced_atomically
 from comfyx.hardening.history import HistoryStore
 from comfyx.hardening.origin import cross_site_reason
 
@@ -194,3 +196,51 @@ def test_patches_check_signatures_and_undo_in_reverse() -> None:
         patches.replace(owner, "validate", lambda: None, "(x)")
     patches.undo()
     assert owner.validate is original
+
+
+def _write_frames(output: Any, count: int) -> None:
+    import av
+    import numpy
+
+    stream = output.add_stream("mpeg4", rate=8)
+    stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+    for index in range(count):
+        frame = av.VideoFrame.from_ndarray(numpy.full((32, 32, 3), index * 20, numpy.uint8), format="rgb24")
+        output.mux(stream.encode(frame))
+    output.mux(stream.encode(None))
+
+
+def test_a_video_written_through_av_open_appears_whole_when_closed(tmp_path: Path) -> None:
+    av = pytest.importorskip("av")
+    target = tmp_path / "clip.mp4"
+    with atomic_av_open(av.open)(str(target), mode="w") as output:
+        _write_frames(output, 6)
+        assert not target.exists()
+        assert [p.name.endswith(".partial.mp4") for p in tmp_path.iterdir()] == [True]
+    with av.open(str(target)) as written:
+        assert sum(1 for _ in written.decode(video=0)) == 6
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_a_video_save_that_raises_leaves_nothing_and_close_renames(tmp_path: Path) -> None:
+    av = pytest.importorskip("av")
+    opened = atomic_av_open(av.open)
+    with pytest.raises(RuntimeError, match="encoder failed"), opened(str(tmp_path / "never.mp4"), "w") as output:
+        _write_frames(output, 2)
+        raise RuntimeError("encoder failed")
+    assert list(tmp_path.iterdir()) == []
+    output = opened(str(tmp_path / "closed.mp4"), "w")  # SaveWEBM's way: close() without a with block
+    _write_frames(output, 2)
+    output.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["closed.mp4"]
+
+
+def test_reading_and_writing_to_memory_go_to_av_open_unchanged(tmp_path: Path) -> None:
+    av = pytest.importorskip("av")
+    buffer = io.BytesIO()
+    with atomic_av_open(av.open)(buffer, mode="w", format="mp4") as output:
+        assert not isinstance(output, RenamedOnClose)
+        _write_frames(output, 2)
+    (tmp_path / "clip.mp4").write_bytes(buffer.getvalue())
+    with atomic_av_open(av.open)(str(tmp_path / "clip.mp4")) as read:
+        assert not isinstance(read, RenamedOnClose) and len(read.streams.video) == 1

@@ -1,4 +1,4 @@
-"""Signals, restarts and files: `comfyx serve` stops in order, keeps its history and never leaves half a PNG."""
+"""Signals, restarts and files: `comfyx serve` stops in order, keeps its history, never leaves half an output file."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from comfyx.hardening.tests.abuse import (
     post_prompt,
     quick,
     sleepy,
+    video_saves,
     wait_for,
     wait_for_partial,
     wait_running,
@@ -120,3 +121,36 @@ def test_a_save_stopped_by_a_signal_leaves_the_whole_png_or_none(comfyui: Path, 
     else:
         assert status == -signal.SIGKILL
         assert whole_pngs(output) == ([], [])  # only the hidden partial file, never a truncated PNG
+
+
+def test_both_video_savers_write_whole_files_through_partial_names(comfyui: Path, tmp_path: Path) -> None:
+    import av
+
+    server = start_server(comfyui, tmp_path, None)
+    try:
+        output = directory(server, "output")
+        prompt_id = post_prompt(server, {"prompt": video_saves("clip")}).json()["prompt_id"]
+        assert outcome(wait_for(server, prompt_id)) == "success", server.log_tail()
+    finally:
+        server.stop()
+    files = sorted(path.relative_to(output).as_posix() for path in output.rglob("*") if path.is_file())
+    assert files == ["clip_00001_.webm", "clip_h264_00001_.mp4"]  # nothing hidden left behind
+    for name in files:
+        with av.open(str(output / name)) as video:
+            assert sum(1 for _ in video.decode(video=0)) == 8
+
+
+def test_a_video_save_stopped_by_sigkill_leaves_no_file_under_its_name(comfyui: Path, tmp_path: Path) -> None:
+    # stock: a truncated WEBM under the final name
+    server = start_server(comfyui, tmp_path, None)
+    try:
+        output = directory(server, "output")
+        prompt = video_saves("long", size=512, frames=240)
+        del prompt["3"], prompt["4"]
+        post_prompt(server, {"prompt": prompt})
+        assert wait_for_partial(output, "long_00001_.webm"), server.log_tail()
+        assert stop_with(server, signal.SIGKILL)[0] == -signal.SIGKILL
+    finally:
+        server.stop()
+    left = [path.name for path in output.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".long_00001_.webm.") and left[0].endswith(".partial.webm"), left
