@@ -18,8 +18,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from comfyx.testing.server import ComfyxServer
 from comfyx.testing.workflows import txt2img
 
@@ -218,6 +216,8 @@ def wait_for_partial(output: Path, final: str, timeout: float = 60) -> bool:
 
 def whole_pngs(output: Path) -> tuple[list[str], list[str]]:
     """The PNG files in ``output`` that decode, and those that do not (truncated)."""
+    from PIL import Image  # ComfyUI's requirement: imported here so the module collects without it
+
     whole, broken = [], []
     for path in sorted(output.glob("*.png")):
         try:
