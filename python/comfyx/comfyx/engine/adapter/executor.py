@@ -23,6 +23,7 @@ import sys
 import traceback
 from typing import Any
 
+import comfy.model_management
 import execution
 
 from comfyx.engine.adapter.caching import FastCacheSet
@@ -78,6 +79,7 @@ class BmfPromptExecutor(StockPromptExecutor):
     def __init__(self, server: Any, cache_type: Any = False, cache_size: int | None = None):
         freeze_start_up_objects()
         self._cpu = CpuBoundTracker()
+        self._device_is_cpu = comfy.model_management.get_torch_device().type == "cpu"
         super().__init__(server, cache_type=cache_type, cache_size=cache_size)
 
     def reset(self) -> None:
@@ -93,7 +95,7 @@ class BmfPromptExecutor(StockPromptExecutor):
             return
         pool = self.pool
         run = PromptRun(pool=pool, limiter=Limiter(pool.size), cpu=self._cpu,
-                        progress_interval=self.settings.progress_interval)
+                        progress_interval=self.settings.progress_interval, device_is_cpu=self._device_is_cpu)
         token = current_run.set(run)
         try:
             super().execute(prompt, prompt_id, extra_data, execute_outputs)

@@ -39,7 +39,7 @@ from comfy_execution.graph import DynamicPrompt, ExecutionList
 from comfy_execution.graph_utils import GraphBuilder
 from comfy_execution.utils import get_executing_context
 
-from comfyx.engine.core.policy import CpuBoundTracker, Lane, Limiter, lanes_for, worth_offloading
+from comfyx.engine.core.policy import CpuBoundTracker, Lane, Limiter, lanes_for, may_run_on_a_worker, worth_offloading
 from comfyx.engine.core.pool import WorkerPool
 from comfyx.engine.core.ready import ReadyIndex
 
@@ -63,9 +63,13 @@ class PromptRun:
     progress: Any = None  # this prompt's progress handler (see .progress)
     progress_interval: float = 0.1  # seconds between its progress_state messages
     stopped: bool = False  # a node failed or was interrupted: no node starts any more
+    device_is_cpu: bool = False  # ComfyUI's torch device is the CPU (see policy.may_run_on_a_worker)
 
-    def should_offload(self) -> bool:
-        """Hand the node to a worker only when something else could run meanwhile."""
+    def should_offload(self, node_class: type) -> bool:
+        """Hand the node to a worker only when it may leave the prompt thread and something else could run
+        meanwhile."""
+        if not may_run_on_a_worker(self.lanes_of(node_class), self.device_is_cpu):
+            return False
         listed = self.execution_list
         if listed is None:
             return self.in_flight > 0
@@ -148,7 +152,7 @@ async def map_node_over_list(prompt_id, unique_id, obj, input_data_all, func, al
     if calls_function:
         run.started += 1
     if (calls_function and not inspect.iscoroutinefunction(getattr(node_class, func))
-            and run.should_offload()):
+            and run.should_offload(node_class)):
         run.inputs[run.dynprompt.get_real_node_id(unique_id)] = input_data_all
         obj = OffloadedNode(obj, func, run, unique_id, hidden_inputs)
     return await _stock_map_node_over_list(prompt_id, unique_id, obj, input_data_all, func, allow_interrupt,

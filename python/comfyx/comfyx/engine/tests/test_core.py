@@ -12,7 +12,15 @@ import threading
 import pytest
 
 from comfyx.engine.core.keys import ContentKey, KeyTable
-from comfyx.engine.core.policy import CpuBoundTracker, Lane, Limiter, lanes_for, node_types, worth_offloading
+from comfyx.engine.core.policy import (
+    CpuBoundTracker,
+    Lane,
+    Limiter,
+    lanes_for,
+    may_run_on_a_worker,
+    node_types,
+    worth_offloading,
+)
 from comfyx.engine.core.pool import WorkerPool, bmf_unavailable_reason
 from comfyx.engine.core.ready import ReadyIndex
 
@@ -167,6 +175,18 @@ def test_limiter_caps_concurrency_per_lane(lanes: set[Lane], expected: int) -> N
 def test_offloading_when_anything_else_may_run(in_flight: int, ready: int, external_blocks: int,
                                                offload: bool) -> None:
     assert worth_offloading(in_flight, ready, external_blocks) is offload
+
+
+@pytest.mark.parametrize(("lanes", "device_is_cpu", "allowed"), [
+    (frozenset({Lane.DEVICE}), True, False),  # torch's CPU work stays on one thread: one OpenMP team
+    (frozenset({Lane.DEVICE, Lane.OUTPUT}), True, False),
+    (frozenset({Lane.DEVICE}), False, True),  # an accelerator's nodes may overlap with the rest
+    (frozenset({Lane.OUTPUT}), True, True),
+    (frozenset(), True, True),  # downloads, API calls: still on workers
+])
+def test_device_lane_nodes_stay_on_the_prompt_thread_where_the_device_is_the_cpu(
+        lanes: frozenset, device_is_cpu: bool, allowed: bool) -> None:
+    assert may_run_on_a_worker(lanes, device_is_cpu) is allowed
 
 
 def test_cpu_bound_node_classes_get_the_cpu_lane() -> None:

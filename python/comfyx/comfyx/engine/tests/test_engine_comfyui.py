@@ -22,7 +22,8 @@ pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
 
 def tensors_beside_a_sleeping_branch(sleep: float = 0.6, size: int = 8) -> dict:
-    """Tensor source -> pointer report while a blocking branch is still in flight, so the report runs on a worker.
+    """Tensor source -> pointer report and thread report while a blocking branch is still in flight, so
+    the engine may hand them to workers (the thread report, an IMAGE node, goes; see the test below).
 
     The source waits for a short sleep, so that the long one has started by then.
     """
@@ -32,6 +33,7 @@ def tensors_beside_a_sleeping_branch(sleep: float = 0.6, size: int = 8) -> dict:
         "src": {"class_type": "ComfyxTensorSource", "inputs": {"size": size, "after": ["short", 0]}},
         "ptrs": {"class_type": "ComfyxTensorPointers",
                  "inputs": {"image": ["src", 0], "latent": ["src", 1], "mask": ["src", 2]}},
+        "where": {"class_type": "ComfyxThreadName", "inputs": {"image": ["src", 0]}},
         "sleep": {"class_type": "ComfyxBlockingSleep", "inputs": {"image": ["img", 0], "seconds": sleep}},
         "preview": {"class_type": "PreviewImage", "inputs": {"images": ["sleep", 0]}},
     }
@@ -41,12 +43,16 @@ def succeeded(result: PromptRun) -> bool:
     return result.history.get("status", {}).get("status_str") == "success"
 
 
-def test_tensors_cross_nodes_without_copies(bmf: ComfyxServer) -> None:
+def test_tensors_cross_nodes_without_copies_and_device_nodes_stay_on_the_prompt_thread(bmf: ComfyxServer) -> None:
     result = run(bmf, tensors_beside_a_sleeping_branch())
     assert succeeded(result)
     outputs = result.history["outputs"]
     assert outputs["ptrs"]["ptrs"] == outputs["src"]["ptrs"]  # IMAGE, LATENT samples, MASK: same storage
-    assert "prompt_worker" not in outputs["ptrs"]["thread"][0]  # it ran on a BMF worker, not inline
+    # Both were ready while a branch slept on a worker: the IMAGE node went to a worker too; the one that
+    # takes a LATENT (device lane) stayed on the prompt thread, as the server runs on the CPU
+    # (policy.may_run_on_a_worker: one OpenMP team).
+    assert "prompt_worker" not in outputs["where"]["thread"][0]
+    assert "prompt_worker" in outputs["ptrs"]["thread"][0]
 
 
 def test_interrupt_stops_the_prompt_and_never_reruns_it(bmf: ComfyxServer, tmp_path: Path) -> None:
@@ -147,10 +153,10 @@ def test_force_0_runs_on_stock_unless_the_prompt_enables_bmf(comfyui: Path, tmp_
     server = start_server(comfyui, tmp_path, "bmf", env={"BMF_COMFY_FORCE": "0"})
     try:
         stock = run(server, tensors_beside_a_sleeping_branch(0.05))
-        assert "prompt_worker" in stock.history["outputs"]["ptrs"]["thread"][0]
+        assert "prompt_worker" in stock.history["outputs"]["where"]["thread"][0]
         # another size: both paths share one cache, where the first prompt's report would be found
         engine = run(server, tensors_beside_a_sleeping_branch(0.61, size=9), extra_data={"enable_bmf": True})
-        assert "prompt_worker" not in engine.history["outputs"]["ptrs"]["thread"][0]
+        assert "prompt_worker" not in engine.history["outputs"]["where"]["thread"][0]
     finally:
         server.stop()
 

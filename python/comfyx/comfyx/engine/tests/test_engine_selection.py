@@ -47,8 +47,8 @@ def without_bmf(tmp_path: Path) -> dict[str, str]:
 
 
 def ran_on_a_bmf_worker(result: PromptRun) -> bool:
-    """The pointer report of :func:`tensors_beside_a_sleeping_branch` ran off the prompt worker thread."""
-    return "prompt_worker" not in result.history["outputs"]["ptrs"]["thread"][0]
+    """The thread report of :func:`tensors_beside_a_sleeping_branch` ran off the prompt worker thread."""
+    return "prompt_worker" not in result.history["outputs"]["where"]["thread"][0]
 
 
 @needs_bmf

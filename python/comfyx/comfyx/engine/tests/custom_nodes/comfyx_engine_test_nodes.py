@@ -207,6 +207,22 @@ class ComfyxTensorPointers:
         return {"ui": {"ptrs": ptrs, "thread": [threading.current_thread().name]}}
 
 
+class ComfyxThreadName:
+    """Reports which thread ran it: an IMAGE node, outside the device lane, so the engine may hand it to a worker."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",)}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "report"
+    OUTPUT_NODE = True
+    CATEGORY = "_for_testing/comfyx"
+
+    def report(self, image):
+        return {"ui": {"thread": [threading.current_thread().name]}}
+
+
 class ComfyxGcFrozen:
     """Reports how many objects the cyclic garbage collector leaves out (``gc.freeze``)."""
 
@@ -250,6 +266,7 @@ NODE_CLASS_MAPPINGS = {
     "ComfyxAppendLine": ComfyxAppendLine,
     "ComfyxTensorSource": ComfyxTensorSource,
     "ComfyxTensorPointers": ComfyxTensorPointers,
+    "ComfyxThreadName": ComfyxThreadName,
     "ComfyxV3Hidden": ComfyxV3Hidden,
     "ComfyxGcFrozen": ComfyxGcFrozen,
     "ComfyxSignalThenWrite": ComfyxSignalThenWrite,
