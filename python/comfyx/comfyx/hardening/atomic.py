@@ -100,9 +100,11 @@ class RenamedOnClose:
         if kind is None:
             self.close()
             return
-        self._container.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._partial)
+        try:
+            self._container.close()
+        finally:  # closing a container whose encoder failed may raise too: the partial file goes either way
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._partial)
 
     def close(self) -> None:
         self._container.close()
