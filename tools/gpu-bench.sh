@@ -10,6 +10,9 @@
 #   .carry/kernel-wheel/  optional: a cp312 comfyx_kernels wheel built with nvcc (its Python
 #                    sources are replaced by this tree's); without it the CUDA extension is
 #                    built here for the device's architecture (about a minute)
+#   .carry/bmf/      optional: BMF's cp312 wheel (BabitMF) and, in lib/, the FFmpeg 4 shared
+#                    libraries it links (libavcodec.so.58 ...; the device has none), so that
+#                    comfyx serve runs its BMF engine there; without it, comfyx runs the stock one
 # Generates MODEL's
 # random-weight models, runs the benchmark and leaves in $OUT: the bench's JSON and PNG,
 # bench-MODEL.log, setup-MODEL.log and diag-MODEL.txt (the servers' lines about compiling,
@@ -42,8 +45,14 @@ trap collect EXIT
   fi
   python3 -m pip install -q --no-index --no-deps --target "$SITE" .carry/kernel-wheel/comfyx_kernels-*.whl || exit 1
   cp -r python/comfyx-kernels/src/comfyx_kernels/. "$SITE/comfyx_kernels/"  # this tree's Python sources
+  if ls .carry/bmf/BabitMF-*-cp312-*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --target "$SITE" .carry/bmf/BabitMF-*-cp312-*.whl || exit 1
+  fi
 } > "$OUT/setup-$MODEL.log" 2>&1 || { tail -30 "$OUT/setup-$MODEL.log"; exit 1; }
 export PYTHONPATH=$SITE:$PWD/python/comfyx
+[ -d .carry/bmf/lib ] && export LD_LIBRARY_PATH=$PWD/.carry/bmf/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+python3 -c "import bmf; print('bmf', bmf.__file__)" >> "$OUT/setup-$MODEL.log" 2>&1 \
+  || echo "BMF does not import here: comfyx runs its stock engine" | tee -a "$OUT/setup-$MODEL.log"
 python3 -c "import comfyx_kernels as k; print([(b.name, b.available, b.reason) for b in k.list_backends()])" \
   | tee -a "$OUT/setup-$MODEL.log"
 
