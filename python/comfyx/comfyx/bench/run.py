@@ -175,6 +175,7 @@ class Plan:
     reference: str | None = None
     work: Path | None = None
     timeout: float = 1800.0
+    interleave: bool = False  # timed runs round the configurations, every server up at once
 
 
 def _say(message: str) -> None:
@@ -291,47 +292,120 @@ def _interesting_log_lines(server: ComfyUIServer) -> list[str]:
     return seen[:80]
 
 
-def run_config(plan: Plan, config: Config, models: dict | None, work: Path) -> tuple[ConfigResult, bytes | None]:
-    """Every run of one configuration; returns its results and the PNG of the quality seed."""
-    result = ConfigResult(config)
+@dataclass
+class _Live:
+    """One configuration's server while its runs go on."""
+
+    result: ConfigResult
+    server: ComfyUIServer
+    monitor: DeviceMonitor | None = None
     image: bytes | None = None
-    server = _server(plan, config, work, "cold")
+    stopped: bool = False
+
+
+def _start(plan: Plan, config: Config, work: Path) -> _Live:
+    """Start ``config``'s server on fresh caches (if it cannot start, its result holds the error)."""
+    live = _Live(ConfigResult(config), _server(plan, config, work, "cold"))
     try:
-        server.start(timeout=plan.timeout)
-        result.server_start_s = round(server.started_in, 2)
-        _say(f"[{config.name}] server up in {server.started_in:.1f} s ({config.describe()})")
-        monitor = DeviceMonitor(server.pid)
-        monitor.start()
-        for index in range(plan.runs + 1):
-            seed = plan.seed + index
-            input_image = _upload_input(plan, server, seed)
-            energy_before = monitor.energy_mj()
-            run = server.run_prompt(_prompt(plan, config, models, seed, input_image), timeout=plan.timeout)
-            measured = measure(run, seed, monitor, (energy_before, monitor.energy_mj()))
-            label = "first run" if index == 0 else f"run {index}/{plan.runs}"
-            rate = f", {measured.it_per_s:.2f} it/s" if measured.it_per_s else ""
-            _say(f"[{config.name}] {label}: {measured.end_to_end_s:.2f} s{rate}"
-                 + (f" ERROR {measured.error}" if measured.error else ""))
-            if index == 0:
-                result.first = measured
-            else:
-                result.runs.append(measured)
-            if measured.error:
-                result.error = measured.error
-                break
-            if index == 1:
-                image = _output_png(server, run)
-        monitor.stop()
-        result.peak_rss_mib = peak_rss_mib(server.pid)
+        live.server.start(timeout=plan.timeout)
     except Exception as err:  # noqa: BLE001 - one configuration failing must not lose the others' figures
-        result.error = f"{type(err).__name__}: {err}"
-        _say(f"[{config.name}] failed: {result.error.splitlines()[0]}")
-    finally:
-        server.stop()
-        result.log_lines = _interesting_log_lines(server)
+        _fail(live, err)
+        return live
+    live.result.server_start_s = round(live.server.started_in, 2)
+    _say(f"[{config.name}] server up in {live.server.started_in:.1f} s ({config.describe()})")
+    live.monitor = DeviceMonitor(live.server.pid)
+    live.monitor.start()
+    return live
+
+
+def _run(plan: Plan, models: dict | None, live: _Live, index: int) -> bool:
+    """Run ``index`` (0: the first run) of a started configuration; False once it has failed."""
+    config, result, server, monitor = live.result.config, live.result, live.server, live.monitor
+    seed = plan.seed + index
+    try:
+        input_image = _upload_input(plan, server, seed)
+        energy_before = monitor.energy_mj()
+        run = server.run_prompt(_prompt(plan, config, models, seed, input_image), timeout=plan.timeout)
+        measured = measure(run, seed, monitor, (energy_before, monitor.energy_mj()))
+        if index == 1 and not measured.error:
+            live.image = _output_png(server, run)
+    except Exception as err:  # noqa: BLE001
+        _fail(live, err)
+        return False
+    label = "first run" if index == 0 else f"run {index}/{plan.runs}"
+    rate = f", {measured.it_per_s:.2f} it/s" if measured.it_per_s else ""
+    _say(f"[{config.name}] {label}: {measured.end_to_end_s:.2f} s{rate}"
+         + (f" ERROR {measured.error}" if measured.error else ""))
+    if index == 0:
+        result.first = measured
+    else:
+        result.runs.append(measured)
+    if measured.error:
+        result.error = measured.error
+        _stop(live)
+        return False
+    return True
+
+
+def _fail(live: _Live, err: Exception) -> None:
+    live.result.error = f"{type(err).__name__}: {err}"
+    _say(f"[{live.result.config.name}] failed: {live.result.error.splitlines()[0]}")
+    _stop(live)
+
+
+def _stop(live: _Live) -> None:
+    if live.stopped:
+        return
+    live.stopped = True
+    if live.monitor is not None:
+        live.monitor.stop()
+        live.result.peak_rss_mib = peak_rss_mib(live.server.pid)
+        live.monitor = None
+    live.server.stop()
+    live.result.log_lines = _interesting_log_lines(live.server)
+
+
+def _finish(plan: Plan, models: dict | None, work: Path, live: _Live) -> tuple[ConfigResult, bytes | None]:
+    """Stop the server; for comfyx's compiling configurations, the warm restart."""
+    _stop(live)
+    config, result = live.result.config, live.result
     if config.kind == "comfyx" and config.compiles and result.error is None:  # comfyx's persistent caches
         _warm_restart(plan, config, models, work, result)
-    return result, image
+    return result, live.image
+
+
+def run_config(plan: Plan, config: Config, models: dict | None, work: Path) -> tuple[ConfigResult, bytes | None]:
+    """Every run of one configuration; returns its results and the PNG of the quality seed."""
+    live = _start(plan, config, work)
+    for index in range(plan.runs + 1):
+        if live.result.error or not _run(plan, models, live, index):
+            return live.result, live.image
+    return _finish(plan, models, work, live)
+
+
+def run_interleaved(plan: Plan, models: dict | None, work: Path) -> list[tuple[ConfigResult, bytes | None]]:
+    """Every configuration's server started (and its first run done) one after the other, then kept up
+    while the timed runs go round the configurations: run 1 of each, run 2 of each, ... A device whose
+    speed drifts (clocks, temperature, power) then weighs on every configuration alike. The servers
+    hold their models at once: the device needs room for all of them."""
+    lives: list[_Live] = []
+    outcomes: dict[str, tuple[ConfigResult, bytes | None]] = {}
+    for config in plan.configs:
+        live = _start(plan, config, work)
+        if not live.result.error and _run(plan, models, live, 0):
+            lives.append(live)
+        else:
+            outcomes[config.name] = (live.result, live.image)
+    for index in range(1, plan.runs + 1):
+        for live in list(lives):
+            if not _run(plan, models, live, index):
+                lives.remove(live)
+                outcomes[live.result.config.name] = (live.result, live.image)
+    for live in lives:
+        _stop(live)
+    for live in lives:
+        outcomes[live.result.config.name] = _finish(plan, models, work, live)
+    return [outcomes[config.name] for config in plan.configs]
 
 
 def _warm_restart(plan: Plan, config: Config, models: dict | None, work: Path, result: ConfigResult) -> None:
@@ -426,7 +500,11 @@ def execute(plan: Plan, after_each: Any = None) -> dict[str, Any]:
     results: list[ConfigResult] = []
     images: dict[str, bytes | None] = {}
     try:
-        for config in plan.configs:
+        if plan.interleave:  # every configuration's figures come at the end
+            for config, (result, image) in zip(plan.configs, run_interleaved(plan, models, work), strict=True):
+                results.append(result)
+                images[config.name] = image
+        for config in [] if plan.interleave else plan.configs:
             result, images[config.name] = run_config(plan, config, models, work)
             results.append(result)
             if after_each is not None and reference in images:
@@ -456,6 +534,7 @@ def report(plan: Plan, results: list[ConfigResult], reference: str, models: dict
         "workflow": plan.workflow,
         "shape": dataclasses.asdict(plan.shape),
         "runs": plan.runs,
+        "interleaved": plan.interleave,
         "reference": reference,
         "models": models,
         "environment": environment(),

@@ -43,6 +43,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--config", action="append", metavar="SPEC", help="a configuration (repeatable; order kept)")
     bench.add_argument("--reference", metavar="NAME", help="configuration the others are compared to (default: first)")
     bench.add_argument("--runs", type=int, default=3, help="timed runs after the first (default: %(default)s)")
+    bench.add_argument("--interleave", action="store_true",
+                       help="keep every configuration's server up and take the timed runs in rounds (run 1 of each, "
+                            "then run 2 of each, ...), so drift in the device's speed weighs on all alike; the "
+                            "device must hold every configuration's models at once")
     bench.add_argument("--steps", type=int, help="sampler steps (default: the model's usual, e.g. 20)")
     bench.add_argument("--size", metavar="WxH", help="image size (default: the model's usual, e.g. 1024x1024)")
     bench.add_argument("--seed", type=int, default=1, help="first run's seed; run i uses seed+i (default: 1)")
@@ -107,7 +111,7 @@ def _plan(args: argparse.Namespace, comfyui: Path, paths: PathSettings):
         comfyui=comfyui, models_dir=(args.models or paths.cache_dir / DEFAULT_MODELS).resolve(),
         arch=args.model if builtin else None, workflow=args.workflow if builtin else str(Path(args.workflow).resolve()),
         configs=[run.Config.parse(spec) for spec in specs], shape=shape, runs=args.runs, seed=args.seed,
-        cpu=args.cpu, reference=args.reference, work=args.work, timeout=args.timeout,
+        cpu=args.cpu, reference=args.reference, work=args.work, timeout=args.timeout, interleave=args.interleave,
     )
 
 

@@ -33,3 +33,22 @@ def test_bench_runs_stock_and_comfyx_side_by_side(run_comfyx, comfyui, models, t
         assert summary["stock"]["it_per_s"] > 0 and report["configs"][0]["runs"][0]["steps"] == 4
     assert (out / f"e2e-{model}-{workflow}.png").exists() or report["chart"].startswith("not drawn: ")
     assert "it/s" in proc.stdout and "reference: stock" in proc.stdout  # the table
+
+
+def test_interleave_takes_the_timed_runs_in_rounds(run_comfyx, comfyui, models, tmp_path):
+    out = tmp_path / "results"
+    proc = run_comfyx("bench", "--comfyui", str(comfyui), "--models", str(models), "--model", "sd15-tiny",
+                      "--cpu", "--runs", "2", "--interleave", "--out", str(out),
+                      "--config", "a: stock", "--config", "bad: comfyx --no-such-flag",
+                      "--config", "b: comfyx --engine stock", timeout=900)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]  # a configuration failed
+    order = [line.split("] ")[0].removeprefix("comfyx bench: [") + " " + line.split("] ")[1].split(":")[0]
+             for line in proc.stdout.splitlines() if line.startswith("comfyx bench: [") and ": " in line
+             and ("run" in line.split("] ")[1].split(":")[0])]
+    assert order == ["a first run", "b first run", "a run 1/2", "b run 1/2", "a run 2/2", "b run 2/2"], order
+    report = json.loads((out / "e2e-sd15-tiny-txt2img.json").read_text())
+    assert report["interleaved"] is True
+    configs = {c["config"]["name"]: c for c in report["configs"]}
+    assert [r["seed"] for r in configs["a"]["runs"]] == [r["seed"] for r in configs["b"]["runs"]] == [2, 3]
+    assert configs["bad"]["error"] and not configs["bad"]["runs"]  # one that cannot start loses no other's runs
+    assert report["summary"]["b"]["identical_pixels"]  # same seeds, same image: the runs were matched
