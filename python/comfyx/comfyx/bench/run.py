@@ -501,15 +501,16 @@ def execute(plan: Plan, after_each: Any = None) -> dict[str, Any]:
     images: dict[str, bytes | None] = {}
     try:
         if plan.interleave:  # every configuration's figures come at the end
-            for config, (result, image) in zip(plan.configs, run_interleaved(plan, models, work), strict=True):
+            for result, image in run_interleaved(plan, models, work):
                 results.append(result)
-                images[config.name] = image
-        for config in [] if plan.interleave else plan.configs:
-            result, images[config.name] = run_config(plan, config, models, work)
-            results.append(result)
-            if after_each is not None and reference in images:
-                _quality(results, images, reference)
-                after_each(report(plan, results, reference, models, round(time.monotonic() - started, 1)))
+                images[result.config.name] = image
+        else:
+            for config in plan.configs:
+                result, images[config.name] = run_config(plan, config, models, work)
+                results.append(result)
+                if after_each is not None and reference in images:
+                    _quality(results, images, reference)
+                    after_each(report(plan, results, reference, models, round(time.monotonic() - started, 1)))
         _quality(results, images, reference)
     finally:
         if owned is not None:

@@ -1,6 +1,7 @@
 """``comfyx bench`` end to end on the CPU: real servers, the tiny models it generates, its report."""
 
 import json
+import re
 
 import pytest
 
@@ -42,9 +43,8 @@ def test_interleave_takes_the_timed_runs_in_rounds(run_comfyx, comfyui, models, 
                       "--config", "a: stock", "--config", "bad: comfyx --no-such-flag",
                       "--config", "b: comfyx --engine stock", timeout=900)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]  # a configuration failed
-    order = [line.split("] ")[0].removeprefix("comfyx bench: [") + " " + line.split("] ")[1].split(":")[0]
-             for line in proc.stdout.splitlines() if line.startswith("comfyx bench: [") and ": " in line
-             and ("run" in line.split("] ")[1].split(":")[0])]
+    runs = re.findall(r"^comfyx bench: \[(\w+)\] (first run|run \d/\d):", proc.stdout, re.MULTILINE)
+    order = [" ".join(run) for run in runs]
     assert order == ["a first run", "b first run", "a run 1/2", "b run 1/2", "a run 2/2", "b run 2/2"], order
     report = json.loads((out / "e2e-sd15-tiny-txt2img.json").read_text())
     assert report["interleaved"] is True
