@@ -293,19 +293,18 @@ def _interesting_log_lines(server: ComfyUIServer) -> list[str]:
 
 
 @dataclass
-class _Live:
-    """One configuration's server while its runs go on."""
+class LiveConfig:
+    """One configuration's server while its runs go on, and what they gave."""
 
     result: ConfigResult
     server: ComfyUIServer
     monitor: DeviceMonitor | None = None
-    image: bytes | None = None
-    stopped: bool = False
+    image: bytes | None = None  # the PNG of the quality seed (run 1)
 
 
-def _start(plan: Plan, config: Config, work: Path) -> _Live:
+def _start(plan: Plan, config: Config, work: Path) -> LiveConfig:
     """Start ``config``'s server on fresh caches (if it cannot start, its result holds the error)."""
-    live = _Live(ConfigResult(config), _server(plan, config, work, "cold"))
+    live = LiveConfig(ConfigResult(config), _server(plan, config, work, "cold"))
     try:
         live.server.start(timeout=plan.timeout)
     except Exception as err:  # noqa: BLE001 - one configuration failing must not lose the others' figures
@@ -318,8 +317,9 @@ def _start(plan: Plan, config: Config, work: Path) -> _Live:
     return live
 
 
-def _run(plan: Plan, models: dict | None, live: _Live, index: int) -> bool:
-    """Run ``index`` (0: the first run) of a started configuration; False once it has failed."""
+def _run(plan: Plan, models: dict | None, live: LiveConfig, index: int) -> None:
+    """Run ``index`` (0: the first run) of a started configuration; a failure stops its server and sets
+    its result's error."""
     config, result, server, monitor = live.result.config, live.result, live.server, live.monitor
     seed = plan.seed + index
     try:
@@ -331,7 +331,7 @@ def _run(plan: Plan, models: dict | None, live: _Live, index: int) -> bool:
             live.image = _output_png(server, run)
     except Exception as err:  # noqa: BLE001
         _fail(live, err)
-        return False
+        return
     label = "first run" if index == 0 else f"run {index}/{plan.runs}"
     rate = f", {measured.it_per_s:.2f} it/s" if measured.it_per_s else ""
     _say(f"[{config.name}] {label}: {measured.end_to_end_s:.2f} s{rate}"
@@ -343,20 +343,15 @@ def _run(plan: Plan, models: dict | None, live: _Live, index: int) -> bool:
     if measured.error:
         result.error = measured.error
         _stop(live)
-        return False
-    return True
 
 
-def _fail(live: _Live, err: Exception) -> None:
+def _fail(live: LiveConfig, err: Exception) -> None:
     live.result.error = f"{type(err).__name__}: {err}"
     _say(f"[{live.result.config.name}] failed: {live.result.error.splitlines()[0]}")
     _stop(live)
 
 
-def _stop(live: _Live) -> None:
-    if live.stopped:
-        return
-    live.stopped = True
+def _stop(live: LiveConfig) -> None:
     if live.monitor is not None:
         live.monitor.stop()
         live.result.peak_rss_mib = peak_rss_mib(live.server.pid)
@@ -365,47 +360,45 @@ def _stop(live: _Live) -> None:
     live.result.log_lines = _interesting_log_lines(live.server)
 
 
-def _finish(plan: Plan, models: dict | None, work: Path, live: _Live) -> tuple[ConfigResult, bytes | None]:
-    """Stop the server; for comfyx's compiling configurations, the warm restart."""
-    _stop(live)
+def _warm_restart_if_compiled(plan: Plan, models: dict | None, work: Path, live: LiveConfig) -> None:
+    """For comfyx's compiling configurations that ran without error, the warm restart (server stopped)."""
     config, result = live.result.config, live.result
     if config.kind == "comfyx" and config.compiles and result.error is None:  # comfyx's persistent caches
         _warm_restart(plan, config, models, work, result)
-    return result, live.image
 
 
-def run_config(plan: Plan, config: Config, models: dict | None, work: Path) -> tuple[ConfigResult, bytes | None]:
-    """Every run of one configuration; returns its results and the PNG of the quality seed."""
+def run_config(plan: Plan, config: Config, models: dict | None, work: Path) -> LiveConfig:
+    """Every run of one configuration: its results and the PNG of the quality seed."""
     live = _start(plan, config, work)
     for index in range(plan.runs + 1):
-        if live.result.error or not _run(plan, models, live, index):
-            return live.result, live.image
-    return _finish(plan, models, work, live)
+        if live.result.error:
+            return live
+        _run(plan, models, live, index)
+    _stop(live)
+    _warm_restart_if_compiled(plan, models, work, live)
+    return live
 
 
-def run_interleaved(plan: Plan, models: dict | None, work: Path) -> list[tuple[ConfigResult, bytes | None]]:
+def run_interleaved(plan: Plan, models: dict | None, work: Path) -> list[LiveConfig]:
     """Every configuration's server started (and its first run done) one after the other, then kept up
     while the timed runs go round the configurations: run 1 of each, run 2 of each, ... A device whose
     speed drifts (clocks, temperature, power) then weighs on every configuration alike. The servers
     hold their models at once: the device needs room for all of them."""
-    lives: list[_Live] = []
-    outcomes: dict[str, tuple[ConfigResult, bytes | None]] = {}
+    lives = []
     for config in plan.configs:
-        live = _start(plan, config, work)
-        if not live.result.error and _run(plan, models, live, 0):
-            lives.append(live)
-        else:
-            outcomes[config.name] = (live.result, live.image)
+        lives.append(_start(plan, config, work))
+        if not lives[-1].result.error:
+            _run(plan, models, lives[-1], 0)
     for index in range(1, plan.runs + 1):
-        for live in list(lives):
-            if not _run(plan, models, live, index):
-                lives.remove(live)
-                outcomes[live.result.config.name] = (live.result, live.image)
-    for live in lives:
+        for live in lives:
+            if not live.result.error:
+                _run(plan, models, live, index)
+    running = [live for live in lives if not live.result.error]
+    for live in running:  # every server down before the warm restarts
         _stop(live)
-    for live in lives:
-        outcomes[live.result.config.name] = _finish(plan, models, work, live)
-    return [outcomes[config.name] for config in plan.configs]
+    for live in running:
+        _warm_restart_if_compiled(plan, models, work, live)
+    return lives
 
 
 def _warm_restart(plan: Plan, config: Config, models: dict | None, work: Path, result: ConfigResult) -> None:
@@ -501,13 +494,14 @@ def execute(plan: Plan, after_each: Any = None) -> dict[str, Any]:
     images: dict[str, bytes | None] = {}
     try:
         if plan.interleave:  # every configuration's figures come at the end
-            for result, image in run_interleaved(plan, models, work):
-                results.append(result)
-                images[result.config.name] = image
+            for live in run_interleaved(plan, models, work):
+                results.append(live.result)
+                images[live.result.config.name] = live.image
         else:
             for config in plan.configs:
-                result, images[config.name] = run_config(plan, config, models, work)
-                results.append(result)
+                live = run_config(plan, config, models, work)
+                results.append(live.result)
+                images[config.name] = live.image
                 if after_each is not None and reference in images:
                     _quality(results, images, reference)
                     after_each(report(plan, results, reference, models, round(time.monotonic() - started, 1)))
