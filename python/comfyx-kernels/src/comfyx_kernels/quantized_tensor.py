@@ -389,7 +389,9 @@ def _fp8_matmul(
     """fp8 a (M, K) @ b (K, N) on tensor cores, or `fallback()` (with a one-time warning)."""
     problem = _scaled_mm_problem(a, b)
     if problem is not None:
-        if problem not in _warned_fallback:
+        # not while dynamo traces: it cannot trace a logging call (torch 2.14 refuses it under
+        # fullgraph); the eager call and comfyx's layers (fp8_linear_problem) say it instead
+        if problem not in _warned_fallback and not torch.compiler.is_compiling():
             _warned_fallback.add(problem)
             logger.warning("QuantizedTensor: %s; dequantizing", problem)
         return fallback()
@@ -528,8 +530,8 @@ def scaled_fp8_linear(
     weight casting and patching). Where the GEMM cannot run on fp8 tensor cores
     (:func:`fp8_linear_problem`), the quantized operands are multiplied dequantized.
     """
-    if input_scale is None and torch.compiler.is_compiling():
-        qdata, scale = _traceable_dynamic_quantize(x)
+    if torch.compiler.is_compiling():
+        qdata, scale = _traceable_quantize(x, input_scale)
     else:
         qdata, scale = TensorCoreFP8Layout.quantize(x, input_scale, torch.float8_e4m3fn)
     out = _fp8_matmul(
@@ -549,14 +551,18 @@ def scaled_fp8_linear(
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
 
-def _traceable_dynamic_quantize(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """quantize_fp8_dynamic as plain torch ops, for torch.compile: inductor fuses the amax, the
-    divide and the cast into the kernels around them (the norm or modulation before a linear),
-    where the opaque custom op would cost its own two passes over the activation. Same formula
-    as the kernels: scale = max(amax / 448, tiny), q = saturate(x / scale), round to nearest even.
+def _traceable_quantize(
+    x: torch.Tensor, scale: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The activation's quantize as plain torch ops, for torch.compile: inductor fuses the divide
+    and the cast (and, for a dynamic scale, the amax) into the kernels around them (the norm or
+    modulation before a linear), where the opaque custom op would cost a pass of its own over the
+    activation. Same formula as the kernels: a dynamic scale is max(amax / 448, tiny),
+    q = saturate(x / scale), rounded to nearest even.
     """
     fp8_max = FP8_MAX[torch.float8_e4m3fn]
-    scale = (x.abs().amax().float() / fp8_max).clamp(min=MIN_DYNAMIC_SCALE)
+    if scale is None:
+        scale = (x.abs().amax().float() / fp8_max).clamp(min=MIN_DYNAMIC_SCALE)
     qdata = (x.float() / scale).clamp(-fp8_max, fp8_max).to(torch.float8_e4m3fn)
     return qdata, scale
 

@@ -177,3 +177,19 @@ def test_torch_compile_traces_through(compile_backend):
 
     compiled = torch.compile(forward, backend=compile_backend, fullgraph=True)
     torch.testing.assert_close(compiled(x, qw), forward(x, qw), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("compile_backend", COMPILE_BACKENDS)
+@pytest.mark.parametrize("input_scale", [None, 0.02], ids=["dynamic", "static"])
+def test_compiled_activation_quantize_matches_the_kernel(compile_backend, input_scale):
+    """Under torch.compile the activation is quantized by plain torch ops (fusable); the result
+    is the quantize kernel's, bit for bit, with a dynamic scale and a static one that saturates."""
+    qw = QuantizedTensor.from_float(random_weight())
+    x = torch.randn(5, 48, device=device(), dtype=torch.bfloat16) * 4  # beyond 448 * 0.02 = 8.96
+    scale = None if input_scale is None else torch.tensor(input_scale, device=device())
+
+    def forward(x):
+        return fp8_linear(x, qw, None, scale)
+
+    compiled = torch.compile(forward, backend=compile_backend, fullgraph=True)
+    assert_bit_equal(compiled(x), forward(x))
