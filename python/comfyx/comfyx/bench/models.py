@@ -189,6 +189,36 @@ def esrgan(seed: int, blocks: int, features: int) -> tuple[dict, str]:
 ARCHS = ("sd15-tiny", "sdxl-tiny", "sdxl", "flux-tiny", "flux", "esrgan-tiny", "esrgan")
 
 
+def flux_blocks(text: str) -> tuple[int, int]:
+    """``--flux-blocks``' value: "DOUBLE,SINGLE", two positive block counts."""
+    try:
+        double, single = (int(n) for n in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not DOUBLE,SINGLE (two block counts, e.g. 19,38)") from None
+    if double < 1 or single < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a Flux model needs at least one block of each kind")
+    return double, single
+
+
+def diffusion_model_file(arch: str, flux_blocks: tuple[int, int]) -> str | None:
+    """The file name of a Flux-architecture model set's diffusion model (its depth is in the name); None for
+    the other architectures, whose files do not vary."""
+    if arch not in ("flux-tiny", "flux"):
+        return None
+    double, single = (1, 1) if arch == "flux-tiny" else flux_blocks
+    return f"comfyx-{arch}-{double}x{single}.safetensors"
+
+
+def in_manifest(models_dir: Path, arch: str, flux_blocks: tuple[int, int]) -> bool:
+    """Whether ``models_dir`` holds ``arch``'s model set as asked (for Flux: at ``flux_blocks``' depth)."""
+    manifest = models_dir / "manifest.json"
+    entry = json.loads(manifest.read_text()).get(arch) if manifest.exists() else None
+    if entry is None:
+        return False
+    wanted = diffusion_model_file(arch, flux_blocks)
+    return wanted is None or entry["files"].get("diffusion_model") == wanted
+
+
 def generate(arch: str, out: Path, seed: int = 0, flux_blocks: tuple[int, int] = (4, 8)) -> ModelSet:
     """Write ``arch``'s files under ``out`` (skipping files that exist); returns what was written."""
     from safetensors.torch import save_file
@@ -218,7 +248,7 @@ def generate(arch: str, out: Path, seed: int = 0, flux_blocks: tuple[int, int] =
     elif arch in ("flux-tiny", "flux"):
         double, single = (1, 1) if arch == "flux-tiny" else flux_blocks
         parts = flux_parts(seed, double, single)
-        write("diffusion_model", "diffusion_models", f"comfyx-{arch}-{double}x{single}.safetensors",
+        write("diffusion_model", "diffusion_models", diffusion_model_file(arch, flux_blocks),
               *parts["diffusion_model"], "")
         write("clip_l", "text_encoders", "comfyx-clip_l.safetensors", *parts["clip_l"])
         write("t5xxl", "text_encoders", "comfyx-t5xxl_fp8_e4m3fn.safetensors", *parts["t5xxl"])
@@ -248,19 +278,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--comfyui", type=Path, required=True, help="ComfyUI checkout whose modules build them")
     parser.add_argument("--out", type=Path, required=True, help="models directory to write")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--flux-blocks", default="4,8", help="double,single blocks of 'flux' (default: 4,8)")
+    parser.add_argument("--flux-blocks", type=flux_blocks, default=(4, 8),
+                        help="double,single blocks of 'flux' (default: 4,8)")
     parser.add_argument("archs", nargs="+", choices=ARCHS)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(args.comfyui))
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True  # building weights needs ComfyUI's modules, not its device management
-    double, single = (int(n) for n in args.flux_blocks.split(","))
     write_model_paths(args.out)
     manifest_path = args.out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     for arch in args.archs:
-        models = generate(arch, args.out, args.seed, (double, single))
+        models = generate(arch, args.out, args.seed, args.flux_blocks)
         manifest[arch] = asdict(models)
         print(f"{arch}: {models.description} ({models.seconds} s)", flush=True)
     manifest_path.write_text(json.dumps(manifest, indent=2))

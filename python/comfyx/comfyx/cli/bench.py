@@ -17,7 +17,7 @@ DEFAULT_MODELS = "bench-models"  # under comfyx's cache directory
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    from comfyx.bench.models import ARCHS
+    from comfyx.bench.models import ARCHS, flux_blocks
     from comfyx.bench.run import BUILTIN_CONFIGS, DEFAULT_CONFIGS
     from comfyx.bench.workflows import WORKFLOWS
 
@@ -52,7 +52,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--seed", type=int, default=1, help="first run's seed; run i uses seed+i (default: 1)")
     bench.add_argument("--cpu", action="store_true", help="run the servers on the CPU (ComfyUI's --cpu)")
     bench.add_argument("--models", type=Path, help=f"models directory (default: comfyx's cache dir/{DEFAULT_MODELS})")
-    bench.add_argument("--flux-blocks", default="4,8", help="double,single blocks of the flux model (default: 4,8)")
+    bench.add_argument("--flux-blocks", type=flux_blocks, default=(4, 8),
+                       help="double,single blocks of the flux model (default: 4,8)")
     bench.add_argument("--out", type=Path, default=Path("comfyx-bench"), help="where the JSON and PNG go")
     bench.add_argument("--name", help="file stem of the results (default: e2e-MODEL-WORKFLOW)")
     bench.add_argument("--work", type=Path, help="keep servers' logs and outputs here (default: a temporary dir)")
@@ -119,14 +120,13 @@ class GenerationError(RuntimeError):
     """Generating the benchmark's models failed; the message carries the generator's output."""
 
 
-def _ensure_models(comfyui: Path, models: Path, arch: str, flux_blocks: str) -> None:
-    import json
+def _ensure_models(comfyui: Path, models: Path, arch: str, blocks: tuple[int, int]) -> None:
+    from comfyx.bench.models import in_manifest
 
-    manifest = models / "manifest.json"
-    if manifest.exists() and arch in json.loads(manifest.read_text()):
+    if in_manifest(models, arch, blocks):
         return
     say(f"generating the {arch} models in {models} (random weights, once)")
     command = [sys.executable, "-m", "comfyx.bench.models", "--comfyui", str(comfyui), "--out", str(models),
-               "--flux-blocks", flux_blocks, arch]
+               "--flux-blocks", "{},{}".format(*blocks), arch]
     if subprocess.run(command, check=False).returncode != 0:
         raise GenerationError(f"generating the {arch} models failed: {' '.join(command)}")
