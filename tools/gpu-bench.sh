@@ -15,8 +15,8 @@
 #                    comfyx serve runs its BMF engine there; without it, comfyx runs the stock one
 # Generates MODEL's
 # random-weight models, runs the benchmark and leaves in $OUT: the bench's JSON and PNG,
-# bench-MODEL.log, setup-MODEL.log and diag-MODEL.txt (the servers' lines about compiling,
-# recompiles, graph breaks, comfyx and errors). BUDGET (seconds, default 570) bounds the whole
+# bench-MODEL.log, setup-MODEL.log, diag-MODEL.txt (the servers' lines about compiling,
+# recompiles, graph breaks, comfyx and errors) and servers-MODEL.tgz (the servers' logs). BUDGET (seconds, default 570) bounds the whole
 # run; the results so far are kept when it runs out.
 set -uo pipefail
 MODEL=${1:?usage: tools/gpu-bench.sh MODEL [comfyx bench options]}
@@ -30,6 +30,8 @@ DEADLINE=$((SECONDS + ${BUDGET:-570}))
 collect() {
   grep -H -E "ecompil|raph break|comfyx|Traceback|Error|rror:|fp8|dtype" "$WORK"/*.log 2>/dev/null \
     | grep -v "Writing AOTAutograd cache entry" | cut -c1-400 | head -n 3000 > "$OUT/diag-$MODEL.txt"
+  # the servers' whole logs in one file: the device brings back only a few files per call
+  tar czf "$OUT/servers-$MODEL.tgz" -C "$WORK" $(cd "$WORK" && ls *.log 2>/dev/null) 2>/dev/null
 }
 trap collect EXIT
 
