@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from comfyx.comfyui.calls import fresh_call_arguments
 from comfyx.compile import caches
 from comfyx.compile.metrics import (
     CompileMetrics,
@@ -109,7 +110,8 @@ class CompiledModel:
         synchronize(x.device)
         with HostTimer() as host, aot_cache_bypass_reasons(self.metrics.aot_cache_bypass_reasons):
             for _ in range(runs):
-                executor(*_fresh_dicts(args), **dict(zip(kwargs, _fresh_dicts(kwargs.values()), strict=True)))
+                warmup_args, warmup_kwargs = fresh_call_arguments(args, kwargs)
+                executor(*warmup_args, **warmup_kwargs)
             out = executor(*args, **kwargs)
             synchronize(x.device)
         delta = counter_delta(before)
@@ -238,13 +240,6 @@ def _log_after_sampling(executor: Any, *args: Any, **kwargs: Any) -> Any:
     if compiled is not None:
         log.info("comfyx compile: %s", compiled.metrics.text())
     return out
-
-
-def _fresh_dicts(values: Any) -> list:
-    # The model adds keys to transformer_options while it runs, and dynamo guards on its
-    # length: a warmup on the very dict the real step gets would make that step recompile.
-    # The sampler hands every step a fresh copy; so does the warmup.
-    return [value.copy() if isinstance(value, dict) else value for value in values]
 
 
 def _signature(args: tuple, kwargs: dict) -> tuple:

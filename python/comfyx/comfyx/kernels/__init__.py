@@ -27,6 +27,7 @@ log = logging.getLogger("comfyx.kernels")
 
 QUANTIZE_FORMATS = ("fp8",)  # what Quantize Model and --quantize make
 QUANTIZE_LAYERS = ("blocks", "all")  # the transformer blocks' Linear layers, or every Linear layer
+ACTIVATION_SCALES = ("calibrated", "dynamic")  # fixed after the first step (.calibrate), or per call
 
 
 def unavailable_reason() -> str | None:

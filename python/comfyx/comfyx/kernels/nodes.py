@@ -1,4 +1,5 @@
-"""The Quantize Model (comfyx) node, bound to the process's fp8 accumulation (``--fp8-fast-accum``)."""
+"""The Quantize Model (comfyx) node, bound to the process's fp8 settings (``--fp8-fast-accum``,
+``--fp8-activation-scale``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ class QuantizeModel:
     """A copy of a model whose Linear layers are fp8; the model other nodes use is left as it is."""
 
     fast_accum: bool  # set by node_classes
+    activation_scale: str
 
     CATEGORY = "comfyx/kernels"
     FUNCTION = "quantize"
@@ -40,12 +42,18 @@ class QuantizeModel:
     def quantize(self, model: Any, format: str, layers: str) -> tuple[Any]:
         from comfyx.kernels.quantize import quantized_clone
 
-        return (quantized_clone(model, layers, format, self.fast_accum),)
+        clone = quantized_clone(model, layers, format, self.fast_accum)
+        if self.activation_scale == "calibrated":
+            from comfyx.kernels.calibrate import add_calibration
+
+            add_calibration(clone)
+        return (clone,)
 
 
-def node_classes(fp8_fast_accum: bool) -> dict[str, type]:
-    """Quantize Model bound to the process's fp8 accumulation (ComfyUI makes node objects without arguments)."""
-    return {"ComfyxQuantizeModel": type("QuantizeModel", (QuantizeModel,), {"fast_accum": fp8_fast_accum})}
+def node_classes(fp8_fast_accum: bool, fp8_activation_scale: str) -> dict[str, type]:
+    """Quantize Model bound to the process's fp8 settings (ComfyUI makes node objects without arguments)."""
+    return {"ComfyxQuantizeModel": type("QuantizeModel", (QuantizeModel,), {
+        "fast_accum": fp8_fast_accum, "activation_scale": fp8_activation_scale})}
 
 
 NODE_CLASSES = {"ComfyxQuantizeModel": QuantizeModel}

@@ -3,9 +3,9 @@
 ComfyUI builds a diffusion model from an "operations" namespace (``comfy.ops.pick_operations``:
 ``manual_cast``, ``scaled_fp8_ops(...)``, ``fp8_ops`` ...). :func:`operations_for` subclasses the
 one ComfyUI picked, replacing only ``Linear``: a layer whose weight is fp8 multiplies through
-``comfyx_kernels.scaled_fp8_linear`` (the activation quantized on the device with a dynamic
-per-tensor scale, or the checkpoint's static ``scale_input``; a cuBLASLt fp8 GEMM); every other
-layer runs exactly as ComfyUI runs it.
+``comfyx_kernels.scaled_fp8_linear`` (the activation quantized on the device with a static
+per-tensor ``scale_input``, the checkpoint's or one calibrated on the first step (:mod:`.calibrate`),
+or else a dynamic one; a cuBLASLt fp8 GEMM); every other layer runs exactly as ComfyUI runs it.
 
 One class reads every fp8 format ComfyUI knows, whatever dtype ComfyUI built the layer in:
 v0.3.64's ``scaled_fp8`` (``scale_weight``, ``scale_input``), plain fp8 weights (no scale:
@@ -79,8 +79,9 @@ class Fp8Linear:
     """
 
     # Also: the parameters scale_weight (float32; absent or None: 1) and scale_input (None:
-    # dynamic activation scaling). Not declared here: a class attribute of that name would stop
-    # nn.Module from registering the parameter.
+    # dynamic activation scaling), and, while a calibration pass runs (.calibrate), the tensor
+    # input_amax. Not declared here: a class attribute of that name would stop nn.Module from
+    # registering the parameter.
     keep_float_layers: bool
     fast_accum: bool
 
@@ -132,6 +133,10 @@ class Fp8Linear:
         self._replace("scale_weight", scale.to(self.weight.device))
         self.scale_input = None
 
+    def set_input_scale(self, scale: torch.Tensor) -> None:
+        """Scale activations by ``scale`` (float32, one element) from now on instead of dynamically."""
+        self._replace("scale_input", scale.detach().to(dtype=torch.float32, device=self.weight.device).reshape(()))
+
     # ---- running ---------------------------------------------------------------------------
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -146,6 +151,9 @@ class Fp8Linear:
         import comfy.ops
         import comfyx_kernels.quantized_tensor as kernels
 
+        amax = getattr(self, "input_amax", None)
+        if amax is not None:  # a calibration pass (.calibrate): eager, never traced
+            torch.maximum(amax, input.detach().abs().amax().float(), out=amax)
         weight, bias = comfy.ops.cast_bias_weight(self, input, dtype=self.weight.dtype, bias_dtype=input.dtype)
         scale = _scale_on(getattr(self, "scale_weight", None), weight.device)
         problem = kernels.fp8_linear_problem(input, weight)  # tensor metadata only: traces under compile

@@ -136,3 +136,34 @@ def test_lora_after_quantize_model_is_applied_at_the_fp8_scale(comfyx_server, fp
     # 61.6 dB from it with the LoRA, 52.4 dB without; the plain model's is 52.6 dB from it)
     assert psnr(with_lora, quantized_lora) > psnr(with_lora, quantized) + 6.0
     assert psnr(with_lora, quantized_lora) > psnr(with_lora, plain) + 6.0
+
+
+def fp8_linear_count(fmt: str, tiny_models) -> int:
+    from safetensors.torch import load_file
+
+    state = load_file(str(tiny_models.root / "checkpoints" / tiny_models.checkpoint))
+    return sum(1 for key, value in fp8_state_dict(state, fmt).items()
+               if key.startswith("model.diffusion_model.") and value.ndim == 2 and value.element_size() == 1)
+
+
+def test_calibrated_activation_scales_are_fixed_on_the_first_step(comfyx_server, fp8_models, tiny_models, tmp_path):
+    out = tmp_path / "out"
+    server = start(comfyx_server, fp8_models, out)  # calibrated: the default
+    dynamic_out = tmp_path / "dynamic"
+    dynamic = start(comfyx_server, fp8_models, dynamic_out, "--fp8-activation-scale", "dynamic")
+    prompt = txt2img("tiny-scaled_fp8.safetensors", prefix="scaled", steps=3)
+    # on this CPU fp8 layers multiply dequantized: the scales change nothing, the calibration pass
+    # must not either (nor the second prompt, which finds the scales fixed)
+    for seed in (1, 2):
+        calibrated = image_of(server.run_prompt(with_seed(prompt, seed)), out)
+        assert (calibrated == image_of(dynamic.run_prompt(with_seed(prompt, seed)), dynamic_out)).all(), seed
+    log = server.log_tail(2000)
+    layers = fp8_linear_count("scaled_fp8", tiny_models)  # every fp8 Linear runs in the first step
+    assert f"UNetModel: {layers} fp8 layers got calibrated activation scales" in log, (layers, log)
+    assert "; 0 not reached by the first step keep dynamic ones" in log
+    assert log.count("fp8 layers got calibrated activation scales") == 1  # once per model, not per prompt
+    # the Quantize Model node's clone is calibrated on its first step too
+    run = server.run_prompt(with_quantized_branch(txt2img("tiny.safetensors", prefix="plain", steps=3)))
+    image_of(run, out, "q.save")
+    assert server.log_tail(2000).count("fp8 layers got calibrated activation scales") == 2
+    assert "calibrated activation scales" not in dynamic.log_tail(2000)
