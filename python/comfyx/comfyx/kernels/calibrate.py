@@ -43,7 +43,7 @@ def calibrate(layers: list[Fp8Linear], run: Callable[[], Any]) -> list[float]:
     """Give each of ``layers`` the static activation scale that ``run()`` (one forward) calls for; returns the
     scales given (a layer ``run`` never reached keeps its dynamic scale)."""
     for layer in layers:
-        layer.input_amax = torch.zeros((), dtype=torch.float32, device=layer.weight.device)
+        layer.input_amax = torch.zeros((), dtype=torch.float32)  # the layer's forward moves it to its input
     try:
         run()
         scales = []

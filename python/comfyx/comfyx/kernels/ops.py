@@ -153,7 +153,8 @@ class Fp8Linear:
 
         amax = getattr(self, "input_amax", None)
         if amax is not None:  # a calibration pass (.calibrate): eager, never traced
-            torch.maximum(amax, input.detach().abs().amax().float(), out=amax)
+            # on the input's device: with --lowvram the weight may wait on the CPU
+            self.input_amax = torch.maximum(amax.to(input.device), input.detach().abs().amax().float())
         weight, bias = comfy.ops.cast_bias_weight(self, input, dtype=self.weight.dtype, bias_dtype=input.dtype)
         scale = _scale_on(getattr(self, "scale_weight", None), weight.device)
         problem = kernels.fp8_linear_problem(input, weight)  # tensor metadata only: traces under compile
