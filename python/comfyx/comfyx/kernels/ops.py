@@ -79,11 +79,11 @@ class Fp8Linear:
     """
 
     # Also: the parameters scale_weight (float32; absent or None: 1) and scale_input (None:
-    # dynamic activation scaling), and, while a calibration pass runs (.calibrate), the tensor
-    # input_amax. Not declared here: a class attribute of that name would stop nn.Module from
-    # registering the parameter.
+    # dynamic activation scaling). Not declared here: a class attribute of that name would stop
+    # nn.Module from registering the parameter.
     keep_float_layers: bool
     fast_accum: bool
+    input_amax: torch.Tensor | None = None  # the running amax while a calibration pass (.calibrate) runs
 
     # ---- loading -------------------------------------------------------------------------
 
@@ -151,10 +151,9 @@ class Fp8Linear:
         import comfy.ops
         import comfyx_kernels.quantized_tensor as kernels
 
-        amax = getattr(self, "input_amax", None)
-        if amax is not None:  # a calibration pass (.calibrate): eager, never traced
+        if self.input_amax is not None:  # a calibration pass (.calibrate): eager, never traced
             # on the input's device: with --lowvram the weight may wait on the CPU
-            self.input_amax = torch.maximum(amax.to(input.device), input.detach().abs().amax().float())
+            self.input_amax = torch.maximum(self.input_amax.to(input.device), input.detach().abs().amax().float())
         weight, bias = comfy.ops.cast_bias_weight(self, input, dtype=self.weight.dtype, bias_dtype=input.dtype)
         scale = _scale_on(getattr(self, "scale_weight", None), weight.device)
         problem = kernels.fp8_linear_problem(input, weight)  # tensor metadata only: traces under compile
