@@ -39,6 +39,10 @@ def _tile_cases():
             yield tiles.dequantize_nvfp4_kernel, config, {
                 "q_ptr": "*u8", "pts_ptr": "*fp32", "s_ptr": "*fp8e4nv", "out_ptr": x, **ints,
             }, {"HI_FIRST": hi_first}  # fmt: skip
+        for hi_first in (True, False):
+            yield tiles.nvfp4_to_fp8_kernel, config, {
+                "q_ptr": "*u8", "s_ptr": "*fp8e4nv", "out_ptr": "*fp8e4nv", **ints,
+            }, {"HI_FIRST": hi_first}  # fmt: skip
         for x in FLOATS:
             yield tiles.quantize_mxfp8_kernel, config, {
                 "x_ptr": x, "q_ptr": "*fp8e4nv", "s_ptr": "*u8", **ints}, {}  # fmt: skip

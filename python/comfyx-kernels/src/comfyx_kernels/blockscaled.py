@@ -23,6 +23,10 @@ E4M3_MAX = 448.0
 E8M0_BIAS = 127
 # The per-tensor scale that puts a tensor's amax at the top of both levels (e2m1 · e4m3).
 NVFP4_AMAX_DIVISOR = E4M3_MAX * E2M1_MAX
+# The W4A8 paths' fp8 weight is e2m1 · block scale / this, rounded to e4m3: at most
+# 6 · 448 / 8 = 336, inside e4m3's range (no saturation); its per-tensor scale is the NVFP4
+# per-tensor scale times this.
+W4A8_WEIGHT_DIVISOR = 8.0
 # Scale tiles of the swizzled layout.
 TILE_ROWS, TILE_COLS = 128, 4
 

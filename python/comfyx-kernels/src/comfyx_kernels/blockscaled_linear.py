@@ -4,12 +4,16 @@ the device has:
 
 - CUDA sm_100+ (Blackwell): the activation is quantized (NVFP4 / MXFP8), then cuBLASLt's
   block-scaled GEMM.
-- CUDA sm_89 / sm_90: NVFP4 weights go through the fused Triton GEMM with the bf16/fp16
-  activation as it is (the weight stays 4-bit in memory, the product is exact), or, opted in
-  with activation="fp8", the W4A8 variant: the activation
-  quantized to fp8 per tensor and the weight tile rounded to e4m3 in registers, on fp8 tensor
-  cores (about twice the rate) for a few % more output error. MXFP8 quantizes the activation
-  to MXFP8 and runs the Triton fp8 GEMM.
+- CUDA sm_89 / sm_90, NVFP4: below DEQUANT_MIN_ROWS rows (memory-bound GEMMs) the fused Triton
+  GEMM reads the 4-bit weight and dequantizes it in registers ("triton": bf16/fp16 activation
+  as it is, exact product); from DEQUANT_MIN_ROWS rows on, the weight is dequantized into a
+  transient bf16/fp16 copy (one Triton pass, freed after the call) and cuBLAS runs the GEMM
+  ("dequant-bf16": the product of that copy, exactly F.linear's). activation="fp8" opts into
+  W4A8 (fp8 tensor cores, about twice the rate, a few % more output error): the activation
+  quantized to fp8 per tensor, the weight rounded to e4m3 by one rule (nvfp4_to_fp8), in the
+  fused kernel's registers ("triton-fp8") or, from DEQUANT_MIN_ROWS rows on, into a transient
+  fp8 copy for cuBLASLt's torch._scaled_mm ("dequant-fp8"). MXFP8 quantizes the activation to
+  MXFP8 and runs the Triton fp8 GEMM.
 - Anything else (CPU, older GPUs, float32 activations for NVFP4): the weight is dequantized and
   F.linear runs (NVFP4 in float32).
 
@@ -25,10 +29,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .blockscaled import nvfp4_tensor_scale
+from .blockscaled import W4A8_WEIGHT_DIVISOR, nvfp4_tensor_scale
 from .ops_blockscaled import (
     dequantize_mxfp8,
+    dequantize_nvfp4,
     linear_nvfp4_weight,
+    nvfp4_to_fp8,
     quantize_mxfp8,
     quantize_nvfp4,
     scaled_mm_mxfp8,
@@ -44,12 +50,20 @@ _HALF = (torch.bfloat16, torch.float16)
 NVFP4_ACTIVATIONS = ("bf16", "fp8")
 # nvfp4_linear's default activation on sm_89/sm_90: exact (bf16); W4A8 is asked for per call.
 NVFP4_ACTIVATION = "bf16"
+# Rows (M) from which NVFP4 on sm_89/sm_90 dequantizes the weight for a cuBLAS GEMM instead of
+# the fused Triton GEMM. Below the ridge (M ≈ 70, NOTES-fp4.md) the GEMM is memory-bound and one
+# read of the 4-bit weight beats writing and reading back a 16-bit copy; above it the fused
+# kernel's in-loop conversion limits it to ~300 TFLOP/s (H100), well under cuBLAS. 128 is a first
+# guess above the ridge: to be set from bench/kernels_fp4.py's per-path linear table on the GPU.
+DEQUANT_MIN_ROWS = 128
 
 
 @dataclass(frozen=True)
 class LinearPath:
     """How a block-scaled linear runs: `name` is "native" (cuBLASLt, sm_100+), "triton"
-    (sm_89/sm_90 kernels), "triton-fp8" (NVFP4's opt-in W4A8) or "fallback" (dequantize)."""
+    (sm_89/sm_90 kernels), for NVFP4 on sm_89/sm_90 also "triton-fp8" (fused W4A8),
+    "dequant-bf16" or "dequant-fp8" (a transient dequantized weight, cuBLAS), or "fallback"
+    (dequantize, any device)."""
 
     name: str
     reason: str
@@ -74,7 +88,7 @@ def _device_path(x: torch.Tensor, kernel_dtypes: tuple[torch.dtype, ...]) -> Lin
         return LinearPath("fallback", f"dequantize + F.linear: triton unavailable ({unavailable})")
     if x.dtype not in kernel_dtypes:
         return LinearPath("fallback", f"dequantize + F.linear: {x.dtype} activations")
-    return LinearPath("triton", f"{sm}: Triton kernel (no FP4/MX tensor cores before sm_100)")
+    return LinearPath("triton", f"{sm} (no FP4/MX tensor cores before sm_100)")
 
 
 def nvfp4_linear_path(x: torch.Tensor, activation: str | None = None) -> LinearPath:
@@ -85,16 +99,26 @@ def nvfp4_linear_path(x: torch.Tensor, activation: str | None = None) -> LinearP
     path = _device_path(x, _HALF)
     if path.name != "triton":
         return path
+    if x.shape[:-1].numel() >= DEQUANT_MIN_ROWS:
+        rows = f"{path.reason}, M >= {DEQUANT_MIN_ROWS} rows"
+        if activation == "fp8":
+            why = "W4A8: weight to a transient fp8 copy (Triton), fp8 activation, cuBLASLt fp8 GEMM"
+            return LinearPath("dequant-fp8", f"{rows}: {why}")
+        why = f"weight dequantized to a transient {x.dtype} copy (Triton), cuBLAS GEMM"
+        return LinearPath("dequant-bf16", f"{rows}: {why}")
+    rows = f"{path.reason}, M < {DEQUANT_MIN_ROWS} rows (memory-bound)"
     if activation == "fp8":
-        return LinearPath("triton-fp8", f"{path.reason}: W4A8 GEMM, fp8 activation, 4-bit weight")
-    return LinearPath("triton", f"{path.reason}: fused NVFP4-weight GEMM, weight stays 4-bit")
+        why = "fused Triton W4A8 GEMM, fp8 activation, weight stays 4-bit"
+        return LinearPath("triton-fp8", f"{rows}: {why}")
+    return LinearPath("triton", f"{rows}: fused Triton NVFP4-weight GEMM, weight stays 4-bit")
 
 
 def mxfp8_linear_path(x: torch.Tensor) -> LinearPath:
     """The path mxfp8_linear takes for activations like `x`, and why."""
     path = _device_path(x, (*_HALF, torch.float32))
     if path.name == "triton":
-        return LinearPath("triton", f"{path.reason}: activation to MXFP8, fp8 GEMM with MX scales")
+        why = "activation to MXFP8, Triton fp8 GEMM with MX scales"
+        return LinearPath("triton", f"{path.reason}: {why}")
     return path
 
 
@@ -130,9 +154,9 @@ def nvfp4_linear(
     padded to 16), `weight_scale` (swizzled float8_e4m3fn block scales) and `weight_scale_2`
     (float32 per-tensor scale). `out_features` (default N') drops padded rows; x may have fewer
     than K' features (zero-padded). `input_scale` is the activation's static per-tensor scale
-    where the activation is quantized (NVFP4 on Blackwell, fp8 in the W4A8 path; default: from
-    its amax). `activation` ("bf16" or "fp8", default "bf16")
-    chooses the sm_89/sm_90 path. Output in x's dtype.
+    where the activation is quantized (NVFP4 on Blackwell, fp8 in the W4A8 paths; default: from
+    its amax). `activation` ("bf16" or "fp8", default "bf16") and the number of rows choose the
+    sm_89/sm_90 path (nvfp4_linear_path). Output in x's dtype.
     """
     n = out_features or weight.shape[0]
     weight = weight[:n]  # the swizzled scales of the first n rows stay where they are
@@ -145,6 +169,21 @@ def nvfp4_linear(
         out = scaled_mm_nvfp4(
             qx, weight, scale, weight_scale_2, sx, weight_scale, bias, x.dtype, backend="cuda"
         )
+    elif path.name == "dequant-bf16":
+        # bf16/fp16 tensor cores at cuBLAS's rate; the copy of this one layer's weight is freed on
+        # return (the caching allocator reuses its memory for the next layer's).
+        w = dequantize_nvfp4(
+            weight, weight_scale_2, weight_scale, x.dtype, hi_first, backend="triton"
+        )
+        out = F.linear(x2, w, None if bias is None else bias.to(x.dtype))
+    elif path.name == "dequant-fp8":
+        # fp8_linear's own quantize + cuBLASLt call; quantized_tensor imports this module, so
+        # the import waits until the first call.
+        from .quantized_tensor import scaled_fp8_linear
+
+        w = nvfp4_to_fp8(weight, weight_scale, hi_first, backend="triton")
+        w_scale = weight_scale_2 * W4A8_WEIGHT_DIVISOR
+        out = scaled_fp8_linear(x2, w, w_scale, bias, input_scale)
     else:
         out = linear_nvfp4_weight(
             x2,

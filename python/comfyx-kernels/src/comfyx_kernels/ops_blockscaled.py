@@ -125,6 +125,36 @@ def dequantize_nvfp4(
     )
 
 
+@torch.library.custom_op("comfyx_kernels::nvfp4_to_fp8", mutates_args=())
+def _nvfp4_to_fp8_op(
+    qx: torch.Tensor, block_scales: torch.Tensor, hi_first: bool, backend: str
+) -> torch.Tensor:
+    return dispatch(
+        "nvfp4_to_fp8", backend or None, qx=qx, block_scales=block_scales, hi_first=hi_first
+    )
+
+
+@_nvfp4_to_fp8_op.register_fake
+def _(qx, block_scales, hi_first, backend):
+    return qx.new_empty((qx.shape[0], 2 * qx.shape[1]), dtype=torch.float8_e4m3fn)
+
+
+def nvfp4_to_fp8(
+    qx: torch.Tensor,
+    block_scales: torch.Tensor,
+    hi_first: bool = True,
+    *,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Packed NVFP4 (rows, K/2) → float8_e4m3fn (rows, K): e2m1 · block scale /
+    W4A8_WEIGHT_DIVISOR rounded to the nearest e4m3, the weight the W4A8 GEMMs multiply (its
+    per-tensor scale is the NVFP4 per-tensor scale · W4A8_WEIGHT_DIVISOR). The rule of the
+    fused W4A8 kernel's main loop, so a torch._scaled_mm on this matrix computes what it does."""
+    if _traced(qx):
+        return _nvfp4_to_fp8_op(qx, block_scales, hi_first, backend or "")
+    return dispatch("nvfp4_to_fp8", backend, qx=qx, block_scales=block_scales, hi_first=hi_first)
+
+
 @torch.library.custom_op("comfyx_kernels::scaled_mm_nvfp4", mutates_args=())
 def _scaled_mm_nvfp4_op(
     a: torch.Tensor,

@@ -17,6 +17,7 @@ from ..blockscaled import (
     E4M3_MAX,
     MXFP8_BLOCK,
     NVFP4_BLOCK,
+    W4A8_WEIGHT_DIVISOR,
     e2m1_codes,
     e2m1_values,
     e8m0_to_float,
@@ -313,12 +314,22 @@ def quantize_activation_fp8(
     return quantize_per_tensor_fp8(x, scale), scale
 
 
-def nvfp4_weight_as_fp8(
-    weight: torch.Tensor, weight_scale: torch.Tensor, hi_first: bool
+NVFP4_TO_FP8 = Constraints(
+    devices=DEVICES,
+    dtypes={"qx": U8, "block_scales": E4M3},
+    rules=(same_device("qx", "block_scales"), matrix("qx"), nvfp4_scales("qx", "block_scales")),
+)
+
+
+@register("eager", "nvfp4_to_fp8", NVFP4_TO_FP8)
+def nvfp4_to_fp8(
+    qx: torch.Tensor, block_scales: torch.Tensor, hi_first: bool = True
 ) -> torch.Tensor:
-    """The W4A8 kernel's weight: e2m1 · block scale / 8 rounded to e4m3 (at most 336)."""
-    w = dequantize_nvfp4_exact(weight, torch.ones((), device=weight.device), weight_scale, hi_first)
-    return (w / 8).float().to(torch.float8_e4m3fn)
+    """The W4A8 weight: e2m1 · block scale / W4A8_WEIGHT_DIVISOR (exact in float64 and float32,
+    at most 336) rounded to the nearest e4m3."""
+    one = torch.ones((), device=qx.device)
+    w = dequantize_nvfp4_exact(qx, one, block_scales, hi_first) / W4A8_WEIGHT_DIVISOR
+    return w.float().to(torch.float8_e4m3fn)
 
 
 @register("eager", "linear_nvfp4_weight_fp8", LINEAR_NVFP4_WEIGHT_FP8)
@@ -334,6 +345,7 @@ def linear_nvfp4_weight_fp8(
     """The opt-in W4A8 path's reference: the fp8 activation times the e4m3-rounded weight,
     in float64, scaled by input scale · per-tensor scale · 8."""
     qx, x_scale = quantize_activation_fp8(x, input_scale)
-    w8 = nvfp4_weight_as_fp8(weight, weight_scale, hi_first)
-    out = (qx.double() @ w8.double().T) * (x_scale.double() * weight_scale_2.double() * 8)
+    w8 = nvfp4_to_fp8(weight, weight_scale, hi_first)
+    w_scale = weight_scale_2.double() * W4A8_WEIGHT_DIVISOR
+    out = (qx.double() @ w8.double().T) * (x_scale.double() * w_scale)
     return _finish(out, bias, x.dtype)

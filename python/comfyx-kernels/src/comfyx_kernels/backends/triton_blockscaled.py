@@ -56,6 +56,21 @@ def quantize_nvfp4(
     return q, scales
 
 
+def _unpack_nvfp4(kernel, qx, block_scales, output_type, hi_first, *scale) -> torch.Tensor:
+    """Launch an elementwise NVFP4 kernel (dequantize, or to fp8): packed (rows, K/2) in,
+    (rows, K) of `output_type` out; `scale` is the per-tensor scale where the kernel takes one."""
+    qx = qx.contiguous()
+    rows, cols = qx.shape[0], 2 * qx.shape[1]
+    out = torch.empty((rows, cols), dtype=output_type, device=qx.device)
+    if out.numel():
+        padded_cols = scale_shape(rows, cols // NVFP4_BLOCK)[1]
+        kernel[_tile_grid(rows, cols)](
+            qx, *scale, block_scales.contiguous(), out, rows, cols, padded_cols,
+            _size_class(out.numel()), HI_FIRST=hi_first,
+        )  # fmt: skip
+    return out
+
+
 @register("triton", "dequantize_nvfp4", _like_eager(eager.DEQUANTIZE_NVFP4))
 def dequantize_nvfp4(
     qx: torch.Tensor,
@@ -64,16 +79,16 @@ def dequantize_nvfp4(
     output_type: torch.dtype = torch.bfloat16,
     hi_first: bool = True,
 ) -> torch.Tensor:
-    qx = qx.contiguous()
-    rows, cols = qx.shape[0], 2 * qx.shape[1]
-    out = torch.empty((rows, cols), dtype=output_type, device=qx.device)
-    if out.numel():
-        padded_cols = scale_shape(rows, cols // NVFP4_BLOCK)[1]
-        kernels.dequantize_nvfp4_kernel[_tile_grid(rows, cols)](
-            qx, per_tensor_scale, block_scales.contiguous(), out, rows, cols, padded_cols,
-            _size_class(out.numel()), HI_FIRST=hi_first,
-        )  # fmt: skip
-    return out
+    kernel = kernels.dequantize_nvfp4_kernel
+    return _unpack_nvfp4(kernel, qx, block_scales, output_type, hi_first, per_tensor_scale)
+
+
+@register("triton", "nvfp4_to_fp8", _like_eager(eager.NVFP4_TO_FP8))
+def nvfp4_to_fp8(
+    qx: torch.Tensor, block_scales: torch.Tensor, hi_first: bool = True
+) -> torch.Tensor:
+    kernel = kernels.nvfp4_to_fp8_kernel
+    return _unpack_nvfp4(kernel, qx, block_scales, torch.float8_e4m3fn, hi_first)
 
 
 @register("triton", "quantize_mxfp8", _like_eager(eager.QUANTIZE_MXFP8))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ..blockscaled import W4A8_WEIGHT_DIVISOR
 from .triton_kernels import _tuning
 
 # Quantize / dequantize tiles: (rows, columns, warps). BK is a multiple of 64, so a program's
@@ -29,6 +30,8 @@ LOG2_E = tl.constexpr(1.4426950408889634)
 # RN(x / t)); valid while r and the remainders are normal floats, i.e. t in this range.
 SAFE_SCALE_MIN = tl.constexpr(2.0**-100)
 SAFE_SCALE_MAX = tl.constexpr(2.0**120)
+W4A8_DIVISOR = tl.constexpr(W4A8_WEIGHT_DIVISOR)
+W4A8_INVERSE = tl.constexpr(1.0 / W4A8_WEIGHT_DIVISOR)  # a power of two: the multiply is exact
 
 
 @triton.jit
@@ -65,6 +68,14 @@ def unpack_codes(packed, HI_FIRST: tl.constexpr):
     """(R, C) packed bytes → (R, C, 2) codes, the even element first."""
     high, low = packed >> 4, packed & 15
     return tl.join(high, low) if HI_FIRST else tl.join(low, high)
+
+
+@triton.jit
+def w4a8_weight(w):
+    """The W4A8 weight element: e2m1 · block scale (float32, exact) / W4A8_WEIGHT_DIVISOR
+    rounded to the nearest e4m3, ties to even. One rule for the W4A8 GEMM's main loop and
+    nvfp4_to_fp8_kernel, so the cuBLASLt path multiplies the same weight (eager: nvfp4_to_fp8)."""
+    return (w * W4A8_INVERSE).to(tl.float8e4nv)
 
 
 @triton.jit
@@ -126,6 +137,32 @@ def quantize_nvfp4_kernel(
     tl.store(s_ptr + s_offsets, scale_fp8, s_mask)
 
 
+@triton.jit
+def _nvfp4_tile(
+    q_ptr,
+    s_ptr,
+    pid_m,
+    pid_k,
+    rows,
+    cols,
+    scale_cols_padded,
+    HI_FIRST: tl.constexpr,
+    BM: tl.constexpr,
+    BK: tl.constexpr,
+):
+    """A BM x BK tile of packed NVFP4: its e2m1 values (BM, BK / 16, 16) and block scales
+    (BM, BK / 16), both float32."""
+    half = cols // 2
+    r, _, mask, offsets = _tile(pid_m, pid_k, rows, half, half, BM, BK // 2)
+    packed = tl.load(q_ptr + offsets, mask=mask, other=0)
+    values = tl.reshape(e2m1_values(unpack_codes(packed, HI_FIRST)), (BM, BK // 16, 16))
+    sc = pid_k * (BK // 16) + tl.arange(0, BK // 16)
+    s_mask = (r < rows)[:, None] & (sc < cols // 16)[None, :]
+    s_offsets = swizzled_offset(r[:, None], sc[None, :], scale_cols_padded)
+    scales = tl.load(s_ptr + s_offsets, mask=s_mask, other=0.0).to(tl.float32)
+    return values, scales
+
+
 @triton.autotune(configs=_TILE_CONFIGS, key=["size_class"])
 @triton.jit
 def dequantize_nvfp4_kernel(
@@ -142,20 +179,38 @@ def dequantize_nvfp4_kernel(
     BK: tl.constexpr,
 ):
     pid_m, pid_k = tl.program_id(0), tl.program_id(1)
-    half = cols // 2
-    r, _, mask, offsets = _tile(pid_m, pid_k, rows, half, half, BM, BK // 2)
-    packed = tl.load(q_ptr + offsets, mask=mask, other=0)
-    values = tl.reshape(e2m1_values(unpack_codes(packed, HI_FIRST)), (BM, BK // 16, 16))
-    sc = pid_k * (BK // 16) + tl.arange(0, BK // 16)
-    s_mask = (r < rows)[:, None] & (sc < cols // 16)[None, :]
-    s_offsets = swizzled_offset(r[:, None], sc[None, :], scale_cols_padded)
-    scales = tl.load(s_ptr + s_offsets, mask=s_mask, other=0.0).to(tl.float32)
+    values, scales = _nvfp4_tile(
+        q_ptr, s_ptr, pid_m, pid_k, rows, cols, scale_cols_padded, HI_FIRST, BM, BK
+    )
     out_type = out_ptr.dtype.element_ty
     # comfy-kitchen rounds the per-tensor scale, then its product with the block scale, to the
     # output dtype before the multiply (the products themselves are exact in float32).
     pts = tl.load(pts_ptr).to(out_type).to(tl.float32)
     total = (pts * scales).to(out_type).to(tl.float32)
     out = tl.reshape(values * total[:, :, None], (BM, BK)).to(out_type)
+    _, _, out_mask, out_offsets = _tile(pid_m, pid_k, rows, cols, cols, BM, BK)
+    tl.store(out_ptr + out_offsets, out, out_mask)
+
+
+@triton.autotune(configs=_TILE_CONFIGS, key=["size_class"])
+@triton.jit
+def nvfp4_to_fp8_kernel(
+    q_ptr,
+    s_ptr,
+    out_ptr,
+    rows,
+    cols,
+    scale_cols_padded,
+    size_class,
+    HI_FIRST: tl.constexpr,
+    BM: tl.constexpr,
+    BK: tl.constexpr,
+):
+    pid_m, pid_k = tl.program_id(0), tl.program_id(1)
+    values, scales = _nvfp4_tile(
+        q_ptr, s_ptr, pid_m, pid_k, rows, cols, scale_cols_padded, HI_FIRST, BM, BK
+    )
+    out = w4a8_weight(tl.reshape(values * scales[:, :, None], (BM, BK)))
     _, _, out_mask, out_offsets = _tile(pid_m, pid_k, rows, cols, cols, BM, BK)
     tl.store(out_ptr + out_offsets, out, out_mask)
 

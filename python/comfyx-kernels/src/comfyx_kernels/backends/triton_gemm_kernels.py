@@ -26,7 +26,14 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_blockscaled_kernels import e2m1_values, e8m0_values, swizzled_offset, unpack_codes
+from .triton_blockscaled_kernels import (
+    W4A8_DIVISOR,
+    e2m1_values,
+    e8m0_values,
+    swizzled_offset,
+    unpack_codes,
+    w4a8_weight,
+)
 from .triton_kernels import INTERPRETING
 
 
@@ -143,8 +150,9 @@ def nvfp4_weight_gemm_kernel(
         values = tl.reshape(e2m1_values(unpack_codes(packed, HI_FIRST)), (BN, BK // 16, 16))
         w = tl.reshape(values * scales[:, :, None], (BN, BK))
         # FP8_ACT: x is e4m3, and e2m1 · scale / 8 (at most 336) is rounded to e4m3 for the
-        # fp8 tensor cores; else the dequantized weight, exact in x's bf16 / fp16.
-        w = (w * 0.125).to(tl.float8e4nv) if FP8_ACT else w.to(x_ptr.dtype.element_ty)
+        # fp8 tensor cores (nvfp4_to_fp8's rule); else the dequantized weight, exact in x's
+        # bf16 / fp16.
+        w = w4a8_weight(w) if FP8_ACT else w.to(x_ptr.dtype.element_ty)
         if SWAP:  # x.T tile (BK, BM)
             x_mask = (rm < M)[None, :] & (k + rk < K)[:, None]
             x_t = tl.load(x_ptr + x_rows[None, :] + (k + rk)[:, None], mask=x_mask, other=0.0)
@@ -154,7 +162,10 @@ def nvfp4_weight_gemm_kernel(
             x = tl.load(x_ptr + x_rows[:, None] + (k + rk)[None, :], mask=x_mask, other=0.0)
             acc = tl.dot(x, tl.trans(w), acc)
         w_ptrs += BK // 2
-    out = acc * (tl.load(pts_ptr) * 8.0 * tl.load(xs_ptr)) if FP8_ACT else acc * tl.load(pts_ptr)
+    if FP8_ACT:
+        out = acc * (tl.load(pts_ptr) * W4A8_DIVISOR * tl.load(xs_ptr))
+    else:
+        out = acc * tl.load(pts_ptr)
     if SWAP:
         if HAS_BIAS:
             out += tl.load(bias_ptr + rn, mask=rn < N, other=0.0).to(tl.float32)[:, None]

@@ -11,25 +11,30 @@ for float32 outputs on an H100, so its float32 bound is 2e-4.
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import comfyx_kernels as cx
 from comfyx_kernels import blockscaled_linear as gemm_linear
+from comfyx_kernels import quantized_tensor
 from comfyx_kernels.backends.eager_blockscaled import (
     dequantize_mxfp8_exact,
     dequantize_nvfp4_exact,
 )
-from comfyx_kernels.blockscaled import nvfp4_tensor_scale
+from comfyx_kernels.blockscaled import W4A8_WEIGHT_DIVISOR, nvfp4_tensor_scale, to_swizzled
+from comfyx_kernels.blockscaled_linear import DEQUANT_MIN_ROWS, LinearPath
 from comfyx_kernels.registry import dispatch
 
-from .helpers import device, triton_param
+from .helpers import assert_bit_equal, device, triton_param
 
 triton = pytest.importorskip("triton", reason="the GEMM variants are Triton configs")
 gemm = pytest.importorskip("comfyx_kernels.backends.triton_gemm_kernels")
+triton_blockscaled = pytest.importorskip("comfyx_kernels.backends.triton_blockscaled")
 
 BF16_BOUND, F32_BOUND = 4e-3, 1e-5
 FP8_MMA_F32_BOUND = 2e-4
 # (M, K, N): tiny M (one token), M not a multiple of any tile, K with a partial last tile.
 GEMM_SHAPES = [(1, 64, 48), (33, 96, 70), (130, 160, 64)]
+COMPILE_BACKENDS = ["aot_eager"] + (["inductor"] if torch.cuda.is_available() else [])
 
 
 def _force_flag(monkeypatch, kernel, lists: tuple[str, ...], flag: str, value: bool) -> None:
@@ -190,3 +195,179 @@ def test_nvfp4_activation_choice():
     assert gemm_linear.NVFP4_ACTIVATION == "bf16"
     with pytest.raises(ValueError, match="activation must be bf16 or fp8"):
         cx.nvfp4_linear_path(torch.randn(2, 16), "fp4")
+
+
+# ---- the sm_89/sm_90 dequantize paths: the weight expanded for one call, cuBLAS multiplies ----
+
+ON_GPU_KERNELS = LinearPath("triton", "sm_90 (no FP4/MX tensor cores before sm_100)")
+# Rows either side of the threshold; 3-D activations count all leading dimensions as rows.
+ROWS = [1, DEQUANT_MIN_ROWS - 1, DEQUANT_MIN_ROWS, 4096]
+
+
+@pytest.fixture
+def sm90_paths(monkeypatch):
+    """nvfp4_linear chooses as on an sm_90 GPU whatever the device (the Triton kernels run on
+    the CPU under TRITON_INTERPRET=1): only the rows and the activation decide."""
+    monkeypatch.setattr(gemm_linear, "_device_path", lambda x, dtypes: ON_GPU_KERNELS)
+
+
+@pytest.fixture
+def scaled_mm_anywhere(monkeypatch):
+    """torch._scaled_mm also on the CPU (torch 2.14's takes e4m3 operands there), where
+    fp8_linear would dequantize instead: the dequant-fp8 path's own call gets tested."""
+    if device() == "cpu":
+        monkeypatch.setattr(quantized_tensor, "_gemm_problem", lambda *args: None)
+
+
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("activation", [None, "bf16", "fp8"])
+def test_nvfp4_path_by_rows_and_activation(rows, activation, sm90_paths):
+    x = torch.empty(rows, 64, dtype=torch.bfloat16)
+    path = cx.nvfp4_linear_path(x, activation)
+    dequant = rows >= DEQUANT_MIN_ROWS
+    expected = {
+        (False, False): "triton",
+        (False, True): "triton-fp8",
+        (True, False): "dequant-bf16",
+        (True, True): "dequant-fp8",
+    }[dequant, activation == "fp8"]
+    assert path.name == expected
+    assert f"M {'>=' if dequant else '<'} {DEQUANT_MIN_ROWS} rows" in path.reason
+    # 3-D: rows are batch x tokens.
+    assert cx.nvfp4_linear_path(x.reshape(1, rows, 64), activation) == path
+
+
+def test_nvfp4_path_threshold_is_read_per_call(sm90_paths, monkeypatch):
+    x = torch.empty(2, 8, 64, dtype=torch.float16)
+    assert cx.nvfp4_linear_path(x).name == "triton"
+    monkeypatch.setattr(gemm_linear, "DEQUANT_MIN_ROWS", 16)
+    assert cx.nvfp4_linear_path(x).name == "dequant-bf16"
+    # Off the Triton device path (CPU fallback, float32, Blackwell) rows do not matter.
+    monkeypatch.undo()
+    if device() == "cpu":
+        assert cx.nvfp4_linear_path(torch.empty(4096, 64)).name == "fallback"
+
+
+def random_nvfp4(rows: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Any packed e2m1 codes and any finite block scale (subnormals, both signs): every case of
+    the fp8 rounding, not only what quantize_nvfp4 produces."""
+    packed = torch.randint(0, 256, (rows, k // 2), dtype=torch.uint8)
+    codes = torch.randint(0, 256, (rows, k // 16), dtype=torch.uint8)
+    codes[(codes & 0x7F) == 0x7F] = 0x38  # e4m3's NaNs → 1.0
+    scales = to_swizzled(codes.view(torch.float8_e4m3fn))
+    return packed.to(device()), scales.to(device())
+
+
+@pytest.mark.parametrize("hi_first", [True, False])
+@pytest.mark.parametrize(("rows", "k"), [(1, 16), (33, 96), (130, 320)])
+@pytest.mark.parametrize("backend", triton_param())
+def test_nvfp4_to_fp8_kernel_matches_eager(backend, rows, k, hi_first):
+    q, s = random_nvfp4(rows, k)
+    out = cx.nvfp4_to_fp8(q, s, hi_first, backend=backend)
+    assert_bit_equal(out, cx.nvfp4_to_fp8(q, s, hi_first, backend="eager"))
+
+
+def test_eager_nvfp4_to_fp8_rounds_to_nearest_e4m3():
+    q, s = random_nvfp4(128, 256)
+    w8 = cx.nvfp4_to_fp8(q, s, backend="eager").double()
+    exact = dequantize_nvfp4_exact(q, torch.ones((), device=q.device), s, True) / 8
+    # Exact values and rounded ones both occur, each within half an e4m3 step (subnormals:
+    # steps of 2^-9), and the swapped nibble order shows.
+    rounded = w8 != exact
+    assert rounded.any() and (~rounded & (exact != 0)).any()
+    assert (w8 - exact).abs().le(exact.abs() / 16 + 2.0**-10).all()
+    assert not torch.equal(cx.nvfp4_to_fp8(q, s, False, backend="eager").double(), w8)
+
+
+@pytest.mark.parametrize("backend", triton_param())
+def test_nvfp4_to_fp8_on_a_row_slice(backend):
+    """nvfp4_linear passes weight[:out_features] with the scales of all padded rows."""
+    q, s = random_nvfp4(64, 48)
+    sliced = cx.nvfp4_to_fp8(q[:50], s, backend=backend)
+    assert_bit_equal(sliced, cx.nvfp4_to_fp8(q, s, backend="eager")[:50])
+
+
+@pytest.mark.parametrize("hi_first", [True, False])
+@pytest.mark.parametrize("backend", triton_param())
+def test_fp8_weight_is_the_w4a8_gemm_weight(backend, hi_first, nvfp4_variant):
+    """The fused W4A8 GEMM with the identity as activation (scale 1/8, per-tensor scale 1)
+    writes its in-register e4m3 weight, transposed, to a float32 output: the transient fp8
+    copy must be that weight bit for bit."""
+    n, k = 70, 96
+    q, s = random_nvfp4(n, k)
+    eye = torch.eye(k, device=device()).to(torch.float8_e4m3fn)
+    one = torch.ones((), device=device())
+    out = triton_blockscaled._nvfp4_weight_gemm(
+        eye, one / W4A8_WEIGHT_DIVISOR, q, s, one, None, hi_first, torch.float32
+    )
+    w8 = cx.nvfp4_to_fp8(q, s, hi_first, backend=backend).float()
+    assert torch.equal(out.T, w8)  # by value: a sum of zeros is +0 where the weight is -0
+    assert w8.count_nonzero() > w8.numel() / 2
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("backend", triton_param())
+def test_dequant_bf16_path_is_f_linear_of_the_dequantized_weight(backend, dtype, sm90_paths):
+    n, k = 70, 96  # 70 of 80 stored rows
+    w = torch.randn(n, k, device=device())
+    scale = nvfp4_tensor_scale(w)
+    q, s = cx.quantize_nvfp4(w, scale, pad_16x=True)
+    x = torch.randn(2, DEQUANT_MIN_ROWS, k, device=device(), dtype=dtype)
+    bias = torch.randn(n, device=device(), dtype=dtype)
+    with cx.backend_trace() as trace:
+        out = cx.nvfp4_linear(x, q, s, scale, bias, out_features=n)
+    assert trace == [("dequantize_nvfp4", "triton")]
+    w_eager = cx.dequantize_nvfp4(q[:n], scale, s, dtype, backend="eager")
+    assert_bit_equal(out, F.linear(x, w_eager, bias))
+    exact = x.double() @ dequantize_nvfp4_exact(q, scale, s, True)[:n].T + bias.double()
+    assert relative_error(out, exact) < BF16_BOUND
+
+
+@pytest.mark.parametrize("static_scale", [False, True], ids=["dynamic", "static"])
+@pytest.mark.parametrize("backend", triton_param())
+def test_dequant_fp8_path_matches_the_w4a8_reference(
+    backend, static_scale, sm90_paths, scaled_mm_anywhere, monkeypatch
+):
+    if device() == "cuda" and torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("torch._scaled_mm needs sm_89+")
+    calls = []
+    scaled_mm = torch._scaled_mm
+    monkeypatch.setattr(
+        torch, "_scaled_mm", lambda *a, **kw: calls.append(1) or scaled_mm(*a, **kw)
+    )
+    n, k = 80, 96
+    q, s, scale = nvfp4_weight(n, k)
+    x = torch.randn(DEQUANT_MIN_ROWS + 3, k, device=device(), dtype=torch.bfloat16)
+    bias = torch.randn(n, device=device(), dtype=torch.bfloat16)
+    input_scale = (x.abs().amax().float() / 448) if static_scale else None
+    assert cx.nvfp4_linear_path(x, "fp8").name == "dequant-fp8"
+    with cx.backend_trace() as trace:
+        out = cx.nvfp4_linear(x, q, s, scale, bias, input_scale=input_scale, activation="fp8")
+    assert ("nvfp4_to_fp8", "triton") in trace and calls == [1]
+    args = {"x": x, "weight": q, "weight_scale": s, "weight_scale_2": scale, "bias": bias}
+    reference = dispatch("linear_nvfp4_weight_fp8", "eager", **args, input_scale=input_scale)
+    assert relative_error(out, reference) < BF16_BOUND
+    exact = x.double() @ dequantize_nvfp4_exact(q, scale, s, True).T + bias.double()
+    assert 1e-3 < relative_error(out, exact) < 0.05
+
+
+@pytest.mark.parametrize("activation", ["bf16", "fp8"])
+@pytest.mark.parametrize("compile_backend", COMPILE_BACKENDS)
+@pytest.mark.parametrize("backend", triton_param())
+def test_dequant_paths_under_torch_compile(
+    backend, compile_backend, activation, sm90_paths, scaled_mm_anywhere
+):
+    if device() == "cuda" and torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("torch._scaled_mm needs sm_89+")
+    q, s, scale = nvfp4_weight(64, 96)
+    x = torch.randn(DEQUANT_MIN_ROWS, 96, device=device(), dtype=torch.bfloat16)
+
+    def forward(x):
+        return cx.nvfp4_linear(x, q, s, scale, activation=activation)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(forward, backend=compile_backend, fullgraph=True)
+    out, eager = compiled(x), forward(x)
+    if compile_backend == "aot_eager":  # the same kernels and calls as eager
+        assert_bit_equal(out, eager)
+    assert relative_error(out, eager) < BF16_BOUND
