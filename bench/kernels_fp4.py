@@ -6,16 +6,20 @@ rotated through 256 MB, median of 5; the linear rows of one shape timed side by 
 - quantize / dequantize 8192x8192 bf16: % of a device copy's bandwidth (bytes: input read
   once, outputs written once); elements that differ from our eager backend and from
   comfy-kitchen's CUDA kernel.
-- NVFP4-weight linear / bf16 linear at diffusion shapes: comfyx's fused GEMM (bf16 activation,
-  4-bit weight) against comfy-kitchen's path on Hopper (dequantize_nvfp4 + bf16 GEMM); output
-  error against the bf16 linear of the unquantized weight and against float64 of the
-  dequantized weight.
+- NVFP4-weight linear / bf16 linear at diffusion shapes: every sm_89/sm_90 path of nvfp4_linear
+  forced in turn (fused Triton GEMM with the bf16 activation or W4A8, the transient dequantized
+  weight with cuBLAS's bf16 GEMM or W4A8 cuBLASLt fp8 GEMM) and comfy-kitchen's path on Hopper
+  (its dequantize_nvfp4 + bf16 GEMM), timed side by side; each with its output error against
+  float64 of the bf16 activation times the dequantized weight (what the exact paths compute)
+  and against the bf16 linear of the unquantized weight. The targets are judged on the path
+  nvfp4_linear picks for that M by default (exact), the W4A8 one beside it.
 - MXFP8 GEMM: TFLOP/s of comfyx's fp8 GEMM with 32-element scales next to bf16 and per-tensor
   fp8 (torch._scaled_mm); mxfp8_linear (activation quantize + GEMM) against comfy-kitchen's
   path (eager dequantize_mxfp8 + bf16 GEMM).
 - A Flux-architecture denoiser step (Flux.1's widths, random weights, 1024² = 4096 image + 512
-  text tokens, --flux-depth double,single blocks) in bf16, fp8, NVFP4 and MXFP8 (comfyx and
-  comfy-kitchen's path), with the output's error against bf16.
+  text tokens, --flux-depth double,single blocks) in bf16, fp8, NVFP4 (comfyx's default and
+  W4A8 choices, the fused Triton GEMM at every M as before the dequantize paths, and
+  comfy-kitchen's path) and MXFP8 (comfyx and comfy-kitchen's), with the error against bf16.
 
 Usage: python bench/kernels_fp4.py [--out DIR] [--sections quantize,linear,mxfp8,flux]
 """
@@ -27,12 +31,14 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import comfyx_kernels as cx
 import torch
 import torch.nn.functional as F
+from comfyx_kernels import blockscaled_linear
 from comfyx_kernels.backends.eager_blockscaled import dequantize_nvfp4_exact
 from comfyx_kernels.blockscaled import nvfp4_tensor_scale
 from comfyx_kernels.quantized_tensor import QuantizedTensor
@@ -40,14 +46,22 @@ from flux_like import build, quantize_linears
 from kernels import Results, copy_bandwidth_gbs, expect_backend, relative_error, rotating
 
 MATRIX = (8192, 8192)
-W4A8 = "comfyx nvfp4 W4A8 (fp8 activation)"
+# nvfp4_linear's sm_89/sm_90 paths and the activation each takes.
+NVFP4_PATHS = {"triton": "bf16", "triton-fp8": "fp8", "dequant-bf16": "bf16", "dequant-fp8": "fp8"}
+KITCHEN_NVFP4 = "comfy-kitchen nvfp4 (dequantize + bf16)"
+# The fused Triton GEMMs at every M: nvfp4_linear's sm_89/sm_90 choice before the dequant paths.
+NEVER = sys.maxsize
 # (M, K, N): Flux's attention projection and MLP at 1024² (4096 image tokens), a 1024-token
-# layer, a 256-token one (text-sized) and a 16-row one (where the weight read dominates).
+# layer, a 256-token one (text-sized) and a 16-row one (where the weight read dominates); 128
+# and 64 rows (no target) locate where the dequant paths overtake the fused kernels, for
+# blockscaled_linear.DEQUANT_MIN_ROWS.
 LINEAR_SHAPES = [
     (4096, 3072, 3072),
     (4096, 3072, 12288),
     (1024, 4096, 4096),
     (256, 3072, 12288),
+    (128, 3072, 12288),
+    (64, 3072, 12288),
     (16, 3072, 12288),
 ]
 MXFP8_SHAPES = [(8192, 8192, 8192), (4096, 3072, 12288)]
@@ -145,6 +159,22 @@ def bench_quantize(results: Results, kitchen: dict) -> None:
         kitchen_row(results, "quantize_mxfp8", lambda: ck.quantize_mxfp8(*inputs()), 3 * n + n // 32)
 
 
+@contextmanager
+def dequant_from(rows: int) -> Iterator[None]:
+    """nvfp4_linear with its dequant paths from `rows` rows on (0: always, NEVER: the fused
+    Triton GEMMs at every M) instead of blockscaled_linear.DEQUANT_MIN_ROWS."""
+    default = blockscaled_linear.DEQUANT_MIN_ROWS
+    blockscaled_linear.DEQUANT_MIN_ROWS = rows
+    try:
+        yield
+    finally:
+        blockscaled_linear.DEQUANT_MIN_ROWS = default
+
+
+def nvfp4_impl(path: str) -> str:
+    return f"comfyx nvfp4 {path}"
+
+
 def bench_nvfp4_linear(results: Results, kitchen: dict, shape: tuple[int, int, int]) -> None:
     m, k, n = shape
     x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
@@ -154,24 +184,37 @@ def bench_nvfp4_linear(results: Results, kitchen: dict, shape: tuple[int, int, i
     q, s = cx.quantize_nvfp4(w, scale)
     inputs = rotating(x)
     base = {"shape": shape, "op": "linear"}
-    ours = lambda: cx.nvfp4_linear(*inputs(), q, s, scale, bias)  # noqa: E731
-    assert cx.nvfp4_linear_path(x).name == "triton", cx.nvfp4_linear_path(x)
-    w4a8 = lambda: cx.nvfp4_linear(*inputs(), q, s, scale, bias, activation="fp8")  # noqa: E731
-    specs = [
-        {**base, "impl": "torch bf16", "backend": "cublas", "fn": lambda: F.linear(*inputs(), w, bias)},
-        {**base, "impl": "comfyx nvfp4", "backend": "triton", "fn": ours},
-        {**base, "impl": W4A8, "backend": "triton", "fn": w4a8},
-    ]
-    outputs = {"comfyx nvfp4": cx.nvfp4_linear(x, q, s, scale, bias), W4A8: w4a8()}
+    # which path nvfp4_linear picks for this M: by default (exact), and with activation="fp8"
+    picks = {cx.nvfp4_linear_path(x).name: "default", cx.nvfp4_linear_path(x, "fp8").name: "W4A8"}
+    engines = {"triton": "triton", "triton-fp8": "triton", "dequant-bf16": "triton+cublas",
+               "dequant-fp8": "triton+cublaslt"}  # fmt: skip
+
+    def on_path(path: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        rows, activation = (0 if path.startswith("dequant") else NEVER), NVFP4_PATHS[path]
+        with dequant_from(rows):
+            assert cx.nvfp4_linear_path(x, activation).name == path, cx.nvfp4_linear_path(x, activation)
+
+        def call(xi: torch.Tensor) -> torch.Tensor:
+            with dequant_from(rows):
+                return cx.nvfp4_linear(xi, q, s, scale, bias, activation=activation)
+
+        return call
+
+    specs = [{**base, "impl": "torch bf16", "backend": "cublas", "fn": lambda: F.linear(*inputs(), w, bias)}]
+    outputs = {}
+    for path in NVFP4_PATHS:
+        call = on_path(path)
+        specs.append({**base, "impl": nvfp4_impl(path), "backend": engines[path], "path": path,
+                      "picked_at_this_m": picks.get(path, ""), "fn": lambda call=call: call(*inputs())})  # fmt: skip
+        outputs[nvfp4_impl(path)] = call(x)
     ck = kitchen.get("cuda")
     if ck is not None:
 
         def kitchen_path(xi):  # what ComfyUI does with an NVFP4 checkpoint on Hopper
             return F.linear(xi, ck.dequantize_nvfp4(q, scale, s, torch.bfloat16), bias)
 
-        specs.append({**base, "impl": "comfy-kitchen nvfp4 (dequantize + bf16)", "backend": "cuda",
-                      "fn": lambda: kitchen_path(*inputs())})  # fmt: skip
-        outputs["comfy-kitchen nvfp4 (dequantize + bf16)"] = kitchen_path(x)
+        specs.append({**base, "impl": KITCHEN_NVFP4, "backend": "cuda", "fn": lambda: kitchen_path(*inputs())})
+        outputs[KITCHEN_NVFP4] = kitchen_path(x)
     rows = results.add_side_by_side(specs)
     bf16 = F.linear(x, w, bias)
     exact = x.double() @ dequantize_nvfp4_exact(q, scale, s, True).T + bias.double()
@@ -248,29 +291,34 @@ def bench_flux(results: Results, kitchen: dict, depth: tuple[int, int]) -> None:
     torch.manual_seed(0)
     model = build(*depth)
     inputs = model.example_inputs()
-    variants: list[tuple[str, str | None]] = [
-        ("bf16", None),
-        ("fp8", "fp8"),
-        ("nvfp4 comfyx", "nvfp4"),
-        ("nvfp4 comfyx W4A8 (fp8 activation)", "nvfp4-w4a8"),
+    at = blockscaled_linear.DEQUANT_MIN_ROWS
+    # (name, mode, rows from which nvfp4_linear takes its dequant paths)
+    variants: list[tuple[str, str | None, int]] = [
+        ("bf16", None, at),
+        ("fp8", "fp8", at),
+        (f"nvfp4 comfyx default, exact (triton below M={at}, dequant-bf16 from it)", "nvfp4", at),
+        (f"nvfp4 comfyx W4A8 (triton-fp8 below M={at}, dequant-fp8 from it)", "nvfp4-w4a8", at),
+        ("nvfp4 comfyx fused triton at every M (the earlier default)", "nvfp4", NEVER),
     ]
     if kitchen.get("cuda") is not None:
-        variants.append(("nvfp4 comfy-kitchen (dequantize + bf16)", "nvfp4-kitchen"))
-    variants.append(("mxfp8 comfyx", "mxfp8"))
+        variants.append(("nvfp4 comfy-kitchen (dequantize + bf16)", "nvfp4-kitchen", at))
+    variants.append(("mxfp8 comfyx", "mxfp8", at))
     if kitchen.get("eager") is not None:
-        variants.append(("mxfp8 comfy-kitchen (eager dequantize + bf16)", "mxfp8-kitchen"))
+        variants.append(("mxfp8 comfy-kitchen (eager dequantize + bf16)", "mxfp8-kitchen", at))
     with torch.inference_mode():
         reference = model(*inputs).float()
-        for name, mode in variants:
+        for name, mode, rows in variants:
             start = time.perf_counter()
             restore = quantize_linears(model, mode, kitchen) if mode else (lambda: None)
             setup = time.perf_counter() - start
-            out = model(*inputs).float()
+            with dequant_from(rows):
+                out = model(*inputs).float()
+                ms = step_ms(model, inputs)
             row = {
                 "op": "flux_step",
                 "shape": f"{depth[0]} double + {depth[1]} single blocks, 1024²",
                 "impl": name,
-                "step_ms": round(step_ms(model, inputs), 2),
+                "step_ms": round(ms, 2),
                 "weights_gb": round(model.weight_bytes() / 1e9, 2),
                 "error_vs_bf16": relative_error(out, reference),
                 "quantize_s": round(setup, 2),
@@ -290,14 +338,21 @@ def check_targets(results: Results) -> dict:
         "quantize_nvfp4 8192x8192 % copy": (value("quantize_nvfp4", MATRIX, "comfyx", "pct_copy"),
                                             value("quantize_nvfp4", MATRIX, "comfy-kitchen", "pct_copy")),
     }  # fmt: skip
-    w4a8 = {}
+    paths = {}  # per linear target: the default (exact) path, the W4A8 one, and every path's ratio
     for shape in LINEAR_SHAPES:
         key = f"nvfp4_linear / bf16 {shape}"
+        x = torch.empty(shape[0], shape[1], device="cuda", dtype=torch.bfloat16)
+        default, w4a8 = (cx.nvfp4_linear_path(x, a).name for a in ("bf16", "fp8"))
         measured[key] = (
-            value("linear", shape, "comfyx nvfp4", "ratio_to_bf16"),
-            value("linear", shape, "comfy-kitchen nvfp4 (dequantize + bf16)", "ratio_to_bf16"),
+            value("linear", shape, nvfp4_impl(default), "ratio_to_bf16"),
+            value("linear", shape, KITCHEN_NVFP4, "ratio_to_bf16"),
         )
-        w4a8[key] = value("linear", shape, W4A8, "ratio_to_bf16")
+        paths[key] = {
+            "path": default,
+            "w4a8_path": w4a8,
+            "w4a8": value("linear", shape, nvfp4_impl(w4a8), "ratio_to_bf16"),
+            "every_path": {p: value("linear", shape, nvfp4_impl(p), "ratio_to_bf16") for p in NVFP4_PATHS},
+        }
     shape = MXFP8_SHAPES[0]
     measured[f"scaled_mm_mxfp8 / bf16 TFLOP/s {shape}"] = (
         value("gemm", shape, "comfyx mxfp8", "ratio_to_bf16_tflops"),
@@ -307,9 +362,8 @@ def check_targets(results: Results) -> dict:
     for key, (target, kind) in TARGETS.items():
         ours, theirs = measured.get(key, (None, None))
         met = ours is not None and (ours >= target if kind == "min" else ours <= target)
-        report[key] = {"value": ours, "target": target, "met": met, "comfy_kitchen": theirs}
-        if key in w4a8:  # the opt-in W4A8 path, beside the exact one the target is judged on
-            report[key]["w4a8_fp8_activation"] = w4a8[key]
+        # the linear targets: judged on the default (exact) path, the W4A8 one beside it
+        report[key] = {"value": ours, "target": target, "met": met, "comfy_kitchen": theirs, **paths.get(key, {})}
     return report
 
 
@@ -393,10 +447,14 @@ def main() -> None:
             print(f"flux {row['impl']}: {row['step_ms']} ms/step, {row['weights_gb']} GB of weights, "
                   f"error vs bf16 {row['error_vs_bf16']}")  # fmt: skip
     for key, outcome in targets.items():
+        on = f" [{outcome['path']}]" if "path" in outcome else ""
+        extra = ""
+        if "every_path" in outcome:
+            every = ", ".join(f"{p} {r}" for p, r in outcome["every_path"].items())
+            extra = f", W4A8 [{outcome['w4a8_path']}] {outcome['w4a8']}; {every}"
         print(
-            f"{'MET ' if outcome['met'] else 'MISS'} {key}: {outcome['value']} "
-            f"(target {outcome['target']}, comfy-kitchen {outcome['comfy_kitchen']}"
-            + (f", W4A8 {outcome['w4a8_fp8_activation']})" if "w4a8_fp8_activation" in outcome else ")")
+            f"{'MET ' if outcome['met'] else 'MISS'} {key}: {outcome['value']}{on} "
+            f"(target {outcome['target']}, comfy-kitchen {outcome['comfy_kitchen']}{extra})"
         )
 
 
