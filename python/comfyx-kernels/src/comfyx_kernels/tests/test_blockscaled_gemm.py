@@ -371,3 +371,21 @@ def test_dequant_paths_under_torch_compile(
     if compile_backend == "aot_eager":  # the same kernels and calls as eager
         assert_bit_equal(out, eager)
     assert relative_error(out, eager) < BF16_BOUND
+
+
+@pytest.mark.parametrize("rows", [16, DEQUANT_MIN_ROWS])
+@pytest.mark.parametrize("activation", ["bf16", "fp8"])
+def test_the_real_path_choice_traces_whole_under_torch_compile(rows, activation):
+    """Without sm90_paths: the device and backend checks themselves must not break the graph (each
+    break cost a Flux model 59 more Dynamo frames and 7 recompiles, H100)."""
+    if device() != "cuda":
+        pytest.skip("the path choice traced here is the CUDA one")
+    q, s, scale = nvfp4_weight(64, 96)
+    x = torch.randn(rows, 96, device="cuda", dtype=torch.bfloat16)
+
+    def forward(x):
+        return cx.nvfp4_linear(x, q, s, scale, activation=activation)
+
+    torch._dynamo.reset()
+    out = torch.compile(forward, backend="aot_eager", fullgraph=True)(x)
+    assert relative_error(out, forward(x)) < BF16_BOUND
