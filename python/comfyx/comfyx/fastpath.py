@@ -4,9 +4,11 @@
 Nix modules) turns on every part; each part has its own setting, which wins over it:
 
 - ``--kernels/--no-kernels`` (default on): fp8 checkpoints (scaled_fp8, plain fp8, comfy_quant)
-  multiply on comfyx's fp8 kernels, and Flux-family models use comfyx's RoPE kernel;
-- ``--quantize {none,fp8}`` (default none, fp8 with --fast): every bf16/fp16 diffusion model
-  loaded gets fp8 Linear layers, where fp8 GEMMs can run (CUDA sm_89+);
+  and comfy_quant NVFP4 / MXFP8 ones multiply on comfyx's kernels, and Flux-family models use
+  comfyx's RoPE kernel;
+- ``--quantize {none,fp8,nvfp4,mxfp8}`` (default none, fp8 with --fast): every bf16/fp16
+  diffusion model loaded gets Linear layers in that format, where comfyx's kernels for it can
+  run (CUDA sm_89+);
 - ``--quantize-layers {blocks,all}`` (default blocks): the transformer blocks' Linear layers,
   or all of them;
 - ``--compile/--no-compile`` (default off, on with --fast): every diffusion model loaded runs
@@ -66,7 +68,8 @@ GROUP = Group("fast", "fast path (comfyx's kernels, fp8, compile)", (
     Setting("optimization", "--optimization", choice(*OPTIMIZATIONS), "performance: all of the fast path "
             "(--kernels --quantize fp8 --compile; the settings below override its parts)",
             nix="backend.optimization", shorthand=("--fast", "performance")),
-    Setting("kernels", "--kernels", SWITCH, "fp8 checkpoints and Flux RoPE on comfyx's kernels", nix="fast.kernels"),
+    Setting("kernels", "--kernels", SWITCH,
+            "quantized checkpoints (fp8, NVFP4, MXFP8) and Flux RoPE on comfyx's kernels", nix="fast.kernels"),
     Setting("quantize", "--quantize", choice(*QUANTIZE), "quantize every bf16/fp16 diffusion model loaded",
             nix="fast.quantize", default_text="none; fp8 with --fast"),
     Setting("quantize_layers", "--quantize-layers", choice(*LAYERS), "blocks: the transformer blocks' Linear "
@@ -121,7 +124,7 @@ def install(settings: FastPathSettings, caches: CompileCaches) -> None:
         def quantize(patcher: Any) -> Any:  # a ModelPatcher, changed in place
             from comfyx.kernels.quantize import quantize_loaded_model
 
-            quantize_loaded_model(patcher, settings.quantize_layers, settings.fp8_fast_accum)
+            quantize_loaded_model(patcher, settings.quantize, settings.quantize_layers, settings.fp8_fast_accum)
             return patcher
 
         on_diffusion_model_loaded(quantize)

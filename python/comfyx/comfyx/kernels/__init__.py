@@ -3,14 +3,14 @@
 :func:`install` registers hooks that run when ComfyUI imports the modules they change (never
 file patches):
 
-- ``comfy.ops.pick_operations`` returns comfyx's operation set (:mod:`.ops`): fp8 Linear
-  layers, from any checkpoint format ComfyUI reads, multiply on comfyx's fp8 kernels;
+- ``comfy.ops.pick_operations`` returns comfyx's operation set (:mod:`.ops`): fp8, NVFP4 and
+  MXFP8 Linear layers, from any checkpoint format ComfyUI reads, multiply on comfyx's kernels;
 - ``comfy.model_detection.model_config_from_unet`` recognises newer ComfyUI's per-layer
   ``comfy_quant`` checkpoints (:mod:`.formats`), which v0.3.64 would load as unscaled fp8;
 - ``comfy.ldm.flux.math`` gets comfyx's RoPE (:mod:`.rope`).
 
 The Quantize Model (comfyx) node (:mod:`.nodes`) and ``--quantize`` (:mod:`.quantize`) turn a
-bf16/fp16 diffusion model's Linear layers into fp8 ones of that operation set.
+bf16/fp16 diffusion model's Linear layers into fp8, NVFP4 or MXFP8 ones of that operation set.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from comfyx.comfyui.hooks import after_import
 
 log = logging.getLogger("comfyx.kernels")
 
-QUANTIZE_FORMATS = ("fp8",)  # what Quantize Model and --quantize make
+QUANTIZE_FORMATS = ("fp8", "nvfp4", "mxfp8")  # what Quantize Model and --quantize make
 QUANTIZE_LAYERS = ("blocks", "all")  # the transformer blocks' Linear layers, or every Linear layer
 ACTIVATION_SCALES = ("calibrated", "dynamic")  # fixed after the first step (.calibrate), or per call
 

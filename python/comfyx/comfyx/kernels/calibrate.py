@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from comfyx.comfyui.calls import fresh_call_arguments
-from comfyx.kernels.ops import FP8_DTYPES, Fp8Linear
+from comfyx.kernels.ops import QuantizedLinear
 
 log = logging.getLogger("comfyx.kernels")
 
@@ -33,13 +33,13 @@ HEADROOM = 16.0
 WRAPPER_KEY = "comfyx.calibrate"
 
 
-def pending_layers(diffusion_model: torch.nn.Module) -> list[Fp8Linear]:
+def pending_layers(diffusion_model: torch.nn.Module) -> list[QuantizedLinear]:
     """The fp8 layers of ``diffusion_model`` that scale their activation dynamically."""
-    return [m for m in diffusion_model.modules() if isinstance(m, Fp8Linear) and m.weight.dtype in FP8_DTYPES
+    return [m for m in diffusion_model.modules() if isinstance(m, QuantizedLinear) and m.per_tensor_fp8
             and getattr(m, "scale_input", None) is None]
 
 
-def calibrate(layers: list[Fp8Linear], run: Callable[[], Any]) -> list[float]:
+def calibrate(layers: list[QuantizedLinear], run: Callable[[], Any]) -> list[float]:
     """Give each of ``layers`` the static activation scale that ``run()`` (one forward) calls for; returns the
     scales given (a layer ``run`` never reached keeps its dynamic scale)."""
     for layer in layers:

@@ -10,7 +10,7 @@ from comfyx.kernels import QUANTIZE_LAYERS as LAYERS
 
 
 class QuantizeModel:
-    """A copy of a model whose Linear layers are fp8; the model other nodes use is left as it is."""
+    """A copy of a model whose Linear layers are fp8, NVFP4 or MXFP8; the model other nodes use is left as it is."""
 
     fast_accum: bool  # set by node_classes
     activation_scale: str
@@ -19,10 +19,12 @@ class QuantizeModel:
     FUNCTION = "quantize"
     RETURN_TYPES = ("MODEL",)
     DESCRIPTION = (
-        "Quantizes the diffusion model's Linear layers to fp8 (a per-tensor scale per layer) for comfyx's fp8 "
-        "kernels: half the weight memory, fp8 tensor-core GEMMs on sm_89+ GPUs (elsewhere the layers are "
-        "dequantized per step, as ComfyUI runs fp8 weights). LoRAs applied after this node are merged into the "
-        "fp8 weights at their scale."
+        "Quantizes the diffusion model's Linear layers for comfyx's kernels. fp8: a per-tensor scale per layer, "
+        "half the weight memory, fp8 tensor-core GEMMs on sm_89+ GPUs. nvfp4: 4-bit values with an fp8 scale "
+        "per 16 (about 0.28x the bf16 weight memory; lossier), kept 4-bit in memory on every GPU. mxfp8: fp8 "
+        "values with a power-of-two scale per 32. Where no kernel runs (a CPU, older GPUs) the layers are "
+        "dequantized per step, as ComfyUI runs fp8 weights. LoRAs applied after this node are merged into the "
+        "quantized weights at their scales."
     )
 
     @classmethod

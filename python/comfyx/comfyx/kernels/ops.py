@@ -1,19 +1,21 @@
-"""comfyx's operation set: ComfyUI's layer classes whose fp8 Linear layers run on comfyx's kernels.
+"""comfyx's operation set: ComfyUI's layer classes whose quantized Linear layers run on comfyx's kernels.
 
 ComfyUI builds a diffusion model from an "operations" namespace (``comfy.ops.pick_operations``:
 ``manual_cast``, ``scaled_fp8_ops(...)``, ``fp8_ops`` ...). :func:`operations_for` subclasses the
 one ComfyUI picked, replacing only ``Linear``: a layer whose weight is fp8 multiplies through
 ``comfyx_kernels.scaled_fp8_linear`` (the activation quantized on the device with a static
 per-tensor ``scale_input``, the checkpoint's or one calibrated on the first step (:mod:`.calibrate`),
-or else a dynamic one; a cuBLASLt fp8 GEMM); every other layer runs exactly as ComfyUI runs it.
+or else a dynamic one; a cuBLASLt fp8 GEMM); an NVFP4 or MXFP8 layer through comfyx_kernels'
+block-scaled linears (:mod:`.blockscaled`); every other layer runs exactly as ComfyUI runs it.
 
-One class reads every fp8 format ComfyUI knows, whatever dtype ComfyUI built the layer in:
+One class reads every quantized format ComfyUI knows, whatever dtype ComfyUI built the layer in:
 v0.3.64's ``scaled_fp8`` (``scale_weight``, ``scale_input``), plain fp8 weights (no scale:
 ``--fp8_e4m3fn-unet`` or an fp8 file), and newer ComfyUI's per-layer ``comfy_quant`` metadata
-(``weight_scale``, ``input_scale``, ``comfy_quant``). In memory a quantized layer holds its fp8
-``weight``, a float32 ``scale_weight`` and, when the checkpoint has one, ``scale_input``; these are
-the names ComfyUI's own scaled fp8 layers use, so its LoRA patching (``convert_weight`` /
-``set_weight``), offloading and saving work on them unchanged.
+(``weight_scale``, ``input_scale``, ``comfy_quant``; fp8, ``nvfp4`` with ``weight_scale_2``,
+``mxfp8``). In memory an fp8 layer holds its fp8 ``weight``, a float32 ``scale_weight`` and, when
+the checkpoint has one, ``scale_input``: the names ComfyUI's own scaled fp8 layers use, so its
+LoRA patching (``convert_weight`` / ``set_weight``), offloading and saving work on them unchanged.
+An NVFP4 / MXFP8 layer keeps the ``comfy_quant`` names and writes its ``comfy_quant`` back when saved.
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ from typing import Any
 
 import torch
 
+from comfyx.kernels import blockscaled
+from comfyx.kernels.blockscaled import BLOCK_FORMATS
+
 log = logging.getLogger("comfyx.kernels")
 
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
-_FP8_BY_NAME = {str(dtype).removeprefix("torch."): dtype for dtype in FP8_DTYPES}
+FP8_BY_NAME = {str(dtype).removeprefix("torch."): dtype for dtype in FP8_DTYPES}
+COMFY_QUANT_FORMATS = (*FP8_BY_NAME, *BLOCK_FORMATS)
 
 # Keys other formats use for the same tensors (newer ComfyUI's comfy_quant layers).
 _ALIASES = {"weight_scale": "scale_weight", "input_scale": "scale_input"}
@@ -53,22 +59,27 @@ class _Once:
 log_once = _Once()
 
 
-def comfy_quant_format(raw: torch.Tensor, key: str) -> torch.dtype:
-    """The fp8 dtype a layer's ``comfy_quant`` tensor (UTF-8 JSON bytes) declares."""
+def comfy_quant_format(raw: torch.Tensor, key: str) -> str:
+    """The format a layer's ``comfy_quant`` tensor (UTF-8 JSON bytes) declares: an fp8 dtype's name,
+    ``nvfp4`` or ``mxfp8``."""
     try:
         config = json.loads(bytes(raw.to(torch.uint8).tolist()).decode("utf-8"))
         name = config["format"]
     except (ValueError, KeyError, TypeError) as err:
         raise UnsupportedQuantFormatError(f"{key} is not comfy_quant metadata ({err})") from None
-    if name not in _FP8_BY_NAME:
+    if name not in COMFY_QUANT_FORMATS:
         raise UnsupportedQuantFormatError(
-            f"{key} declares format {name!r}; comfyx runs {', '.join(_FP8_BY_NAME)} layers"
+            f"{key} declares format {name!r}; comfyx runs {', '.join(COMFY_QUANT_FORMATS)} layers"
         )
-    return _FP8_BY_NAME[name]
+    return name
 
 
-class Fp8Linear:
-    """Mixin for a ComfyUI ``Linear`` op class: fp8 weights multiply on comfyx's kernels.
+class QuantizedLinear:
+    """Mixin for a ComfyUI ``Linear`` op class: quantized weights multiply on comfyx's kernels.
+
+    A layer holds a float weight, a per-tensor fp8 one (``scale_weight``, ``scale_input``), or a
+    block-scaled NVFP4 / MXFP8 one (``block_format`` names it; :mod:`.blockscaled`), as its
+    checkpoint or Quantize Model made it.
 
     ``keep_float_layers`` (class attribute): a layer whose checkpoint weight is float stays float
     even if ComfyUI built it fp8 (a scaled_fp8 file leaves some layers unquantized on purpose);
@@ -83,20 +94,29 @@ class Fp8Linear:
     # nn.Module from registering the parameter.
     keep_float_layers: bool
     fast_accum: bool
+    block_format: str | None = None  # "nvfp4" / "mxfp8": the weight is block-scaled (.blockscaled)
     input_amax: torch.Tensor | None = None  # the running amax while a calibration pass (.calibrate) runs
+
+    @property
+    def per_tensor_fp8(self) -> bool:
+        """Whether the weight is fp8 with one scale (the layers activation scales are calibrated for)."""
+        return self.block_format is None and self.weight.dtype in FP8_DTYPES
 
     # ---- loading -------------------------------------------------------------------------
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        quant = state_dict.pop(prefix + "comfy_quant", None)
+        declared = None if quant is None else comfy_quant_format(quant, prefix + "comfy_quant")
+        if declared in BLOCK_FORMATS:
+            self._expect_block_scaled(BLOCK_FORMATS[declared], state_dict, prefix)
+            return super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         for alias, name in _ALIASES.items():
             if prefix + alias in state_dict:
                 state_dict[prefix + name] = state_dict.pop(prefix + alias)
         weight = state_dict.get(prefix + "weight")
-        quant = state_dict.pop(prefix + "comfy_quant", None)
-        declared = None if quant is None else comfy_quant_format(quant, prefix + "comfy_quant")
-        if declared is not None and weight is not None and declared != weight.dtype:
+        if declared is not None and weight is not None and FP8_BY_NAME[declared] != weight.dtype:
             raise UnsupportedQuantFormatError(
-                f"{prefix}comfy_quant declares a format other than {prefix}weight's dtype {weight.dtype}"
+                f"{prefix}comfy_quant declares {declared}, but {prefix}weight is {weight.dtype}"
             )
         if weight is not None and weight.dtype in FP8_DTYPES:
             self._expect_fp8(weight, state_dict, prefix)
@@ -120,17 +140,39 @@ class Fp8Linear:
         else:
             self.scale_input = None
 
+    def _expect_block_scaled(self, fmt: blockscaled.BlockFormat, state_dict: dict, prefix: str) -> None:
+        """Shape the layer's parameters for the ``fmt`` tensors in ``state_dict`` (checked first)."""
+        blockscaled.check_stored(fmt, state_dict, prefix, self.out_features, self.in_features)
+        device = self.weight.device
+        names = ("weight", *fmt.scales, *(("input_scale",) if prefix + "input_scale" in state_dict else ()))
+        for name in names:
+            self._replace(name, torch.empty_like(state_dict[prefix + name], device=device))
+        self.block_format = fmt.name
+        self.scale_weight = self.scale_input = None  # the per-tensor fp8 parameters ComfyUI gave the layer
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self.block_format is not None:  # so that the saved layer loads back as what it is
+            destination[prefix + "comfy_quant"] = blockscaled.comfy_quant_tensor(self.block_format)
+
     def _replace(self, name: str, value: torch.Tensor) -> None:
         setattr(self, name, torch.nn.Parameter(value, requires_grad=False))
 
     # ---- quantizing a float layer (Quantize Model, quantize at load) -----------------------
 
-    def quantize_weight_(self, device: torch.device | None = None) -> None:
-        """Replace this layer's float weight by fp8 data and a per-tensor scale, in place."""
-        weight = self.weight.to(device) if device is not None else self.weight
-        qdata, scale = _quantize(weight.detach())
-        self._replace("weight", qdata.to(self.weight.device))
-        self._replace("scale_weight", scale.to(self.weight.device))
+    def quantize_weight_(self, fmt: str = "fp8", device: torch.device | None = None) -> None:
+        """Replace this layer's float weight by ``fmt`` ("fp8": fp8 data and a per-tensor scale; "nvfp4",
+        "mxfp8": block-scaled), quantized on ``device`` (default: where the weight is), in place."""
+        weight = (self.weight.to(device) if device is not None else self.weight).detach()
+        if fmt in BLOCK_FORMATS:
+            for name, tensor in blockscaled.quantize(BLOCK_FORMATS[fmt], weight).items():
+                self._replace(name, tensor.to(self.weight.device))
+            self.block_format = fmt
+            self.scale_weight = None
+        else:
+            qdata, scale = _quantize(weight)
+            self._replace("weight", qdata.to(self.weight.device))
+            self._replace("scale_weight", scale.to(self.weight.device))
         self.scale_input = None
 
     def set_input_scale(self, scale: torch.Tensor) -> None:
@@ -140,12 +182,14 @@ class Fp8Linear:
     # ---- running ---------------------------------------------------------------------------
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if self.weight.dtype in FP8_DTYPES:
+        if self.block_format is not None or self.weight.dtype in FP8_DTYPES:
             return self.forward_comfy_cast_weights(*args, **kwargs)
         return super().forward(*args, **kwargs)
 
     def forward_comfy_cast_weights(self, input: torch.Tensor) -> torch.Tensor:
         # (not self.training: ComfyUI leaves most diffusion models in training mode for inference)
+        if self.block_format is not None:
+            return self._forward_block_scaled(input)
         if self.weight.dtype not in FP8_DTYPES:
             return super().forward_comfy_cast_weights(input)
         import comfy.ops
@@ -167,10 +211,29 @@ class Fp8Linear:
         dequantized = kernels.TensorCoreFP8Layout.dequantize(weight, scale, input.dtype)
         return torch.nn.functional.linear(input, dequantized, bias)
 
+    def _forward_block_scaled(self, input: torch.Tensor) -> torch.Tensor:
+        import comfy.ops
+
+        # the stored weight, moved (with --lowvram) and patched (a LoRA's set_weight keeps it stored)
+        weight, bias = comfy.ops.cast_bias_weight(self, input, dtype=self.weight.dtype, bias_dtype=input.dtype)
+        return blockscaled.linear(BLOCK_FORMATS[self.block_format], input, weight, self._block_scales(), bias,
+                                  self.out_features)
+
+    def _block_scales(self) -> dict[str, torch.Tensor]:
+        names = (*BLOCK_FORMATS[self.block_format].scales, "input_scale")
+        return {name: getattr(self, name) for name in names if getattr(self, name, None) is not None}
+
     # ---- ComfyUI's weight patching (LoRA) ----------------------------------------------------
 
     def convert_weight(self, weight: torch.Tensor, inplace: bool = False, **kwargs: Any) -> torch.Tensor:
-        """The float weight a stored weight stands for (ComfyUI patches that, then calls set_weight)."""
+        """The float weight a stored weight stands for (ComfyUI patches that, then calls set_weight).
+
+        ComfyUI hands over the stored weight cast to float32: a block-scaled layer's data (packed
+        e2m1 bytes, fp8 values) is exact in float32 and is cast back before it is dequantized.
+        """
+        if self.block_format is not None:
+            return blockscaled.dequantize(BLOCK_FORMATS[self.block_format], weight.to(self.weight.dtype),
+                                          self._block_scales(), self.out_features, self.in_features, weight.dtype)
         scale = getattr(self, "scale_weight", None)
         if scale is None:
             return weight
@@ -181,13 +244,18 @@ class Fp8Linear:
         self, weight: torch.Tensor, inplace_update: bool = False, seed: int | None = None,
         return_weight: bool = False, **kwargs: Any,
     ) -> torch.Tensor | None:
-        """Store a patched float weight in the layer's dtype, at its scale (re-quantized when fp8)."""
+        """Store a patched float weight in the layer's format at its existing scales (ComfyUI's unpatching
+        restores the weight alone), rounded stochastically with ComfyUI's per-weight ``seed``."""
         import comfy.float
 
-        scale = getattr(self, "scale_weight", None)
-        if scale is not None:
-            weight = weight / scale.to(device=weight.device, dtype=weight.dtype)
-        weight = comfy.float.stochastic_rounding(weight, self.weight.dtype, seed=seed)
+        if self.block_format is not None:
+            weight = blockscaled.encode_at_scales(BLOCK_FORMATS[self.block_format], weight, self._block_scales(),
+                                                  seed or 0)
+        else:
+            scale = getattr(self, "scale_weight", None)
+            if scale is not None:
+                weight = weight / scale.to(device=weight.device, dtype=weight.dtype)
+            weight = comfy.float.stochastic_rounding(weight, self.weight.dtype, seed=seed)
         if return_weight:
             return weight
         if inplace_update:
@@ -210,7 +278,7 @@ def _scale_on(scale: torch.Tensor | None, device: torch.device) -> torch.Tensor:
 
 
 def operations_for(base: type, *, keep_float_layers: bool = False, fast_accum: bool) -> type:
-    """ComfyUI's operations ``base`` with comfyx's fp8 ``Linear``."""
-    linear = type("Linear", (Fp8Linear, base.Linear), {"keep_float_layers": keep_float_layers,
+    """ComfyUI's operations ``base`` with comfyx's quantized ``Linear``."""
+    linear = type("Linear", (QuantizedLinear, base.Linear), {"keep_float_layers": keep_float_layers,
                                                        "fast_accum": fast_accum})
     return type(f"comfyx_{base.__name__}", (base,), {"Linear": linear})

@@ -1,14 +1,14 @@
-"""Quantizing a loaded bf16/fp16 diffusion model's Linear layers to fp8.
+"""Quantizing a loaded bf16/fp16 diffusion model's Linear layers to fp8, NVFP4 or MXFP8.
 
 Two ways, one selection of layers:
 
 - :func:`quantize_loaded_model` changes a model that has just been loaded and that nothing else
-  holds yet (``comfyx serve --quantize fp8``), in place;
+  holds yet (``comfyx serve --quantize fp8|nvfp4|mxfp8``), in place;
 - :func:`quantized_clone` (the **Quantize Model (comfyx)** node) leaves the model other nodes
-  share untouched: its clone gets fp8 copies of the layers as ModelPatcher object patches,
+  share untouched: its clone gets quantized copies of the layers as ModelPatcher object patches,
   which ComfyUI swaps into the shared model only while the clone is the one loaded.
 
-Either way a layer that cannot run as fp8 (its shape, its dtype) stays as it was, and the log
+Either way a layer that cannot be quantized (its shape, its dtype) stays as it was, and the log
 says which layers and why, once.
 """
 
@@ -25,7 +25,8 @@ from torch import nn
 
 from comfyx.comfyui.blocks import block_paths
 from comfyx.kernels import QUANTIZE_FORMATS, QUANTIZE_LAYERS
-from comfyx.kernels.ops import FP8_DTYPES, Fp8Linear, operations_for
+from comfyx.kernels.blockscaled import BLOCK_FORMATS
+from comfyx.kernels.ops import FP8_DTYPES, QuantizedLinear, operations_for
 
 log = logging.getLogger("comfyx.kernels")
 
@@ -55,26 +56,34 @@ class QuantizePlan:
                      self.model, count, self.examples[reason], reason)
 
 
-def fp8_shape_problem(layer: nn.Linear) -> str | None:
-    """Why this layer's weight cannot be an fp8 GEMM operand, or None."""
+def shape_problem(layer: nn.Linear, fmt: str) -> str | None:
+    """Why this layer's weight cannot be quantized to ``fmt`` and multiply on the kernels, or None."""
+    if isinstance(layer, QuantizedLinear) and layer.block_format is not None:
+        return f"already {layer.block_format}"
     if layer.weight.dtype in FP8_DTYPES:
         return "already fp8"
     if layer.weight.dtype not in FLOAT_DTYPES:
         return f"weight dtype {layer.weight.dtype} is not a float dtype"
     n, k = layer.weight.shape
-    if k % 16 or n % 16:
+    if fmt in BLOCK_FORMATS:
+        block = BLOCK_FORMATS[fmt].block
+        if k % block:  # (rows are padded; padding the activation's columns would cost a copy per call)
+            return f"{fmt} needs in features divisible by its block of {block}, this layer has {k}"
+    elif k % 16 or n % 16:
         return f"fp8 GEMMs need in and out features divisible by 16 (cuBLASLt), this layer has {k} and {n}"
     return None
 
 
-def plan_for(diffusion_model: nn.Module, layers: str, resolve: Any = None) -> QuantizePlan:
-    """The Linear layers of ``diffusion_model`` that ``layers`` selects, and which of them can be fp8.
+def plan_for(diffusion_model: nn.Module, layers: str, fmt: str, resolve: Any = None) -> QuantizePlan:
+    """The Linear layers of ``diffusion_model`` that ``layers`` selects, and which of them can be ``fmt``.
 
     ``resolve(path)`` gives the layer a path stands for when that may differ from the module in
     the tree now (a ModelPatcher clone's layers swapped in); by default, the module itself.
     """
     if layers not in LAYERS:
         raise ValueError(f"layers must be one of {', '.join(LAYERS)}, not {layers!r}")
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     plan = QuantizePlan(type(diffusion_model).__name__)
     blocks = tuple(p + "." for p in block_paths(diffusion_model)) if layers == "blocks" else None
     for path, module in diffusion_model.named_modules():
@@ -84,7 +93,7 @@ def plan_for(diffusion_model: nn.Module, layers: str, resolve: Any = None) -> Qu
             plan.skip(path, "outside the transformer blocks (layers=blocks; layers=all takes every Linear)")
             continue
         layer = resolve(path) if resolve is not None else module
-        problem = fp8_shape_problem(layer)
+        problem = shape_problem(layer, fmt)
         if problem is None:
             plan.chosen.append((path, layer))
         else:
@@ -92,55 +101,60 @@ def plan_for(diffusion_model: nn.Module, layers: str, resolve: Any = None) -> Qu
     return plan
 
 
-def fp8_device_problem(device: torch.device) -> str | None:
-    """Why fp8 GEMMs cannot run on ``device`` at all, or None."""
+def device_problem(device: torch.device, fmt: str) -> str | None:
+    """Why ``fmt`` layers cannot multiply on comfyx's kernels on ``device`` (only dequantized), or None."""
+    if fmt in BLOCK_FORMATS:
+        from comfyx_kernels import mxfp8_linear_path, nvfp4_linear_path
+
+        probe = torch.empty(0, 32, dtype=torch.bfloat16, device=device)
+        path = (nvfp4_linear_path if fmt == "nvfp4" else mxfp8_linear_path)(probe)
+        return path.reason if path.name == "fallback" else None
     from comfyx_kernels.quantized_tensor import fp8_linear_problem
 
     return fp8_linear_problem(torch.empty(0, 16, device=device), torch.empty(16, 16, dtype=torch.float8_e4m3fn,
                                                                              device=device))
 
 
-def quantize_loaded_model(patcher: Any, layers: str, fast_accum: bool) -> None:
-    """Quantize a freshly loaded model's layers in place (nothing else holds the model yet); ``fast_accum``:
-    how layers that were not comfyx's yet accumulate (``--fp8-fast-accum``).
+def quantize_loaded_model(patcher: Any, fmt: str, layers: str, fast_accum: bool) -> None:
+    """Quantize a freshly loaded model's layers to ``fmt`` in place (nothing else holds the model yet);
+    ``fast_accum``: how fp8 layers that were not comfyx's yet accumulate (``--fp8-fast-accum``).
 
-    Quantizing where fp8 GEMMs cannot run would only trade speed and accuracy for memory, so on
+    Quantizing where the kernels cannot run would only trade speed and accuracy for memory, so on
     such a device the model stays as loaded and the log says why.
     """
-    problem = fp8_device_problem(patcher.load_device)
+    problem = device_problem(patcher.load_device, fmt)
     diffusion_model = patcher.model.diffusion_model
     if problem is not None:
         log.info("comfyx quantize: %s stays %s: %s", type(diffusion_model).__name__,
                  _dtype_of(diffusion_model), problem)
         return
-    plan = plan_for(diffusion_model, layers)
+    plan = plan_for(diffusion_model, layers, fmt)
     for path, module in plan.chosen:
-        if not isinstance(module, Fp8Linear):  # built before comfyx's op set was installed
-            module = _fp8_copy(module, fast_accum)
+        if not isinstance(module, QuantizedLinear):  # built before comfyx's op set was installed
+            module = _quantizable_copy(module, fast_accum)
             _set_submodule(diffusion_model, path, module)
-        module.quantize_weight_(device=patcher.load_device)
+        module.quantize_weight_(fmt, device=patcher.load_device)
     if plan.chosen:
-        # saved models get ComfyUI's scaled_fp8 marker, so they load back as what they are
+        # saved models get ComfyUI's scaled_fp8 marker (NVFP4 / MXFP8 layers their comfy_quant too),
+        # so they load back as what they are
         patcher.model.model_config.scaled_fp8 = torch.float8_e4m3fn
         patcher.size = 0
         patcher.model_size()
-    plan.log(f"quantized to fp8 at load ({layers})")
+    plan.log(f"quantized to {fmt} at load ({layers})")
 
 
 def quantized_clone(patcher: Any, layers: str, fmt: str, fast_accum: bool) -> Any:
-    """A clone of ``patcher`` whose chosen Linear layers are fp8 copies (accumulating as ``fast_accum`` says);
-    ``patcher`` is untouched."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    """A clone of ``patcher`` whose chosen Linear layers are ``fmt`` copies (fp8 ones accumulating as
+    ``fast_accum`` says); ``patcher`` is untouched."""
     clone = patcher.clone()
     # the layers this model stands for, even while another clone has its own swapped in
-    plan = plan_for(clone.get_model_object(DIFFUSION_MODEL), layers,
+    plan = plan_for(clone.get_model_object(DIFFUSION_MODEL), layers, fmt,
                     lambda path: clone.get_model_object(f"{DIFFUSION_MODEL}.{path}"))
     saved = 0
     for path, source in plan.chosen:
-        copy = _fp8_copy(source, fast_accum)
-        copy.quantize_weight_(device=patcher.load_device)
-        saved += source.weight.nbytes - copy.weight.nbytes
+        copy = _quantizable_copy(source, fast_accum)
+        copy.quantize_weight_(fmt, device=patcher.load_device)
+        saved += source.weight.nbytes - sum(p.nbytes for name, p in copy.named_parameters() if name != "bias")
         clone.add_object_patch(f"{DIFFUSION_MODEL}.{path}", copy)
     if plan.chosen:
         # Object patches do not change patches_uuid, and ComfyUI keeps a loaded clone's weights
@@ -152,7 +166,7 @@ def quantized_clone(patcher: Any, layers: str, fmt: str, fast_accum: bool) -> An
     return clone
 
 
-def _fp8_copy(source: nn.Linear, fast_accum: bool) -> Fp8Linear:
+def _quantizable_copy(source: nn.Linear, fast_accum: bool) -> QuantizedLinear:
     """A comfyx Linear holding ``source``'s weight until it is quantized, and a copy of its bias.
 
     The bias is copied, not shared: ComfyUI moves a loaded layer's parameters in place, and a

@@ -114,6 +114,23 @@ def fp8_state_dict(state: dict, fmt: str, prefix: str = DIFFUSION_PREFIX) -> dic
     return to_checkpoint(quantized, fmt, prefix)
 
 
+BLOCK_FORMATS = {"nvfp4": "TensorCoreNVFP4Layout", "mxfp8": "TensorCoreMXFP8Layout"}
+
+
+def block_scaled_state_dict(state: dict, fmt: str, prefix: str = DIFFUSION_PREFIX) -> dict:
+    """``state`` with its diffusion model's Linear weights (the 2-D ones) in newer ComfyUI's ``comfy_quant``
+    NVFP4 or MXFP8 format, as comfy-kitchen writes it (padded to whole blocks, swizzled block scales)."""
+    from comfyx_kernels.checkpoint import to_checkpoint
+    from comfyx_kernels.quantized_tensor import QuantizedTensor
+
+    if fmt not in BLOCK_FORMATS:
+        raise ValueError(f"unknown block-scaled format {fmt!r}; known: {', '.join(BLOCK_FORMATS)}")
+    quantized = {key: QuantizedTensor.from_float(value.float(), BLOCK_FORMATS[fmt])
+                 if key.startswith(prefix) and key.endswith(".weight") and value.ndim == 2 else value
+                 for key, value in state.items()}
+    return to_checkpoint(quantized, "comfy_quant", prefix)
+
+
 def lora_state_dict(state: dict, layers: list[str], rank: int = 4, scale: float = 0.05, seed: int = 1) -> dict:
     """A LoRA (ComfyUI's generic ``<layer>.lora_up/lora_down.weight`` keys) for Linear ``layers`` of ``state``.
 
