@@ -19,6 +19,7 @@ import functools
 import importlib.util
 import inspect
 import logging
+from dataclasses import dataclass
 from types import ModuleType
 
 from comfyx.comfyui.hooks import after_import
@@ -28,6 +29,16 @@ log = logging.getLogger("comfyx.kernels")
 QUANTIZE_FORMATS = ("fp8", "nvfp4", "mxfp8")  # what Quantize Model and --quantize make
 QUANTIZE_LAYERS = ("blocks", "all")  # the transformer blocks' Linear layers, or every Linear layer
 ACTIVATION_SCALES = ("calibrated", "dynamic")  # fixed after the first step (.calibrate), or per call
+NVFP4_ACTIVATIONS = ("bf16", "fp8")  # NVFP4 layers on sm_89/sm_90: exact, or W4A8 (comfyx_kernels' nvfp4_linear)
+
+
+@dataclass(frozen=True)
+class LayerOptions:
+    """How comfyx's quantized layers multiply: ``fp8_fast_accum`` (``--fp8-fast-accum``) and
+    ``nvfp4_activation`` (``--nvfp4-activation``)."""
+
+    fp8_fast_accum: bool = True
+    nvfp4_activation: str = "bf16"
 
 
 def unavailable_reason() -> str | None:
@@ -37,14 +48,14 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def install(fp8_fast_accum: bool) -> None:
-    """Make ComfyUI build its models from comfyx's operation set and use comfyx's RoPE; ``fp8_fast_accum``:
-    how the fp8 layers accumulate (``--fp8-fast-accum``).
+def install(options: LayerOptions) -> None:
+    """Make ComfyUI build its models from comfyx's operation set, whose layers multiply as ``options`` say,
+    and use comfyx's RoPE.
 
     Imports nothing that imports torch: ComfyUI's main.py must be the first to (it sets the
     CUDA allocator's environment before, and warns when torch came earlier).
     """
-    after_import("comfy.ops", lambda comfy_ops: _wrap_pick_operations(comfy_ops, fp8_fast_accum))
+    after_import("comfy.ops", lambda comfy_ops: _wrap_pick_operations(comfy_ops, options))
     after_import("comfy.model_detection", _installer("comfyx.kernels.formats"))
     after_import("comfy.ldm.flux.math", _installer("comfyx.kernels.rope"))
 
@@ -53,7 +64,7 @@ def _installer(module: str):
     return lambda target: importlib.import_module(module).install_into(target)
 
 
-def _wrap_pick_operations(comfy_ops: ModuleType, fp8_fast_accum: bool) -> None:
+def _wrap_pick_operations(comfy_ops: ModuleType, options: LayerOptions) -> None:
     from comfyx.kernels.ops import operations_for
 
     pick_operations = comfy_ops.pick_operations
@@ -68,6 +79,6 @@ def _wrap_pick_operations(comfy_ops: ModuleType, fp8_fast_accum: bool) -> None:
         base = pick_operations(*args, **kwargs)
         scaled_fp8 = signature.bind(*args, **kwargs).arguments.get("scaled_fp8")
         # a scaled_fp8 file decides per layer: a layer it left float stays float
-        return operations_for(base, keep_float_layers=scaled_fp8 is not None, fast_accum=fp8_fast_accum)
+        return operations_for(base, options, keep_float_layers=scaled_fp8 is not None)
 
     comfy_ops.pick_operations = comfyx_pick_operations

@@ -136,12 +136,14 @@ def _e2m1_codes_stochastic(x: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 def linear(fmt: BlockFormat, input: torch.Tensor, weight: torch.Tensor, scales: dict[str, torch.Tensor],
-           bias: torch.Tensor | None, out_features: int) -> torch.Tensor:
-    """input @ W.T + bias on the device's NVFP4 / MXFP8 path; ``weight`` and ``bias`` already on input's device."""
+           bias: torch.Tensor | None, out_features: int, nvfp4_activation: str) -> torch.Tensor:
+    """input @ W.T + bias on the device's NVFP4 / MXFP8 path (NVFP4 on sm_89/sm_90: exact with
+    ``nvfp4_activation`` "bf16", W4A8 with "fp8"); ``weight`` and ``bias`` already on input's device."""
     import comfyx_kernels
 
     on = {name: tensor.to(weight.device, non_blocking=True) for name, tensor in scales.items()}
     if fmt is NVFP4:
         return comfyx_kernels.nvfp4_linear(input, weight, on["weight_scale"], on["weight_scale_2"], bias,
-                                           input_scale=on.get("input_scale"), out_features=out_features)
+                                           input_scale=on.get("input_scale"), out_features=out_features,
+                                           activation=nvfp4_activation)
     return comfyx_kernels.mxfp8_linear(input, weight, on["weight_scale"], bias, out_features=out_features)

@@ -1,5 +1,5 @@
-"""The Quantize Model (comfyx) node, bound to the process's fp8 settings (``--fp8-fast-accum``,
-``--fp8-activation-scale``)."""
+"""The Quantize Model (comfyx) node, bound to the process's layer settings (``--fp8-fast-accum``,
+``--nvfp4-activation``, ``--fp8-activation-scale``)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Any
 
 from comfyx.kernels import QUANTIZE_FORMATS as FORMATS
 from comfyx.kernels import QUANTIZE_LAYERS as LAYERS
+from comfyx.kernels import LayerOptions
 
 
 class QuantizeModel:
     """A copy of a model whose Linear layers are fp8, NVFP4 or MXFP8; the model other nodes use is left as it is."""
 
-    fast_accum: bool  # set by node_classes
+    options: LayerOptions  # set by node_classes
     activation_scale: str
 
     CATEGORY = "comfyx/kernels"
@@ -44,7 +45,7 @@ class QuantizeModel:
     def quantize(self, model: Any, format: str, layers: str) -> tuple[Any]:
         from comfyx.kernels.quantize import quantized_clone
 
-        clone = quantized_clone(model, layers, format, self.fast_accum)
+        clone = quantized_clone(model, layers, format, self.options)
         if self.activation_scale == "calibrated":
             from comfyx.kernels.calibrate import add_calibration
 
@@ -52,10 +53,10 @@ class QuantizeModel:
         return (clone,)
 
 
-def node_classes(fp8_fast_accum: bool, fp8_activation_scale: str) -> dict[str, type]:
+def node_classes(options: LayerOptions, fp8_activation_scale: str) -> dict[str, type]:
     """Quantize Model bound to the process's fp8 settings (ComfyUI makes node objects without arguments)."""
     return {"ComfyxQuantizeModel": type("QuantizeModel", (QuantizeModel,), {
-        "fast_accum": fp8_fast_accum, "activation_scale": fp8_activation_scale})}
+        "options": options, "activation_scale": fp8_activation_scale})}
 
 
 NODE_CLASSES = {"ComfyxQuantizeModel": QuantizeModel}

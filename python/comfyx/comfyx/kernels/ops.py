@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from comfyx.kernels import blockscaled
+from comfyx.kernels import LayerOptions, blockscaled
 from comfyx.kernels.blockscaled import BLOCK_FORMATS
 
 log = logging.getLogger("comfyx.kernels")
@@ -84,8 +84,8 @@ class QuantizedLinear:
     ``keep_float_layers`` (class attribute): a layer whose checkpoint weight is float stays float
     even if ComfyUI built it fp8 (a scaled_fp8 file leaves some layers unquantized on purpose);
     otherwise ComfyUI asked for fp8 weights (``--fp8_e4m3fn-unet``) and such a weight is quantized
-    with its own per-tensor scale instead of ComfyUI's unscaled cast. ``fast_accum`` (class
-    attribute, ``--fp8-fast-accum``): the fp8 GEMM's accumulation. Both are set by
+    with its own per-tensor scale instead of ComfyUI's unscaled cast. ``options`` (class attribute):
+    how the layers multiply (``--fp8-fast-accum``, ``--nvfp4-activation``). Both are set by
     :func:`operations_for`.
     """
 
@@ -93,7 +93,7 @@ class QuantizedLinear:
     # dynamic activation scaling). Not declared here: a class attribute of that name would stop
     # nn.Module from registering the parameter.
     keep_float_layers: bool
-    fast_accum: bool
+    options: LayerOptions
     block_format: str | None = None  # "nvfp4" / "mxfp8": the weight is block-scaled (.blockscaled)
     input_amax: torch.Tensor | None = None  # the running amax while a calibration pass (.calibrate) runs
 
@@ -206,7 +206,7 @@ class QuantizedLinear:
         if problem is None:
             static = getattr(self, "scale_input", None)
             input_scale = None if static is None else _scale_on(static, weight.device)
-            return kernels.scaled_fp8_linear(input, weight, scale, bias, input_scale, self.fast_accum)
+            return kernels.scaled_fp8_linear(input, weight, scale, bias, input_scale, self.options.fp8_fast_accum)
         log_once("comfyx kernels: fp8 layers run dequantized, as ComfyUI runs them: %s", problem)
         dequantized = kernels.TensorCoreFP8Layout.dequantize(weight, scale, input.dtype)
         return torch.nn.functional.linear(input, dequantized, bias)
@@ -217,7 +217,7 @@ class QuantizedLinear:
         # the stored weight, moved (with --lowvram) and patched (a LoRA's set_weight keeps it stored)
         weight, bias = comfy.ops.cast_bias_weight(self, input, dtype=self.weight.dtype, bias_dtype=input.dtype)
         return blockscaled.linear(BLOCK_FORMATS[self.block_format], input, weight, self._block_scales(), bias,
-                                  self.out_features)
+                                  self.out_features, self.options.nvfp4_activation)
 
     def _block_scales(self) -> dict[str, torch.Tensor]:
         names = (*BLOCK_FORMATS[self.block_format].scales, "input_scale")
@@ -277,8 +277,8 @@ def _scale_on(scale: torch.Tensor | None, device: torch.device) -> torch.Tensor:
     return scale.to(device=device, dtype=torch.float32, non_blocking=True)
 
 
-def operations_for(base: type, *, keep_float_layers: bool = False, fast_accum: bool) -> type:
-    """ComfyUI's operations ``base`` with comfyx's quantized ``Linear``."""
+def operations_for(base: type, options: LayerOptions, *, keep_float_layers: bool = False) -> type:
+    """ComfyUI's operations ``base`` with comfyx's quantized ``Linear``, multiplying as ``options`` say."""
     linear = type("Linear", (QuantizedLinear, base.Linear), {"keep_float_layers": keep_float_layers,
-                                                       "fast_accum": fast_accum})
+                                                             "options": options})
     return type(f"comfyx_{base.__name__}", (base,), {"Linear": linear})

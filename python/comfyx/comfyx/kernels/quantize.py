@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from comfyx.comfyui.blocks import block_paths
-from comfyx.kernels import QUANTIZE_FORMATS, QUANTIZE_LAYERS
+from comfyx.kernels import QUANTIZE_FORMATS, QUANTIZE_LAYERS, LayerOptions
 from comfyx.kernels.blockscaled import BLOCK_FORMATS
 from comfyx.kernels.ops import FP8_DTYPES, QuantizedLinear, operations_for
 
@@ -115,9 +115,9 @@ def device_problem(device: torch.device, fmt: str) -> str | None:
                                                                              device=device))
 
 
-def quantize_loaded_model(patcher: Any, fmt: str, layers: str, fast_accum: bool) -> None:
+def quantize_loaded_model(patcher: Any, fmt: str, layers: str, options: LayerOptions) -> None:
     """Quantize a freshly loaded model's layers to ``fmt`` in place (nothing else holds the model yet);
-    ``fast_accum``: how fp8 layers that were not comfyx's yet accumulate (``--fp8-fast-accum``).
+    ``options``: how layers that were not comfyx's yet multiply (``--fp8-fast-accum``, ``--nvfp4-activation``).
 
     Quantizing where the kernels cannot run would only trade speed and accuracy for memory, so on
     such a device the model stays as loaded and the log says why.
@@ -131,7 +131,7 @@ def quantize_loaded_model(patcher: Any, fmt: str, layers: str, fast_accum: bool)
     plan = plan_for(diffusion_model, layers, fmt)
     for path, module in plan.chosen:
         if not isinstance(module, QuantizedLinear):  # built before comfyx's op set was installed
-            module = _quantizable_copy(module, fast_accum)
+            module = _quantizable_copy(module, options)
             _set_submodule(diffusion_model, path, module)
         module.quantize_weight_(fmt, device=patcher.load_device)
     if plan.chosen:
@@ -143,16 +143,16 @@ def quantize_loaded_model(patcher: Any, fmt: str, layers: str, fast_accum: bool)
     plan.log(f"quantized to {fmt} at load ({layers})")
 
 
-def quantized_clone(patcher: Any, layers: str, fmt: str, fast_accum: bool) -> Any:
-    """A clone of ``patcher`` whose chosen Linear layers are ``fmt`` copies (fp8 ones accumulating as
-    ``fast_accum`` says); ``patcher`` is untouched."""
+def quantized_clone(patcher: Any, layers: str, fmt: str, options: LayerOptions) -> Any:
+    """A clone of ``patcher`` whose chosen Linear layers are ``fmt`` copies (multiplying as ``options``
+    say); ``patcher`` is untouched."""
     clone = patcher.clone()
     # the layers this model stands for, even while another clone has its own swapped in
     plan = plan_for(clone.get_model_object(DIFFUSION_MODEL), layers, fmt,
                     lambda path: clone.get_model_object(f"{DIFFUSION_MODEL}.{path}"))
     saved = 0
     for path, source in plan.chosen:
-        copy = _quantizable_copy(source, fast_accum)
+        copy = _quantizable_copy(source, options)
         copy.quantize_weight_(fmt, device=patcher.load_device)
         saved += source.weight.nbytes - sum(p.nbytes for name, p in copy.named_parameters() if name != "bias")
         clone.add_object_patch(f"{DIFFUSION_MODEL}.{path}", copy)
@@ -166,7 +166,7 @@ def quantized_clone(patcher: Any, layers: str, fmt: str, fast_accum: bool) -> An
     return clone
 
 
-def _quantizable_copy(source: nn.Linear, fast_accum: bool) -> QuantizedLinear:
+def _quantizable_copy(source: nn.Linear, options: LayerOptions) -> QuantizedLinear:
     """A comfyx Linear holding ``source``'s weight until it is quantized, and a copy of its bias.
 
     The bias is copied, not shared: ComfyUI moves a loaded layer's parameters in place, and a
@@ -174,7 +174,7 @@ def _quantizable_copy(source: nn.Linear, fast_accum: bool) -> QuantizedLinear:
     """
     import comfy.ops
 
-    linear_class = operations_for(comfy.ops.manual_cast, fast_accum=fast_accum).Linear
+    linear_class = operations_for(comfy.ops.manual_cast, options).Linear
     copy = linear_class(source.in_features, source.out_features, bias=False, device="meta")
     copy.weight = source.weight
     if source.bias is not None:

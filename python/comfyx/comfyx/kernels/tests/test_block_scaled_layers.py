@@ -32,11 +32,12 @@ SCRIPT = textwrap.dedent("""
     from comfyx_kernels.checkpoint import from_checkpoint, to_checkpoint
     from comfyx_kernels.quantized_tensor import QuantizedTensor
     from comfyx.kernels.blockscaled import BlockScaledWeightError
+    from comfyx.kernels import LayerOptions
     from comfyx.kernels.ops import operations_for
 
     LAYOUT = {"nvfp4": "TensorCoreNVFP4Layout", "mxfp8": "TensorCoreMXFP8Layout"}
     ops = operations_for(comfy.ops.scaled_fp8_ops(scale_input=True, override_dtype=torch.float8_e4m3fn),
-                         keep_float_layers=True, fast_accum=True)
+                         LayerOptions(), keep_float_layers=True)
     IN, OUT = 96, 40  # 40 rows: padded to whole blocks in the file
     torch.manual_seed(0)
     weight, bias = torch.randn(OUT, IN), torch.randn(OUT)

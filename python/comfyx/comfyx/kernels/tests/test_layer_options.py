@@ -1,0 +1,35 @@
+"""``--nvfp4-activation`` and ``--fp8-fast-accum`` reach comfyx's layers as one LayerOptions, from a flag or its
+environment variable, and a value outside the choices is refused by name."""
+
+from __future__ import annotations
+
+import pytest
+from comfyx import fastpath
+from comfyx.cli.main import build_parser
+from comfyx.kernels import LayerOptions
+from comfyx.settings import tree
+from comfyx.settings.spec import SettingsError, read
+
+
+def fast_settings(argv: list[str], environ: dict[str, str] | None = None) -> fastpath.FastPathSettings:
+    args, unknown = build_parser().parse_known_args(["serve", *argv])
+    assert unknown == []
+    group = next(group for group in tree.GROUPS if group.name == "fast")
+    return fastpath.build(read(group, args, environ or {}, []), kernels_unavailable=None)[0]
+
+
+def test_the_defaults_are_the_exact_nvfp4_product_and_fast_fp8_accumulation() -> None:
+    assert fast_settings(["--fast"]).layer_options == LayerOptions(fp8_fast_accum=True, nvfp4_activation="bf16")
+
+
+def test_flags_and_environment_reach_the_layer_options() -> None:
+    settings = fast_settings(["--fast", "--nvfp4-activation", "fp8", "--no-fp8-fast-accum"])
+    assert settings.layer_options == LayerOptions(fp8_fast_accum=False, nvfp4_activation="fp8")
+    assert "NVFP4 activations fp8" in settings.describe()
+    from_env = fast_settings(["--fast"], {"COMFYX_NVFP4_ACTIVATION": "fp8"})
+    assert from_env.layer_options.nvfp4_activation == "fp8"
+
+
+def test_an_unknown_nvfp4_activation_is_refused_by_name() -> None:
+    with pytest.raises(SettingsError, match="COMFYX_NVFP4_ACTIVATION='fp4' is not allowed: --nvfp4-activation takes"):
+        fast_settings(["--fast"], {"COMFYX_NVFP4_ACTIVATION": "fp4"})
