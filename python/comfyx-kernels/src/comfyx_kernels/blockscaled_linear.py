@@ -12,8 +12,9 @@ the device has:
   W4A8 (fp8 tensor cores, about twice the rate, a few % more output error): the activation
   quantized to fp8 per tensor, the weight rounded to e4m3 by one rule (nvfp4_to_fp8), in the
   fused kernel's registers ("triton-fp8") or, from DEQUANT_MIN_ROWS rows on, into a transient
-  fp8 copy for cuBLASLt's torch._scaled_mm ("dequant-fp8"). MXFP8 quantizes the activation to
-  MXFP8 and runs the Triton fp8 GEMM.
+  fp8 copy for cuBLASLt's torch._scaled_mm ("dequant-fp8"). MXFP8 below DEQUANT_MIN_ROWS rows
+  (and for float32 activations) quantizes the activation to MXFP8 and runs the Triton fp8 GEMM
+  ("triton"); from DEQUANT_MIN_ROWS rows on it takes "dequant-bf16" as NVFP4 does.
 - Anything else (CPU, older GPUs, float32 activations for NVFP4): the weight is dequantized and
   F.linear runs (NVFP4 in float32).
 
@@ -53,9 +54,12 @@ NVFP4_ACTIVATION = "bf16"
 # Rows (M) from which NVFP4 on sm_89/sm_90 dequantizes the weight for a cuBLAS GEMM instead of
 # the fused Triton GEMM. Below the ridge (M ≈ 70, NOTES-fp4.md) the GEMM is memory-bound and one
 # read of the 4-bit weight beats writing and reading back a 16-bit copy; above it the fused
-# kernel's in-loop conversion limits it to ~300 TFLOP/s (H100), well under cuBLAS. 128 is a first
-# guess above the ridge: to be set from bench/kernels_fp4.py's per-path linear table on the GPU.
-DEQUANT_MIN_ROWS = 128
+# kernel's in-loop conversion limits it to ~300 TFLOP/s (H100), well under cuBLAS. Measured on an
+# H100 (bench/kernels_fp4.py, K=3072 N=12288, µs): at 16 rows fused 38 / W4A8 35 against dequant
+# 68 / 44; at 64 rows fused 79 / 64 against 70 / 44; at 128 and 256 fused 68 / 54 and 81 / 64
+# against 72 / 47 and 75 / 52. The W4A8 crossover lies between 16 and 64 rows; the exact paths
+# stay within 10% of each other from 64 rows on.
+DEQUANT_MIN_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -126,10 +130,15 @@ def nvfp4_linear_path(x: torch.Tensor, activation: str | None = None) -> LinearP
 def mxfp8_linear_path(x: torch.Tensor) -> LinearPath:
     """The path mxfp8_linear takes for activations like `x`, and why."""
     path = _device_path(x, (*_HALF, torch.float32))
-    if path.name == "triton":
-        why = "activation to MXFP8, Triton fp8 GEMM with MX scales"
-        return LinearPath("triton", f"{path.reason}: {why}")
-    return path
+    if path.name != "triton":
+        return path
+    if x.dtype in _HALF and x.shape[:-1].numel() >= DEQUANT_MIN_ROWS:
+        # H100, 4096x3072x12288: 1104 µs through the MX-scaled Triton GEMM, 740 µs for
+        # comfy-kitchen's eager dequantize + bf16 GEMM, bf16 itself 399 µs
+        why = f"weight dequantized to a transient {x.dtype} copy (Triton), cuBLAS GEMM"
+        return LinearPath("dequant-bf16", f"{path.reason}, M >= {DEQUANT_MIN_ROWS} rows: {why}")
+    why = "activation to MXFP8, Triton fp8 GEMM with MX scales"
+    return LinearPath("triton", f"{path.reason}: {why}")
 
 
 def _log_once(kind: str, path: LinearPath) -> None:
@@ -220,16 +229,18 @@ def mxfp8_linear(
 ) -> torch.Tensor:
     """x @ W.T + bias for an MXFP8 weight W stored as `weight` (N', K' float8_e4m3fn, padded to
     multiples of 32) and `weight_scale` (swizzled float8_e8m0fnu block scales). On GPUs the
-    activation is quantized to MXFP8 first (one kernel); the fallback multiplies the
-    dequantized weight with the unquantized activation. Output in x's dtype."""
+    activation is quantized to MXFP8 first (one kernel), except on sm_89/sm_90 from
+    DEQUANT_MIN_ROWS rows on, where the weight is dequantized for a cuBLAS GEMM; the fallback also
+    multiplies the dequantized weight with the unquantized activation. Output in x's dtype."""
     n = out_features or weight.shape[0]
     weight = weight[:n]
     x2 = _as_matrix(x, weight.shape[1])
     path = mxfp8_linear_path(x)
     _log_once("MXFP8", path)
-    if path.name == "fallback":
-        w = dequantize_mxfp8(weight, weight_scale, x.dtype, backend="eager")
-        out = F.linear(x2, w, bias)
+    if path.name in ("fallback", "dequant-bf16"):
+        backend = "eager" if path.name == "fallback" else "triton"
+        w = dequantize_mxfp8(weight, weight_scale, x.dtype, backend=backend)
+        out = F.linear(x2, w, None if bias is None else bias.to(x.dtype))
     else:
         # quantize_mxfp8 pads rows to 32 only with pad_32x; K is already a multiple of 32.
         qx, sx = quantize_mxfp8(x2)

@@ -389,3 +389,24 @@ def test_the_real_path_choice_traces_whole_under_torch_compile(rows, activation)
     torch._dynamo.reset()
     out = torch.compile(forward, backend="aot_eager", fullgraph=True)(x)
     assert relative_error(out, forward(x)) < BF16_BOUND
+
+
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)
+def test_mxfp8_path_by_rows_and_dtype(rows, dtype, sm90_paths):
+    path = cx.mxfp8_linear_path(torch.empty(rows, 64, dtype=dtype))
+    dequant = rows >= DEQUANT_MIN_ROWS and dtype == torch.bfloat16  # float32 stays on the MX GEMM
+    assert path.name == ("dequant-bf16" if dequant else "triton"), path
+
+
+@pytest.mark.parametrize("backend", triton_param())
+def test_mxfp8_dequant_path_is_f_linear_of_the_dequantized_weight(backend, sm90_paths):
+    n, k = 70, 96
+    q, s = cx.quantize_mxfp8(torch.randn(n, k, device=device()), pad_32x=True)
+    x = torch.randn(DEQUANT_MIN_ROWS + 1, k, device=device(), dtype=torch.bfloat16)
+    bias = torch.randn(n, device=device(), dtype=torch.bfloat16)
+    with cx.backend_trace() as trace:
+        out = cx.mxfp8_linear(x, q, s, bias, out_features=n)
+    assert trace == [("dequantize_mxfp8", "triton")]
+    w_eager = cx.dequantize_mxfp8(q[:n], s, torch.bfloat16, backend="eager")
+    assert_bit_equal(out, F.linear(x, w_eager, bias))
