@@ -26,6 +26,8 @@ from comfyx.compile.metrics import (
     CompileMetrics,
     HostTimer,
     aot_cache_bypass_reasons,
+    compile_records_since,
+    compile_seconds,
     counter_delta,
     counter_snapshot,
     device_timer,
@@ -121,7 +123,9 @@ class CompiledModel:
         if first:
             self.metrics.first_step_s = host.seconds
             self.metrics.first_step_counts = delta
-        self._record_compile(_shape_text(x), host.seconds, delta, mark)
+        phases = self._record_compile(_shape_text(x), host.seconds, delta, mark)
+        if first:
+            self.metrics.first_step_compile_s = phases
         if runs:
             log.info(
                 "comfyx compile: %d warmup forward(s) and the first step at %s: %.2f s (compiling included)",
@@ -140,8 +144,10 @@ class CompiledModel:
             )
         return out
 
-    def _record_compile(self, shape: str, seconds: float, delta: dict[str, int], mark: Any) -> None:
+    def _record_compile(self, shape: str, seconds: float, delta: dict[str, int], mark: Any) -> dict[str, float]:
+        """Log and record a step that compiled; returns its compile_seconds."""
         self.metrics.compiling_steps.append((shape, seconds, delta["frames_compiled"]))
+        phases = compile_seconds(compile_records_since(mark))
         reasons = recompile_reasons_since(mark)
         self.metrics.add_recompile_reasons(reasons)
         if reasons:
@@ -161,6 +167,13 @@ class CompiledModel:
             delta["aot_cache_misses"],
             delta["aot_cache_bypasses"],
         )
+        log.info(
+            "comfyx compile: %s at %s: of the %.2f s, dynamo compiled for %.2f s (AOTAutograd %.2f s, inductor "
+            "%.2f s, Triton %.2f s); the rest, %.2f s, ran the model",
+            self.metrics.label, shape, seconds, phases["compiling"], phases["aot_autograd"], phases["inductor"],
+            phases["triton"], max(seconds - phases["compiling"], 0.0),
+        )
+        return phases
 
 
 def apply_compile(model: Any, settings: CompileSettings, dirs: CompileCaches) -> Any:

@@ -9,6 +9,8 @@ import torch
 from comfyx.compile.metrics import (
     CompileMetrics,
     aot_cache_bypass_reasons,
+    compile_records_since,
+    compile_seconds,
     newest_compile_record,
     recompile_reasons_since,
 )
@@ -55,3 +57,18 @@ def test_recompile_reasons_name_the_failed_guard_of_each_recompile():
     summary = metrics.summary()
     assert summary["recompiles"] == 20 and summary["recompile_reasons"] == [reason] * 16  # the first few kept
     assert "recompiles 20," in metrics.text() and metrics.text().endswith(f"first recompile: {reason}")
+
+
+def test_compile_seconds_add_up_dynamos_per_frame_times():
+    torch._dynamo.reset()
+    torch._dynamo.utils.clear_compilation_metrics()
+    mark = newest_compile_record()
+    double = torch.compile(lambda t: t * 2, backend="aot_eager", dynamic=False)
+    double(torch.ones(3))
+    double(torch.ones(5))  # a second frame compile
+    records = compile_records_since(mark)
+    phases = compile_seconds(records)
+    assert len(records) == 2
+    assert phases["compiling"] == sum(r.dynamo_cumulative_compile_time_us for r in records) / 1e6 > 0
+    assert 0 < phases["aot_autograd"] <= phases["compiling"]  # a part of the whole
+    assert compile_seconds(compile_records_since(records[-1])) == dict.fromkeys(phases, 0.0)  # nothing since
