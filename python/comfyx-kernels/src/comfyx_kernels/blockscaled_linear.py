@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .blockscaled import W4A8_WEIGHT_DIVISOR, nvfp4_tensor_scale
+from .constraints import device_capability
 from .ops_blockscaled import (
     dequantize_mxfp8,
     dequantize_nvfp4,
@@ -41,7 +42,7 @@ from .ops_blockscaled import (
     scaled_mm_mxfp8,
     scaled_mm_nvfp4,
 )
-from .registry import list_backends
+from .registry import backend_unavailable_reason
 
 logger = logging.getLogger("comfyx_kernels.linear")
 _logged: set[tuple[str, str]] = set()
@@ -73,31 +74,22 @@ class LinearPath:
     reason: str
 
 
-# The device and the backends do not change while a process runs: torch.compile takes these two
-# as constants rather than tracing into them (list_backends probes; a graph break per layer cost
-# 59 extra Dynamo frames and 7 recompiles in a Flux model, H100).
-@torch.compiler.assume_constant_result
-def _unavailable(backend: str) -> str:
-    """Why `backend` cannot run here ("" when it can)."""
-    return next(s.reason for s in list_backends() if s.name == backend)
-
-
-@torch.compiler.assume_constant_result
-def _capability(device_index: int) -> tuple[int, int]:
-    return torch.cuda.get_device_capability(device_index)
 
 
 def _device_path(x: torch.Tensor, kernel_dtypes: tuple[torch.dtype, ...]) -> LinearPath:
     if x.device.type != "cuda":
         return LinearPath("fallback", f"dequantize + F.linear: activation on {x.device}")
+    # Dict and attribute lookups only, which Dynamo traces (a graph break per layer cost a compiled
+    # Flux model 59 extra Dynamo frames and 7 recompiles on an H100; assume_constant_result made
+    # torch 2.11's Dynamo fail building a guard)
     index = x.device.index
-    capability = _capability(index if index is not None else torch.cuda.current_device())
+    capability = device_capability(index if index is not None else torch.cuda.current_device())
     sm = "sm_{}{}".format(*capability)
-    if capability >= NATIVE_CAPABILITY and not _unavailable("cuda"):
+    if capability >= NATIVE_CAPABILITY and not backend_unavailable_reason("cuda"):
         return LinearPath("native", f"{sm}: block-scaled tensor cores through cuBLASLt")
     if capability < KERNEL_CAPABILITY:
         return LinearPath("fallback", f"dequantize + F.linear: {sm} has no fp8 (needs sm_89+)")
-    unavailable = _unavailable("triton")
+    unavailable = backend_unavailable_reason("triton")
     if unavailable:
         return LinearPath("fallback", f"dequantize + F.linear: triton unavailable ({unavailable})")
     if x.dtype not in kernel_dtypes:

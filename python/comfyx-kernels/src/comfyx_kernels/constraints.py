@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 import torch
@@ -22,9 +21,13 @@ FP8_DTYPES = frozenset({torch.float8_e4m3fn, torch.float8_e5m2})
 ShapeRule = Callable[[Mapping[str, Any]], str | None]
 
 
-@cache
+_capabilities: dict[int, tuple[int, int]] = {}  # a dict, not functools.cache: Dynamo traces it
+
+
 def device_capability(index: int) -> tuple[int, int]:
-    return torch.cuda.get_device_capability(index)
+    if index not in _capabilities:
+        _capabilities[index] = torch.cuda.get_device_capability(index)
+    return _capabilities[index]
 
 
 def _dtype_names(dtypes: frozenset[torch.dtype]) -> str:

@@ -19,6 +19,7 @@ import torch
 from torch.utils._pytree import tree_map
 
 from .blockscaled_linear import mxfp8_linear, nvfp4_linear
+from .constraints import device_capability
 from .fp8 import FP8_MAX, MIN_DYNAMIC_SCALE
 from .layouts import (
     Layout,
@@ -346,15 +347,6 @@ def _copy_(func, args, kwargs):
 # ---- matrix products: fp8 tensor cores when both operands are quantized ----
 
 
-_capabilities: dict[int, tuple[int, int]] = {}  # a dict, not lru_cache: Dynamo traces it
-
-
-def _capability(device_index: int) -> tuple[int, int]:
-    if device_index not in _capabilities:
-        _capabilities[device_index] = torch.cuda.get_device_capability(device_index)
-    return _capabilities[device_index]
-
-
 def _scaled_mm_problem(a: torch.Tensor, b: torch.Tensor) -> str | None:
     """Why torch._scaled_mm cannot take fp8 a (M, K) @ b (K, N), or None."""
     problem = _gemm_problem(a.device, a.shape[1], b.shape[1])
@@ -368,7 +360,7 @@ def _gemm_problem(device: torch.device, k: int, n: int) -> str | None:
     # on anything but the device and the (static) weight shape.
     if device.type != "cuda":
         return f"fp8 matmul needs a CUDA device, operands are on {device}"
-    capability = _capability(device.index or 0)
+    capability = device_capability(device.index or 0)
     if capability < TensorCoreFP8Layout.MIN_CAPABILITY:
         return "fp8 matmul needs sm_89 or newer, device is sm_{}{}".format(*capability)
     if k % 16 or n % 16:

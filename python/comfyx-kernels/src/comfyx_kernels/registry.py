@@ -86,6 +86,12 @@ def list_backends() -> list[BackendStatus]:
     ]
 
 
+def backend_unavailable_reason(name: str) -> str:
+    """Why backend `name` cannot run here ("" when it can): a dict lookup, which Dynamo traces."""
+    _check_name(name)
+    return _backends[name].unavailable_reason
+
+
 def _forced() -> str | None:
     return getattr(_local, "forced", None)
 

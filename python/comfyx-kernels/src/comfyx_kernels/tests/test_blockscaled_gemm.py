@@ -410,3 +410,22 @@ def test_mxfp8_dequant_path_is_f_linear_of_the_dequantized_weight(backend, sm90_
     assert trace == [("dequantize_mxfp8", "triton")]
     w_eager = cx.dequantize_mxfp8(q[:n], s, torch.bfloat16, backend="eager")
     assert_bit_equal(out, F.linear(x, w_eager, bias))
+
+
+def test_the_device_and_backend_checks_trace_as_lookups(monkeypatch):
+    """What the path choice asks (the capability, a backend's reason) traces under fullgraph as
+    dict and attribute lookups, on any device: a stand-in capability is put where the first CUDA
+    call would put it."""
+    from comfyx_kernels import constraints
+    from comfyx_kernels.registry import backend_unavailable_reason
+
+    monkeypatch.setitem(constraints._capabilities, 0, (9, 0))
+
+    def gate(x):
+        capability = constraints.device_capability(0)
+        usable = not backend_unavailable_reason("eager")
+        return x * (2 if capability >= gemm_linear.KERNEL_CAPABILITY and usable else 3)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(gate, backend="aot_eager", fullgraph=True)
+    assert compiled(torch.ones(2)).tolist() == [2.0, 2.0]
