@@ -142,11 +142,18 @@ def _fast_path(accelerators: dict) -> dict:
     compile_reason = None
     if accelerators["cuda"]["available"] and importlib.util.find_spec("triton") is None:
         compile_reason = "torch.compile on CUDA needs Triton (pip install triton)"
+    block_reason = fp8_reason
+    if block_reason is None and importlib.util.find_spec("triton") is None:
+        block_reason = "comfyx's NVFP4 / MXFP8 kernels before sm_100 are Triton's (pip install triton)"
     return {
         "kernels": {"available": kernels_reason is None, "reason": kernels_reason or "",
-                    "what": "fp8 checkpoints and Flux RoPE on comfyx's kernels (--kernels, on by default)"},
+                    "what": "quantized checkpoints (fp8, NVFP4, MXFP8) and Flux RoPE on comfyx's kernels "
+                            "(--kernels, on by default)"},
         "fp8": {"available": fp8_reason is None, "reason": fp8_reason or "",
                 "what": "fp8 GEMMs for fp8 checkpoints and --quantize fp8"},
+        "nvfp4_mxfp8": {"available": block_reason is None, "reason": block_reason or "",
+                        "what": "NVFP4 / MXFP8 layers (comfy_quant checkpoints, --quantize nvfp4|mxfp8) multiplying "
+                                "on comfyx's kernels with the weight kept 4- or 8-bit; elsewhere dequantized"},
         "compile": {"available": compile_reason is None, "reason": compile_reason or "",
                     "what": "--compile: speed-mode compile of every diffusion model, persistent caches"},
     }
@@ -215,7 +222,7 @@ def render_text(data: dict) -> str:
     else:
         lines += [f"  {name:7} {_availability(k)}" for name, k in kernels.items()]
     lines.append("fast path (--fast):")
-    lines += [f"  {name:7} {_availability(part)}" for name, part in data["fast_path"].items()]
+    lines += [f"  {name:11} {_availability(part)}" for name, part in data["fast_path"].items()]
     lines.append("paths:")
     lines += [f"  {name:18} {value}" for name, value in data["paths"].items()]
     changed = data["settings"]["changed"]

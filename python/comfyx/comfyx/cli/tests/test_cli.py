@@ -63,6 +63,10 @@ def test_doctor_json_is_true_for_this_machine(run_comfyx, monkeypatch, tmp_path)
     assert fast["fp8"]["available"] == bool(capable and fast["kernels"]["available"])
     if not fast["fp8"]["available"]:
         assert "fp8 GEMMs need" in fast["fp8"]["reason"] or not fast["kernels"]["available"]
+    triton = importlib.util.find_spec("triton") is not None
+    assert fast["nvfp4_mxfp8"]["available"] == (fast["fp8"]["available"] and triton)
+    if not fast["fp8"]["available"]:
+        assert fast["nvfp4_mxfp8"]["reason"] == fast["fp8"]["reason"]
 
 
 def test_doctor_text_names_each_section(run_comfyx):
