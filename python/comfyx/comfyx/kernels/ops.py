@@ -99,7 +99,7 @@ class QuantizedLinear:
 
     @property
     def per_tensor_fp8(self) -> bool:
-        """Whether the weight is fp8 with one scale (the layers activation scales are calibrated for)."""
+        """Whether the weight is fp8 with one scale (the layers whose activation scales get calibrated)."""
         return self.block_format is None and self.weight.dtype in FP8_DTYPES
 
     # ---- loading -------------------------------------------------------------------------
