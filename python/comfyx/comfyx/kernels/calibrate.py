@@ -19,6 +19,7 @@ end (values under 1/1800 of the first step's amax, rather than 1/29000, lose pre
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -75,11 +76,13 @@ class CalibrateOnFirstCall:
             layers = pending_layers(base_model.diffusion_model)
             if layers:
                 extra_args, extra_kwargs = fresh_call_arguments(args, kwargs)
+                start = time.perf_counter()  # the pass ends in .item() reads: the device is done by then
                 scales = calibrate(layers, lambda: executor.original(*extra_args, **extra_kwargs))
                 log.info("comfyx quantize: %s: %d fp8 layers got calibrated activation scales (%.3g to %.3g); "
-                         "%d not reached by the first step keep dynamic ones",
-                         type(base_model.diffusion_model).__name__, len(scales), min(scales, default=0.0),
-                         max(scales, default=0.0), len(layers) - len(scales))
+                         "%d not reached by the first step keep dynamic ones (the pass took %.2f s of the "
+                         "first step)", type(base_model.diffusion_model).__name__, len(scales),
+                         min(scales, default=0.0), max(scales, default=0.0), len(layers) - len(scales),
+                         time.perf_counter() - start)
         return executor(*args, **kwargs)
 
 

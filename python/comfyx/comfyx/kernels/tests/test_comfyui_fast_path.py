@@ -170,7 +170,7 @@ def test_calibrated_activation_scales_are_fixed_on_the_first_step(comfyx_server,
     log = server.log_tail(2000)
     layers = fp8_linear_count("scaled_fp8", tiny_models)  # every fp8 Linear runs in the first step
     assert f"UNetModel: {layers} fp8 layers got calibrated activation scales" in log, (layers, log)
-    assert "; 0 not reached by the first step keep dynamic ones" in log
+    assert "; 0 not reached by the first step keep dynamic ones (the pass took " in log
     assert log.count("fp8 layers got calibrated activation scales") == 1  # once per model, not per prompt
     # the Quantize Model node's clone is calibrated on its first step too
     run = server.run_prompt(with_quantized_branch(txt2img("tiny.safetensors", prefix="plain", steps=3)))
