@@ -2,7 +2,7 @@
 # One device run: install the carried wheels, then the steps named as arguments (default:
 # tests bench memcheck): GPU tests, fp8/RoPE benchmark (bench), NVFP4/MXFP8 benchmark (fp4,
 # bench/kernels_fp4.py; FLUX_DEPTH=double,single blocks of its Flux step, default 19,38),
-# compute-sanitizer memcheck.
+# compute-sanitizer memcheck. FP4_SECTIONS picks bench/kernels_fp4.py's sections (default all).
 # Expects .whl/ with a cp312 comfyx_kernels wheel (built with nvcc) and comfy-kitchen's CUDA
 # package unpacked under .whl/ck_site. Results go to $OUT (or /tmp/out).
 # Time limits (seconds): TEST_TIMEOUT, BENCH_TIMEOUT, FP4_TIMEOUT, and BUDGET for the whole script, from
@@ -32,6 +32,7 @@ if [[ $STEPS == *" bench "* ]]; then
 fi
 if [[ $STEPS == *" fp4 "* ]]; then
   timeout ${FP4_TIMEOUT:-330} python3 bench/kernels_fp4.py --out "$OUT" --flux-depth "${FLUX_DEPTH:-19,38}" \
+    ${FP4_SECTIONS:+--sections "$FP4_SECTIONS"} \
     > "$OUT/bench_fp4.txt" 2>&1
   echo "kernels_fp4 exit $?"
   grep -E "copy:|Error|error" "$OUT/bench_fp4.txt" | tail -8

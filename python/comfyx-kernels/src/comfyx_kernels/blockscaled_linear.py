@@ -74,8 +74,6 @@ class LinearPath:
     reason: str
 
 
-
-
 def _device_path(x: torch.Tensor, kernel_dtypes: tuple[torch.dtype, ...]) -> LinearPath:
     if x.device.type != "cuda":
         return LinearPath("fallback", f"dequantize + F.linear: activation on {x.device}")

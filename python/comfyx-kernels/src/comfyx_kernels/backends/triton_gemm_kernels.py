@@ -27,8 +27,9 @@ import triton
 import triton.language as tl
 
 from .triton_blockscaled_kernels import (
+    E2M1_TINY_INVERSE,
     W4A8_DIVISOR,
-    e2m1_values,
+    e2m1_values_tiny,
     e8m0_values,
     swizzled_offset,
     unpack_codes,
@@ -46,7 +47,17 @@ def _configs(shapes: list[tuple[int, ...]], flag: str) -> list[triton.Config]:
 
 # (BN, BM, BK, warps, stages, SWAP); BN is the weight rows of a tile. Few configs: each one
 # is a compile (seconds) plus a timing per new shape when a model first runs.
-_SMALL_M = _configs([(64, 16, 256, 4, 4, True), (128, 32, 128, 4, 4, True)], "SWAP")
+_SMALL_M = _configs(
+    [
+        (64, 16, 256, 4, 4, True),
+        (128, 32, 128, 4, 4, True),
+        # more, narrower programs: at M = 16 the 4-bit weight read is the floor (1.28x bf16's
+        # time with the two above, H100)
+        (32, 16, 256, 4, 4, True),
+        (64, 16, 128, 4, 6, True),
+    ],
+    "SWAP",
+)
 _LARGE_M = _configs(
     [
         (128, 128, 64, 8, 4, True),
@@ -147,8 +158,10 @@ def nvfp4_weight_gemm_kernel(
         s_mask = (rn < N)[:, None] & (kb < K // 16)[None, :]
         s_offsets = swizzled_offset(rn[:, None], kb[None, :], scale_cols_padded)
         scales = tl.load(s_ptr + s_offsets, mask=s_mask, other=0.0).to(tl.float32)
-        values = tl.reshape(e2m1_values(unpack_codes(packed, HI_FIRST)), (BN, BK // 16, 16))
-        w = tl.reshape(values * scales[:, :, None], (BN, BK))
+        # 2^-14 · e2m1 times 2^14 · block scale (both exact): the 2^14 costs one multiply per
+        # block instead of one per weight element.
+        values = tl.reshape(e2m1_values_tiny(unpack_codes(packed, HI_FIRST)), (BN, BK // 16, 16))
+        w = tl.reshape(values * (scales * E2M1_TINY_INVERSE)[:, :, None], (BN, BK))
         # FP8_ACT: x is e4m3, and e2m1 · scale / 8 (at most 336) is rounded to e4m3 for the
         # fp8 tensor cores (nvfp4_to_fp8's rule); else the dequantized weight, exact in x's
         # bf16 / fp16.
