@@ -5,13 +5,16 @@ seeded random weights, in the files and key layouts ComfyUI's loaders read (a ch
 SD1.5/SDXL; diffusion model, text encoders and VAE files for Flux; an ESRGAN file for 4x
 upscaling). Random weights make meaningless images but real work: the same layers, shapes
 and dtypes as the real models, so speed, memory and the numeric differences between two ways
-of running them are what they would be. Each diffusion model is also written as an fp8 file:
-every float tensor cast to float8_e4m3fn, what ``--fp8_e4m3fn-unet`` keeps in memory and what
-plain fp8 checkpoint files hold.
+of running them are what they would be. Each diffusion model is also written in the formats of
+:data:`FILE_FORMATS` (a bench configuration's ``KIND@FORMAT``): always as an fp8 file (every float
+tensor cast to float8_e4m3fn, what ``--fp8_e4m3fn-unet`` keeps in memory and what plain fp8
+checkpoint files hold), and, when asked for (``--file-format``: quantizing takes time), as
+newer ComfyUI's ``comfy_quant`` NVFP4 or MXFP8 checkpoint whose quantized Linear layers are those
+``comfyx serve --quantize nvfp4|mxfp8`` quantizes at load (its default ``--quantize-layers blocks``).
 
 Run in a process of its own (it imports ComfyUI)::
 
-    python -m comfyx.bench.models --comfyui DIR --out MODELS_DIR sdxl flux
+    python -m comfyx.bench.models --comfyui DIR --out MODELS_DIR [--file-format nvfp4] sdxl flux
 
 writes ``MODELS_DIR/{checkpoints,diffusion_models,text_encoders,vae,upscale_models}/…``,
 ``MODELS_DIR/extra_model_paths.yaml`` and ``MODELS_DIR/manifest.json``.
@@ -52,13 +55,35 @@ SD_VAE = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3
 FLUX_VAE = {**SD_VAE, "z_channels": 16}
 
 
+@dataclass(frozen=True)
+class FileFormat:
+    """A format the diffusion model is also written in: a configuration's ``KIND@NAME`` runs that file."""
+
+    name: str
+    what: str
+    stock_loads: bool  # whether stock ComfyUI v0.3.64 loads it (else only comfyx does)
+    on_demand: bool  # written only when a configuration asks for it (else always)
+
+
+FILE_FORMATS = {fmt.name: fmt for fmt in (
+    FileFormat("fp8", "every float tensor cast to float8_e4m3fn, as --fp8_e4m3fn-unet holds it", True, False),
+    FileFormat("nvfp4", "the Linear layers --quantize nvfp4 quantizes at load (the transformer blocks') in a "
+               "comfy_quant NVFP4 checkpoint", False, True),
+    FileFormat("mxfp8", "the Linear layers --quantize mxfp8 quantizes at load (the transformer blocks') in a "
+               "comfy_quant MXFP8 checkpoint", False, True),
+)}
+ON_DEMAND = tuple(name for name, fmt in FILE_FORMATS.items() if fmt.on_demand)
+QUANTIZE_LAYERS = "blocks"  # --quantize-layers' default: the layers a comfy_quant file quantizes
+
+
 @dataclass
 class ModelSet:
     """What one architecture was written as: file names per ComfyUI model folder, and its shape."""
 
     arch: str
     files: dict[str, str] = field(default_factory=dict)  # role -> file name (in its folder)
-    fp8_files: dict[str, str] = field(default_factory=dict)  # role -> the fp8 file of that role
+    # file format (FILE_FORMATS) -> role -> the file of that role in that format (the diffusion model's)
+    variants: dict[str, dict[str, str]] = field(default_factory=dict)
     description: str = ""
     parameters: dict[str, int] = field(default_factory=dict)  # role -> parameter count
     seconds: float = 0.0
@@ -67,10 +92,16 @@ class ModelSet:
 # --------------------------------------------------------------------------- weights
 
 
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _generator(seed: int) -> tuple[Any, str]:
     import torch
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _device()
     return torch.Generator(device=device).manual_seed(seed), device
 
 
@@ -121,6 +152,56 @@ def to_fp8(state: dict, prefix: str = "") -> dict:
     limit = torch.finfo(fp8).max
     return {k: v.clamp(-limit, limit).to(fp8) if k.startswith(prefix) and v.is_floating_point() else v
             for k, v in state.items()}
+
+
+def quantized_layer_weights(state: dict, prefix: str, fmt: str) -> list[str]:
+    """The keys of the Linear weights ``comfyx serve --quantize FMT`` quantizes (``--quantize-layers blocks``)
+    in the diffusion model ComfyUI builds from ``state`` (its keys under ``prefix``): the same selection,
+    comfyx.kernels.quantize's ``plan_for``, on that model built on the meta device."""
+    import comfy.model_detection
+
+    from comfyx.kernels.quantize import plan_for
+
+    config = comfy.model_detection.model_config_from_unet(state, prefix)
+    if config is None:
+        raise ValueError(f"ComfyUI recognises no diffusion model under {prefix!r}")
+    diffusion_model = config.get_model(state, prefix, device="meta").diffusion_model
+    return [f"{prefix}{path}.weight" for path, _ in plan_for(diffusion_model, QUANTIZE_LAYERS, fmt).chosen]
+
+
+def to_block_scaled(state: dict, fmt: str, prefix: str = "") -> dict:
+    """``state`` with its diffusion model's (under ``prefix``) Linear layers that ``--quantize FMT`` picks in
+    newer ComfyUI's ``comfy_quant`` NVFP4 / MXFP8 format (comfyx.testing.checkpoint's writer: comfyx_kernels'
+    quantizers and checkpoint format), quantized one at a time on the GPU where there is one."""
+    import contextlib
+
+    from comfyx_kernels import use_backend
+
+    from comfyx.testing.checkpoint import block_scaled_state_dict
+
+    chosen = set(quantized_layer_weights(state, prefix, fmt))
+    device = _device()
+    # on the CPU, comfyx_kernels' eager quantizers: its Triton ones would run interpreted there (under
+    # TRITON_INTERPRET=1, as CI runs) and take minutes for what takes eager seconds
+    backend = use_backend("eager") if device == "cpu" else contextlib.nullcontext()
+    out = {}
+    with backend:
+        for key, value in state.items():
+            if key in chosen:
+                layer = block_scaled_state_dict({key: value.to(device)}, fmt, prefix="")
+                out.update({name: tensor.cpu() for name, tensor in layer.items()})
+            else:
+                out[key] = value
+    return out
+
+
+def in_format(state: dict, fmt: str, prefix: str) -> dict:
+    """``state`` with its diffusion model (under ``prefix``) in file format ``fmt`` (FILE_FORMATS)."""
+    if fmt == "fp8":
+        return to_fp8(state, prefix)
+    if fmt not in FILE_FORMATS:
+        raise ValueError(f"unknown file format {fmt!r}; known: {', '.join(FILE_FORMATS)}")
+    return to_block_scaled(state, fmt, prefix)
 
 
 # --------------------------------------------------------------------------- architectures
@@ -209,37 +290,59 @@ def diffusion_model_file(arch: str, flux_blocks: tuple[int, int]) -> str | None:
     return f"comfyx-{arch}-{double}x{single}.safetensors"
 
 
-def in_manifest(models_dir: Path, arch: str, flux_blocks: tuple[int, int]) -> bool:
-    """Whether ``models_dir`` holds ``arch``'s model set as asked (for Flux: at ``flux_blocks``' depth)."""
+def has_diffusion_model(arch: str) -> bool:
+    """Whether ``arch``'s model set has a diffusion model (written in FILE_FORMATS too); the upscalers have not."""
+    return not arch.startswith("esrgan")
+
+
+def in_manifest(models_dir: Path, arch: str, flux_blocks: tuple[int, int], formats: tuple[str, ...] = ()) -> bool:
+    """Whether ``models_dir`` holds ``arch``'s model set as asked (for Flux: at ``flux_blocks``' depth), its
+    diffusion model in each of ``formats`` (FILE_FORMATS) too."""
     manifest = models_dir / "manifest.json"
     entry = json.loads(manifest.read_text()).get(arch) if manifest.exists() else None
-    if entry is None:
+    if entry is None or "variants" not in entry:  # (a manifest of before the file formats)
+        return False
+    if has_diffusion_model(arch) and any(fmt not in entry["variants"] for fmt in (*formats, "fp8")):
         return False
     wanted = diffusion_model_file(arch, flux_blocks)
     return wanted is None or entry["files"].get("diffusion_model") == wanted
 
 
-def generate(arch: str, out: Path, seed: int = 0, flux_blocks: tuple[int, int] = (4, 8)) -> ModelSet:
-    """Write ``arch``'s files under ``out`` (skipping files that exist); returns what was written."""
-    from safetensors.torch import save_file
+def generate(arch: str, out: Path, seed: int = 0, flux_blocks: tuple[int, int] = (4, 8),
+             formats: tuple[str, ...] = ()) -> ModelSet:
+    """Write ``arch``'s files under ``out`` (skipping files that exist), its diffusion model in the file formats
+    written always and in the on-demand ``formats`` too; returns what was written (and what was there)."""
+    from safetensors.torch import load_file, save_file
 
+    unknown = set(formats) - set(ON_DEMAND)
+    if unknown:
+        raise ValueError(f"file formats written on demand are {', '.join(ON_DEMAND)}, not {', '.join(unknown)}")
     started = time.monotonic()
     models = ModelSet(arch)
 
-    def write(role: str, folder: str, name: str, state: dict, description: str, fp8_prefix: str | None = None):
+    def save(state: dict, path: Path) -> None:
+        save_file(state, str(path.with_suffix(".partial")))
+        path.with_suffix(".partial").replace(path)
+
+    def write(role: str, folder: str, name: str, state: dict, description: str, variant_prefix: str | None = None):
         path = out / folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         models.files[role] = name
         models.parameters[role] = _count(state)
-        if not path.exists():
-            save_file(state, str(path.with_suffix(".partial")))
-            path.with_suffix(".partial").replace(path)
-        if fp8_prefix is not None:
-            fp8 = path.with_name(path.stem + "-fp8" + path.suffix)
-            models.fp8_files[role] = fp8.name
-            if not fp8.exists():
-                save_file(to_fp8(state, fp8_prefix), str(fp8.with_suffix(".partial")))
-                fp8.with_suffix(".partial").replace(fp8)
+        existed = path.exists()
+        if not existed:
+            save(state, path)
+        if variant_prefix is not None:
+            source = None  # the variants are made from the bf16 file as it is on disk
+            for fmt, spec in FILE_FORMATS.items():
+                variant = path.with_name(f"{path.stem}-{fmt}{path.suffix}")
+                if spec.on_demand and fmt not in formats and not variant.exists():
+                    continue
+                models.variants.setdefault(fmt, {})[role] = variant.name
+                if not variant.exists():
+                    if source is None:
+                        source = load_file(str(path)) if existed else state
+                    save(in_format(source, fmt, variant_prefix), variant)
         models.description += ("; " if models.description else "") + f"{role}: {description}"
 
     if arch in ("sd15-tiny", "sdxl-tiny", "sdxl"):
@@ -280,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--flux-blocks", type=flux_blocks, default=(4, 8),
                         help="double,single blocks of 'flux' (default: 4,8)")
+    parser.add_argument("--file-format", action="append", choices=ON_DEMAND, default=[],
+                        help="also write each diffusion model in this format (repeatable): "
+                        + "; ".join(f"{name}: {FILE_FORMATS[name].what}" for name in ON_DEMAND))
     parser.add_argument("archs", nargs="+", choices=ARCHS)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(args.comfyui))
@@ -290,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest_path = args.out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     for arch in args.archs:
-        models = generate(arch, args.out, args.seed, args.flux_blocks)
+        models = generate(arch, args.out, args.seed, args.flux_blocks, tuple(args.file_format))
         manifest[arch] = asdict(models)
         print(f"{arch}: {models.description} ({models.seconds} s)", flush=True)
     manifest_path.write_text(json.dumps(manifest, indent=2))

@@ -35,6 +35,7 @@ from typing import Any
 
 from comfyx.bench import workflows
 from comfyx.bench.device import DeviceMonitor, nvml_unavailable_reason, peak_rss_mib
+from comfyx.bench.models import FILE_FORMATS, has_diffusion_model
 from comfyx.bench.server import ComfyUIServer, PromptRun
 
 KINDS = ("stock", "comfyx")
@@ -64,17 +65,22 @@ class BenchError(RuntimeError):
     """The benchmark cannot run as asked; the message says why."""
 
 
+SYNTAX = f"NAME: KIND[@{'|@'.join(FILE_FORMATS)}][+compile] [ARGS]"
+
+
 @dataclass(frozen=True)
 class Config:
-    """``NAME: KIND[@fp8][+compile] ARGS``: which server, which model files, ComfyUI's compile node or not.
+    """``NAME: KIND[@FORMAT][+compile] ARGS``: which server, which model files, ComfyUI's compile node or not.
 
-    ARGS go to ``python main.py`` for stock and to ``comfyx serve`` for comfyx (ComfyUI's own
-    options after ``--`` there).
+    ``@FORMAT`` (models.FILE_FORMATS: fp8, nvfp4, mxfp8) runs the diffusion model's file in that format
+    instead of the bf16 one; stock ComfyUI v0.3.64 loads the fp8 file but not the comfy_quant NVFP4 / MXFP8
+    ones, so ``stock@nvfp4`` is refused. ARGS go to ``python main.py`` for stock and to ``comfyx serve``
+    for comfyx (ComfyUI's own options after ``--`` there).
     """
 
     name: str
     kind: str
-    fp8_file: bool = False
+    file_format: str | None = None  # None: the bf16 files
     compile_node: bool = False
     args: tuple[str, ...] = ()
 
@@ -85,13 +91,20 @@ class Config:
         name, sep, rest = spec.partition(":")
         words = shlex.split(rest)
         if not sep or not name.strip() or not words:
-            raise BenchError(f"configuration {spec!r}: write NAME: KIND[@fp8][+compile] [ARGS] "
-                             f"or one of {', '.join(BUILTIN_CONFIGS)}")
+            raise BenchError(f"configuration {spec!r}: write {SYNTAX} or one of {', '.join(BUILTIN_CONFIGS)}")
+        name = name.strip()
         kind, compile_node = words[0].removesuffix("+compile"), words[0].endswith("+compile")
-        kind, fp8 = kind.removesuffix("@fp8"), kind.endswith("@fp8")
+        kind, at, file_format = kind.partition("@")
         if kind not in KINDS:
-            raise BenchError(f"configuration {name.strip()!r}: kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        return cls(name.strip(), kind, fp8, compile_node, tuple(words[1:]))
+            raise BenchError(f"configuration {name!r}: kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        if at and file_format not in FILE_FORMATS:
+            raise BenchError(f"configuration {name!r}: @{file_format} is no model file format; the formats are "
+                             f"{', '.join('@' + fmt for fmt in FILE_FORMATS)} (write {SYNTAX})")
+        if kind == "stock" and at and not FILE_FORMATS[file_format].stock_loads:
+            raise BenchError(f"configuration {name!r}: stock ComfyUI v0.3.64 cannot load the {file_format} file "
+                             f"(its comfy_quant {file_format} layers are newer ComfyUI's format): run it as "
+                             f"comfyx@{file_format}")
+        return cls(name, kind, file_format if at else None, compile_node, tuple(words[1:]))
 
     @property
     def compiles(self) -> bool:
@@ -101,7 +114,7 @@ class Config:
         return self.compile_node or comfyx_compiles
 
     def describe(self) -> str:
-        variant = ("@fp8" if self.fp8_file else "") + ("+compile" if self.compile_node else "")
+        variant = (f"@{self.file_format}" if self.file_format else "") + ("+compile" if self.compile_node else "")
         return " ".join([f"{self.kind}{variant}", *self.args])
 
 
@@ -178,6 +191,13 @@ class Plan:
     interleave: bool = False  # timed runs round the configurations, every server up at once
 
 
+def file_formats(configs: list[Config], arch: str) -> tuple[str, ...]:
+    """The diffusion model's file formats ``configs`` run on ``arch``'s model set (none for an upscaler's)."""
+    if not has_diffusion_model(arch):
+        return ()
+    return tuple(sorted({c.file_format for c in configs if c.file_format is not None}))
+
+
 def _say(message: str) -> None:
     print(f"comfyx bench: {message}", flush=True)
 
@@ -199,12 +219,12 @@ def _input_png(width: int, height: int, seed: int) -> bytes:
 
 def _prompt(plan: Plan, config: Config, models: dict | None, seed: int, input_image: str | None) -> dict:
     if plan.arch is None:
-        if config.fp8_file or config.compile_node:
-            raise BenchError(f"configuration {config.name!r}: @fp8 and +compile change the built-in workflows' model "
-                             "files and nodes; a workflow of your own is run as written")
+        if config.file_format or config.compile_node:
+            raise BenchError(f"configuration {config.name!r}: @FORMAT and +compile change the built-in workflows' "
+                             "model files and nodes; a workflow of your own is run as written")
         return workflows.with_seed(json.loads(Path(plan.workflow).read_text()), seed)
-    return workflows.build(plan.workflow, plan.arch, models, fp8=config.fp8_file, compile_node=config.compile_node,
-                           shape=plan.shape, seed=seed, input_image=input_image)
+    return workflows.build(plan.workflow, plan.arch, models, file_format=config.file_format,
+                           compile_node=config.compile_node, shape=plan.shape, seed=seed, input_image=input_image)
 
 
 def _sampler_node(run: PromptRun) -> str | None:
@@ -486,6 +506,13 @@ def execute(plan: Plan, after_each: Any = None) -> dict[str, Any]:
             raise BenchError(f"{plan.models_dir} has no {plan.arch} models: generate them with "
                              f"`comfyx bench models --out {plan.models_dir} {plan.arch}`")
         models = manifest[plan.arch]
+        formats = file_formats(plan.configs, plan.arch)
+        missing = [fmt for fmt in formats if fmt not in models.get("variants", {})]
+        if missing:
+            command = ["python -m comfyx.bench.models", f"--comfyui {plan.comfyui}", f"--out {plan.models_dir}",
+                       *(f"--file-format {fmt}" for fmt in missing), plan.arch]
+            raise BenchError(f"{plan.models_dir} has no {', '.join(missing)} file of the {plan.arch} diffusion "
+                             f"model: generate it with `{' '.join(command)}`")
     started = time.monotonic()
     owned = None if plan.work is not None else tempfile.TemporaryDirectory(prefix="comfyx-bench-")
     work = plan.work or Path(owned.name)

@@ -1,9 +1,9 @@
 """The built-in benchmark workflows, in ComfyUI's API format, for the generated models.
 
 A workflow is built for one model set (:mod:`comfyx.bench.models`) and one variant of it: the
-bf16 files or the fp8 files, with or without ComfyUI's own ``TorchCompileModel`` node after the
-model loader. Everything else (prompt, sampler, size, steps, seed) is the same in every
-configuration, so their images can be compared.
+bf16 files or the diffusion model's file in one of its other formats (fp8, NVFP4, MXFP8), with or
+without ComfyUI's own ``TorchCompileModel`` node after the model loader. Everything else (prompt,
+sampler, size, steps, seed) is the same in every configuration, so their images can be compared.
 """
 
 from __future__ import annotations
@@ -26,8 +26,14 @@ class Shape:
     cfg: float
 
 
-def _sd(models: dict, fp8: bool, shape: Shape, seed: int, latent: list | None, denoise: float) -> dict:
-    files = models["fp8_files"] if fp8 else models["files"]
+def _files(models: dict, file_format: str | None) -> dict:
+    """Role -> file name: the bf16 files (None), or the files of ``file_format`` (models.FILE_FORMATS)."""
+    return models["variants"][file_format] if file_format else models["files"]
+
+
+def _sd(models: dict, file_format: str | None, shape: Shape, seed: int, latent: list | None,
+        denoise: float) -> dict:
+    files = _files(models, file_format)
     prompt = {
         "loader": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": files["checkpoint"]}},
         "positive": {"class_type": "CLIPTextEncode", "inputs": {"text": POSITIVE, "clip": ["loader", 1]}},
@@ -45,9 +51,10 @@ def _sd(models: dict, fp8: bool, shape: Shape, seed: int, latent: list | None, d
     return prompt
 
 
-def _flux(models: dict, fp8: bool, shape: Shape, seed: int, latent: list | None, denoise: float) -> dict:
+def _flux(models: dict, file_format: str | None, shape: Shape, seed: int, latent: list | None,
+          denoise: float) -> dict:
     files = models["files"]
-    unet = (models["fp8_files"] if fp8 else files)["diffusion_model"]
+    unet = _files(models, file_format)["diffusion_model"]
     prompt = {
         "loader": {"class_type": "UNETLoader", "inputs": {"unet_name": unet, "weight_dtype": "default"}},
         # the text encoders on the CPU, as low-VRAM Flux setups run them: the GPU holds what is measured
@@ -70,9 +77,10 @@ def _flux(models: dict, fp8: bool, shape: Shape, seed: int, latent: list | None,
     return prompt
 
 
-def build(workflow: str, arch: str, models: dict, *, fp8: bool, compile_node: bool, shape: Shape, seed: int,
-          input_image: str | None = None) -> dict:
-    """The API-format prompt of ``workflow`` for architecture ``arch``'s generated ``models``."""
+def build(workflow: str, arch: str, models: dict, *, file_format: str | None, compile_node: bool, shape: Shape,
+          seed: int, input_image: str | None = None) -> dict:
+    """The API-format prompt of ``workflow`` for architecture ``arch``'s generated ``models``, on the diffusion
+    model's file in ``file_format`` (None: the bf16 files)."""
     if workflow == "upscale":
         return {
             "image": {"class_type": "LoadImage", "inputs": {"image": input_image}},
@@ -91,7 +99,7 @@ def build(workflow: str, arch: str, models: dict, *, fp8: bool, compile_node: bo
         extra = {"image": {"class_type": "LoadImage", "inputs": {"image": input_image}},
                  "encode": {"class_type": "VAEEncode", "inputs": {"pixels": ["image", 0], "vae": vae}}}
         latent, denoise = ["encode", 0], 0.6
-    prompt = {**family(models, fp8, shape, seed, latent, denoise), **extra}
+    prompt = {**family(models, file_format, shape, seed, latent, denoise), **extra}
     if compile_node:
         prompt = with_compile_node(prompt)
     return prompt

@@ -17,8 +17,8 @@ DEFAULT_MODELS = "bench-models"  # under comfyx's cache directory
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    from comfyx.bench.models import ARCHS, flux_blocks
-    from comfyx.bench.run import BUILTIN_CONFIGS, DEFAULT_CONFIGS
+    from comfyx.bench.models import ARCHS, FILE_FORMATS, flux_blocks
+    from comfyx.bench.run import BUILTIN_CONFIGS, DEFAULT_CONFIGS, SYNTAX
     from comfyx.bench.workflows import WORKFLOWS
 
     bench = commands.add_parser(
@@ -28,9 +28,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "ComfyUI checkout, run a workflow through the HTTP API, and report sampling it/s, end-to-end and "
         "first-run seconds, peak VRAM, energy per image and PSNR against a reference configuration, as a "
         "table, JSON and a PNG chart. Built-in workflows run on random-weight models generated locally.",
-        epilog="configurations: NAME: KIND[@fp8][+compile] [ARGS] (KIND: stock or comfyx; @fp8: the model's fp8 file; "
-        "+compile: ComfyUI's TorchCompileModel node; ARGS: to `python main.py`, or to `comfyx serve` with "
-        "ComfyUI's after `--`), or a built-in name: "
+        epilog=f"configurations: {SYNTAX}. KIND: stock or comfyx. @FORMAT: the diffusion model's file in that "
+        "format instead of the bf16 one: "
+        + "; ".join(f"@{name}, {fmt.what}" + ("" if fmt.stock_loads else " (comfyx only: stock is refused; "
+                                                                         "generated when a configuration asks for it)")
+                    for name, fmt in FILE_FORMATS.items())
+        + ". +compile: ComfyUI's TorchCompileModel node. ARGS: to `python main.py`, or to `comfyx serve` with "
+        "ComfyUI's after `--`. Or a built-in name: "
         + "; ".join(f"{name} = {spec}" for name, spec in BUILTIN_CONFIGS.items())
         + f". Default: {', '.join(DEFAULT_CONFIGS)}.",
         allow_abbrev=False,
@@ -69,7 +73,8 @@ def bench(args: argparse.Namespace) -> int:
         comfyui = find_comfyui(args.comfyui, paths.default_comfyui_dir).path
         plan = _plan(args, comfyui, paths)
         if plan.arch is not None:
-            _ensure_models(comfyui, plan.models_dir, plan.arch, args.flux_blocks)
+            _ensure_models(comfyui, plan.models_dir, plan.arch, args.flux_blocks,
+                           run.file_formats(plan.configs, plan.arch))
         say(f"benchmarking {plan.arch or plan.workflow}: {', '.join(c.name for c in plan.configs)}")
         stem = args.name or f"e2e-{plan.arch or Path(plan.workflow).stem}-{Path(plan.workflow).stem}"
         result = run.execute(plan, after_each=lambda partial: report.write(partial, args.out, stem))
@@ -120,13 +125,17 @@ class GenerationError(RuntimeError):
     """Generating the benchmark's models failed; the message carries the generator's output."""
 
 
-def _ensure_models(comfyui: Path, models: Path, arch: str, blocks: tuple[int, int]) -> None:
-    from comfyx.bench.models import in_manifest
+def _ensure_models(comfyui: Path, models: Path, arch: str, blocks: tuple[int, int], formats: tuple[str, ...]) -> None:
+    """Generate ``arch``'s model set unless ``models`` holds it, its diffusion model in ``formats`` too (the
+    on-demand ones only when a configuration runs them: quantizing a large model takes time)."""
+    from comfyx.bench.models import FILE_FORMATS, in_manifest
 
-    if in_manifest(models, arch, blocks):
+    if in_manifest(models, arch, blocks, formats):
         return
-    say(f"generating the {arch} models in {models} (random weights, once)")
+    extra = [fmt for fmt in formats if FILE_FORMATS[fmt].on_demand]
+    say(f"generating the {arch} models in {models} (random weights, once"
+        + (f"; the diffusion model as {', '.join(extra)} too" if extra else "") + ")")
     command = [sys.executable, "-m", "comfyx.bench.models", "--comfyui", str(comfyui), "--out", str(models),
-               "--flux-blocks", "{},{}".format(*blocks), arch]
+               "--flux-blocks", "{},{}".format(*blocks), *(f"--file-format={fmt}" for fmt in extra), arch]
     if subprocess.run(command, check=False).returncode != 0:
         raise GenerationError(f"generating the {arch} models failed: {' '.join(command)}")

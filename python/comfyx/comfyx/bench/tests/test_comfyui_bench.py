@@ -21,6 +21,9 @@ def test_bench_runs_stock_and_comfyx_side_by_side(run_comfyx, comfyui, models, t
                       "--config", "stock", "--config", "cx: comfyx --quantize fp8", timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "comfyx bench: [cx] run 1/1" in proc.stdout  # progress while it runs
+    if model == "sd15-tiny":  # the bf16 and fp8 files; no configuration ran NVFP4 or MXFP8: no such files
+        checkpoints = sorted(p.name for p in (models / "checkpoints").iterdir())
+        assert checkpoints == ["comfyx-sd15-tiny-fp8.safetensors", "comfyx-sd15-tiny.safetensors"], checkpoints
     report = json.loads((out / f"e2e-{model}-{workflow}.json").read_text())
     summary = report["summary"]
     assert set(summary) == {"stock", "cx"} and report["reference"] == "stock"
@@ -52,3 +55,32 @@ def test_interleave_takes_the_timed_runs_in_rounds(run_comfyx, comfyui, models, 
     assert [r["seed"] for r in configs["a"]["runs"]] == [r["seed"] for r in configs["b"]["runs"]] == [2, 3]
     assert configs["bad"]["error"] and not configs["bad"]["runs"]  # one that cannot start loses no other's runs
     assert report["summary"]["b"]["identical_pixels"]  # same seeds, same image: the runs were matched
+
+
+
+def test_comfyx_runs_the_nvfp4_and_mxfp8_files_it_generates_when_asked(run_comfyx, comfyui, tmp_path):
+    from safetensors.torch import load_file
+
+    models, out = tmp_path / "models", tmp_path / "results"
+    proc = run_comfyx("bench", "--comfyui", str(comfyui), "--models", str(models), "--model", "sd15-tiny",
+                      "--cpu", "--runs", "1", "--steps", "2", "--out", str(out), "--config", "cx: comfyx",
+                      "--config", "nv: comfyx@nvfp4", "--config", "mx: comfyx@mxfp8", timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "the diffusion model as mxfp8, nvfp4 too" in proc.stderr  # (comfyx says what it does on stderr)
+    checkpoints = sorted(p.name for p in (models / "checkpoints").iterdir())
+    assert checkpoints == sorted(f"comfyx-sd15-tiny{s}.safetensors" for s in ("", "-fp8", "-mxfp8", "-nvfp4"))
+    report = json.loads((out / "e2e-sd15-tiny-txt2img.json").read_text())
+    assert set(report["models"]["variants"]) == {"fp8", "nvfp4", "mxfp8"}
+    # quantized: the transformer blocks' Linear layers, those --quantize quantizes at load by default, no other
+    bf16 = load_file(str(models / "checkpoints" / "comfyx-sd15-tiny.safetensors"))
+    blocks = sum(1 for key, value in bf16.items() if key.startswith("model.diffusion_model.")
+                 and ".transformer_blocks." in key and key.endswith(".weight") and value.ndim == 2)
+    assert blocks > 0
+    configs = {c["config"]["name"]: c for c in report["configs"]}
+    for name, fmt in (("nv", "nvfp4"), ("mx", "mxfp8")):
+        assert configs[name]["config"]["file_format"] == fmt and not configs[name]["error"]
+        loaded = f"comfyx kernels: SD15 checkpoint with comfy_quant layers ({blocks} {fmt}): loading them as scaled"
+        assert any(loaded in line for line in configs[name]["log_lines"]), configs[name]["log_lines"]
+        # the bf16 model's image within the format's error (the file read without its scales: 33 dB)
+        psnr = report["summary"][name]["psnr_db"]
+        assert psnr is not None and 45.0 < psnr < float("inf"), (fmt, psnr)

@@ -2,20 +2,52 @@
 
 import pytest
 from comfyx.bench.report import table
-from comfyx.bench.run import BUILTIN_CONFIGS, BenchError, Config, ConfigResult, RunResult, report
+from comfyx.bench.run import BUILTIN_CONFIGS, BenchError, Config, ConfigResult, RunResult, file_formats, report
 
 
 def test_builtin_names_and_specs_parse():
-    assert Config.parse("stock-best") == Config("stock-best", "stock", True, True, ("--fast", "fp8_matrix_mult"))
+    assert Config.parse("stock-best") == Config("stock-best", "stock", "fp8", True, ("--fast", "fp8_matrix_mult"))
     mine = Config.parse("mine: comfyx@fp8 --quantize-layers all -- --reserve-vram 2")
-    assert mine == Config("mine", "comfyx", True, False, ("--quantize-layers", "all", "--", "--reserve-vram", "2"))
+    assert mine == Config("mine", "comfyx", "fp8", False, ("--quantize-layers", "all", "--", "--reserve-vram", "2"))
+    assert Config.parse("plain: comfyx --fast") == Config("plain", "comfyx", None, False, ("--fast",))
     assert all(Config.parse(name).name == name for name in BUILTIN_CONFIGS)
 
 
-@pytest.mark.parametrize("spec", ["nonsense", "x: docker", ": stock", "x:"])
+@pytest.mark.parametrize("fmt", ["nvfp4", "mxfp8"])
+def test_comfyx_runs_the_nvfp4_and_mxfp8_files(fmt):
+    config = Config.parse(f"q: comfyx@{fmt}+compile --fast -- --reserve-vram 2")
+    assert config == Config("q", "comfyx", fmt, True, ("--fast", "--", "--reserve-vram", "2"))
+    assert config.describe() == f"comfyx@{fmt}+compile --fast -- --reserve-vram 2"
+    assert Config.parse(f"q: {config.describe()}") == config
+    assert Config.parse(f"q: comfyx@{fmt}").file_format == fmt and not Config.parse(f"q: comfyx@{fmt}").compile_node
+
+
+@pytest.mark.parametrize("spec", ["s: stock@nvfp4", "s: stock@mxfp8+compile --fast fp8_matrix_mult"])
+def test_stock_is_refused_the_files_it_cannot_load(spec):
+    fmt = "nvfp4" if "nvfp4" in spec else "mxfp8"
+    with pytest.raises(BenchError, match=rf"configuration 's': stock ComfyUI v0\.3\.64 cannot load the {fmt} file "
+                       rf".*run it as comfyx@{fmt}"):
+        Config.parse(spec)
+    assert Config.parse("s: stock@fp8").file_format == "fp8"  # the fp8 file it loads
+
+
+@pytest.mark.parametrize("spec", ["nonsense", "x: docker", ": stock", "x:", "x: comfyx@fp4", "x: comfyx@",
+                                  "x: stock+compile@fp8", "x: comfyx@nvfp4@fp8", "x: nvfp4@comfyx"])
 def test_bad_specs_say_what_is_wrong(spec):
     with pytest.raises(BenchError, match="configuration"):
         Config.parse(spec)
+
+
+def test_an_unknown_format_names_the_known_ones():
+    with pytest.raises(BenchError, match="@fp4 is no model file format; the formats are @fp8, @nvfp4, @mxfp8"):
+        Config.parse("x: comfyx@fp4")
+
+
+def test_the_file_formats_a_run_needs():
+    configs = [Config.parse(spec) for spec in ("stock", "stock-best", "a: comfyx@nvfp4", "b: comfyx@nvfp4+compile")]
+    assert file_formats(configs, "sdxl") == ("fp8", "nvfp4")
+    assert file_formats(configs[:1], "flux") == ()
+    assert file_formats(configs, "esrgan-tiny") == ()  # an upscaler has no diffusion model to run in them
 
 
 def test_only_comfyx_own_flags_mean_it_compiles():
