@@ -2,7 +2,7 @@
 # One device run: install the carried wheels, then the steps named as arguments (default:
 # tests bench memcheck): GPU tests, fp8/RoPE benchmark (bench), NVFP4/MXFP8 benchmark (fp4,
 # bench/kernels_fp4.py; FLUX_DEPTH=double,single blocks of its Flux step, default 19,38),
-# compute-sanitizer memcheck. FP4_SECTIONS picks bench/kernels_fp4.py's sections (default all).
+# compute-sanitizer memcheck. TEST_FILES narrows the tests (paths under kernel_tests/); FP4_SECTIONS picks bench/kernels_fp4.py's sections (default all).
 # Expects .whl/ with a cp312 comfyx_kernels wheel (built with nvcc) and comfy-kitchen's CUDA
 # package unpacked under .whl/ck_site. Results go to $OUT (or /tmp/out).
 # Time limits (seconds): TEST_TIMEOUT, BENCH_TIMEOUT, FP4_TIMEOUT, and BUDGET for the whole script, from
@@ -23,7 +23,7 @@ cp -r python/comfyx-kernels/src/comfyx_kernels/tests /tmp/kernel_tests
 STEPS=" ${*:-tests bench memcheck} "
 if [[ $STEPS == *" tests "* ]]; then
   (cd /tmp && timeout ${TEST_TIMEOUT:-200} python3 -m pytest -q -n 8 -p no:cacheprovider \
-    --import-mode=importlib -o addopts="" kernel_tests > "$OUT/pytest.txt" 2>&1)
+    --import-mode=importlib -o addopts="" ${TEST_FILES:-kernel_tests} > "$OUT/pytest.txt" 2>&1)
   tail -15 "$OUT/pytest.txt"
 fi
 if [[ $STEPS == *" bench "* ]]; then
