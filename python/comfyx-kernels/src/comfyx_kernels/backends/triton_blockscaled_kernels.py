@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from ..blockscaled import W4A8_WEIGHT_DIVISOR
-from .triton_kernels import _tuning
+from .triton_kernels import _tuning, autotune
 
 # Quantize / dequantize tiles: (rows, columns, warps). BK is a multiple of 64, so a program's
 # blocks fill whole 4-column groups of the swizzled scale layout.
@@ -110,7 +110,7 @@ def _tile(pid_m, pid_k, rows, cols, stride, BM: tl.constexpr, BK: tl.constexpr):
     return r, c, mask, r[:, None].to(tl.int64) * stride + c[None, :]
 
 
-@triton.autotune(configs=_QUANTIZE_NVFP4_CONFIGS, key=["size_class"])
+@autotune(configs=_QUANTIZE_NVFP4_CONFIGS, key=["size_class"])
 @triton.jit
 def quantize_nvfp4_kernel(
     x_ptr,
@@ -181,7 +181,7 @@ def _nvfp4_tile(
     return values, scales
 
 
-@triton.autotune(configs=_TILE_CONFIGS, key=["size_class"])
+@autotune(configs=_TILE_CONFIGS, key=["size_class"])
 @triton.jit
 def dequantize_nvfp4_kernel(
     q_ptr,
@@ -210,7 +210,7 @@ def dequantize_nvfp4_kernel(
     tl.store(out_ptr + out_offsets, out, out_mask)
 
 
-@triton.autotune(configs=_TILE_CONFIGS, key=["size_class"])
+@autotune(configs=_TILE_CONFIGS, key=["size_class"])
 @triton.jit
 def nvfp4_to_fp8_kernel(
     q_ptr,
@@ -250,7 +250,7 @@ def mxfp8_scale_codes(amax):
     return tl.where(biased == 255, 0, code)
 
 
-@triton.autotune(configs=_TILE_CONFIGS, key=["size_class"])
+@autotune(configs=_TILE_CONFIGS, key=["size_class"])
 @triton.jit
 def quantize_mxfp8_kernel(
     x_ptr,
@@ -284,7 +284,7 @@ def quantize_mxfp8_kernel(
     tl.store(s_ptr + s_offsets, tl.where(zero, 0, codes).to(tl.uint8), s_mask)
 
 
-@triton.autotune(configs=_TILE_CONFIGS, key=["size_class"])
+@autotune(configs=_TILE_CONFIGS, key=["size_class"])
 @triton.jit
 def dequantize_mxfp8_kernel(
     q_ptr,

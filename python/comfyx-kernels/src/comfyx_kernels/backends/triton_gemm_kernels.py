@@ -35,7 +35,7 @@ from .triton_blockscaled_kernels import (
     unpack_codes,
     w4a8_weight,
 )
-from .triton_kernels import INTERPRETING
+from .triton_kernels import INTERPRETING, autotune
 
 
 def _configs(shapes: list[tuple[int, ...]], flag: str) -> list[triton.Config]:
@@ -114,7 +114,7 @@ def _tile_ids(M, N, BM: tl.constexpr, BN: tl.constexpr, GROUP: tl.constexpr):
     return pid_m, pid_n
 
 
-@triton.autotune(
+@autotune(
     configs=_LARGE_M + _SMALL_M,
     key=["M_BUCKET", "N", "K"],
     prune_configs_by={"early_config_prune": _nvfp4_configs},
@@ -225,7 +225,7 @@ def _mxfp8_tile_bf16(q_ptr, s_ptr, rows, k, R, K, s_cols, BR: tl.constexpr, BK: 
     return tl.reshape(scaled, (BR, BK)).to(tl.bfloat16)
 
 
-@triton.autotune(
+@autotune(
     configs=_MXFP8,
     key=["M_BUCKET", "N", "K"],
     prune_configs_by={"early_config_prune": _mxfp8_configs},
