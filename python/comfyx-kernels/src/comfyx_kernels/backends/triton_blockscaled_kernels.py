@@ -23,16 +23,6 @@ _TILE_CONFIGS = _tuning(
         for bm, bk, w in ((32, 128, 4), (16, 256, 4), (64, 128, 8))
     ]
 )
-# NVFP4 quantize does ~20 instructions per element against the others' ~10: tiles with fewer
-# elements per thread as well, so that memory and arithmetic overlap (57% of copy at 8192²
-# with the shared tiles, H100).
-_QUANTIZE_NVFP4_CONFIGS = _tuning(
-    _TILE_CONFIGS
-    + [
-        triton.Config({"BM": bm, "BK": bk}, num_warps=w)
-        for bm, bk, w in ((16, 128, 4), (8, 256, 4), (32, 128, 8), (16, 128, 8))
-    ]
-)
 # Globals a @triton.jit function reads must be constexpr (compiled Triton refuses others).
 LOG2_E = tl.constexpr(1.4426950408889634)
 # NVFP4 divides by the block's total scale through its reciprocal and one correction
@@ -110,7 +100,7 @@ def _tile(pid_m, pid_k, rows, cols, stride, BM: tl.constexpr, BK: tl.constexpr):
     return r, c, mask, r[:, None].to(tl.int64) * stride + c[None, :]
 
 
-@autotune(configs=_QUANTIZE_NVFP4_CONFIGS, key=["size_class"])
+@autotune(configs=_TILE_CONFIGS, key=["size_class"])
 @triton.jit
 def quantize_nvfp4_kernel(
     x_ptr,
