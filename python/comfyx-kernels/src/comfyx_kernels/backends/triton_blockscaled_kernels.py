@@ -27,9 +27,14 @@ _TILE_CONFIGS = _tuning(
 LOG2_E = tl.constexpr(1.4426950408889634)
 # NVFP4 divides by the block's total scale through its reciprocal and one correction
 # (Markstein: with r = RN(1/t), q0 = RN(x r), rem = fma(-q0, t, x) exact, RN(q0 + rem r) is
-# RN(x / t)); valid while r and the remainders are normal floats, i.e. t in this range.
+# RN(x / t)); valid while r and the remainders are normal floats, i.e. t in this range. A block
+# outside it divides x · SHIFT^±1 by t · SHIFT^±1 instead: powers of two, so both products are
+# exact and the quotient is the same (an x made subnormal by the shift only ever has a quotient
+# that rounds to 0 in e2m1 either way).
 SAFE_SCALE_MIN = tl.constexpr(2.0**-100)
 SAFE_SCALE_MAX = tl.constexpr(2.0**120)
+SHIFT_UP = tl.constexpr(2.0**64)
+SHIFT_DOWN = tl.constexpr(2.0**-64)
 # e2m1_values_tiny's factor; multiplying by the inverse (a power of two) is exact.
 E2M1_TINY_INVERSE = tl.constexpr(2.0**14)
 W4A8_DIVISOR = tl.constexpr(W4A8_WEIGHT_DIVISOR)
@@ -44,17 +49,18 @@ def swizzled_offset(row, col, padded_cols):
 
 
 @triton.jit
-def e2m1_codes(q):
-    """float32 → 4-bit e2m1 code, |q| saturated at 6, rounded to nearest even (equal to
-    blockscaled.e2m1_codes on clamped finite q; NaN gives the largest code). The saturation is an
-    integer min on the magnitude's bits; below 1 the add of 2^22 rounds to a multiple of 0.5;
-    from 1 on the bits are rounded to one mantissa bit and the exponent rebased (e2m1 bias 1)."""
-    bits = q.to(tl.int32, bitcast=True)
-    magnitude = tl.minimum(bits & 0x7FFFFFFF, 0x40C00000)
+def e2m1_codes(q, sign):
+    """float32 → 4-bit e2m1 code: the magnitude of q saturated at 6, rounded to nearest even, the
+    sign bit from the float32 `sign` (equal to blockscaled.e2m1_codes on clamped finite q when
+    sign is q; NaN gives the largest magnitude). The saturation is an integer min on the
+    magnitude's bits; below 1 the add of 2^22 rounds to a multiple of 0.5; from 1 on the bits are
+    rounded to one mantissa bit and the exponent rebased (e2m1 bias 1)."""
+    magnitude = tl.minimum(q.to(tl.int32, bitcast=True) & 0x7FFFFFFF, 0x40C00000)
     small = (magnitude.to(tl.float32, bitcast=True) + 4194304.0).to(tl.int32, bitcast=True)
     small = small - 0x4A800000
     normal = (magnitude + ((magnitude >> 22) & 1) + ((-126 << 23) + 0x1FFFFF)) >> 22
-    return tl.where(magnitude < 0x3F800000, small, normal) | ((bits >> 28) & 8)
+    sign_bit = (sign.to(tl.int32, bitcast=True) >> 28) & 8
+    return tl.where(magnitude < 0x3F800000, small, normal) | sign_bit
 
 
 @triton.jit
@@ -124,17 +130,23 @@ def quantize_nvfp4_kernel(
     scale = tl.math.div_rn(tl.math.div_rn(amax, 6.0), pts)
     scale_fp8 = tl.minimum(scale, 448.0, propagate_nan=tl.PropagateNan.ALL).to(tl.float8e4nv)
     total = pts * scale_fp8.to(tl.float32)
+    # Per block, |x| / t through the reciprocal (SAFE_SCALE_MIN's comment), t shifted into range
+    # where it lies outside (t is finite: at most amax / 6 rounded up). The sign comes from x, so
+    # -0 keeps it (x / t does; the correction's sum would not). Deciding per tile, with a division
+    # as the fallback, cost ~9 points of copy bandwidth (tools/quantize_nvfp4_variants.py).
     zero = total == 0.0
-    safe = tl.where(zero, 1.0, total)[:, :, None]
+    shift = tl.where(total > SAFE_SCALE_MAX, SHIFT_DOWN, 1.0)
+    shift = tl.where(total < SAFE_SCALE_MIN, SHIFT_UP, shift)
+    safe = tl.where(zero, 1.0, total * shift)[:, :, None]
     inverse = tl.math.div_rn(1.0, safe)
-    q0 = blocks * inverse
-    q = tl.fma(tl.fma(-q0, safe, blocks), inverse, q0)
-    if (tl.min(safe) < SAFE_SCALE_MIN) | (tl.max(safe) > SAFE_SCALE_MAX):
-        q = tl.math.div_rn(blocks, safe)
-    q = tl.where(zero[:, :, None], 0.0, q)
-    codes = tl.reshape(e2m1_codes(q), (BM, BK // 2, 2))
-    even, odd = tl.split(codes)
-    packed = (even << 4) | odd if HI_FIRST else (odd << 4) | even
+    magnitude = tl.abs(blocks) * shift[:, :, None]
+    q0 = magnitude * inverse
+    q = tl.fma(tl.fma(-q0, safe, magnitude), inverse, q0)
+    codes = tl.where(zero[:, :, None], 0, e2m1_codes(q, blocks))  # a zero scale gives +0
+    # the pair's sum, not tl.split: 1.5 points of copy bandwidth (the same sweep)
+    pairs = tl.reshape(codes, (BM, BK // 2, 2))
+    first = tl.arange(0, 2)[None, None, :] == (0 if HI_FIRST else 1)
+    packed = tl.sum(tl.where(first, pairs << 4, pairs), axis=2)
     half = cols // 2
     rh = pid_k * (BK // 2) + tl.arange(0, BK // 2)
     store_mask = (r < rows)[:, None] & (rh < half)[None, :]

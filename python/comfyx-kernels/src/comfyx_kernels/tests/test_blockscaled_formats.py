@@ -145,6 +145,26 @@ def test_nvfp4_backend_equals_eager(backend, dtype, rows, cols, pad, hi_first, s
 
 
 @pytest.mark.parametrize(
+    "magnitude",
+    [1.0, 1e34, 1e-29, 1e-34, 1e-40],
+    ids=["ordinary", "huge", "some-tiny", "tiny", "subnormal"],
+)
+@pytest.mark.parametrize("backend", triton_param())
+def test_nvfp4_quantize_equals_eager_at_extreme_scales_and_negative_zero(backend, magnitude):
+    """Blocks whose total scale lies outside the reciprocal's exact range (beyond 2^120, below
+    2^-100), and -0 elements in a block with a nonzero scale (x / t keeps the sign: code 8)."""
+    x = awkward_matrix(64, 128, torch.float32) * magnitude
+    x[4, :8] = -0.0
+    x = x.to(device())
+    scale = nvfp4_tensor_scale(x)
+    q, s = cx.quantize_nvfp4(x, scale, backend=backend)
+    eq, es = cx.quantize_nvfp4(x, scale, backend="eager")
+    assert_bit_equal(q, eq)
+    assert_bit_equal(s, es)
+    assert (eq[4, :4] == 0x88).all()
+
+
+@pytest.mark.parametrize(
     ("rows", "cols", "pad"), [(64, 128, False), (130, 96, False), (40, 50, True)]
 )
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
