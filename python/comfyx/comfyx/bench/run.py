@@ -502,15 +502,15 @@ def execute(plan: Plan, after_each: Any = None) -> dict[str, Any]:
     models = None
     if plan.arch is not None:
         manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-        if plan.arch not in manifest:
-            raise BenchError(f"{plan.models_dir} has no {plan.arch} models: generate them with "
-                             f"`comfyx bench models --out {plan.models_dir} {plan.arch}`")
-        models = manifest[plan.arch]
+        generate = ["python -m comfyx.bench.models", f"--comfyui {plan.comfyui}", f"--out {plan.models_dir}"]
         formats = file_formats(plan.configs, plan.arch)
+        if plan.arch not in manifest:
+            command = [*generate, *(f"--file-format {fmt}" for fmt in formats), plan.arch]
+            raise BenchError(f"{plan.models_dir} has no {plan.arch} models: generate them with `{' '.join(command)}`")
+        models = manifest[plan.arch]
         missing = [fmt for fmt in formats if fmt not in models.get("variants", {})]
         if missing:
-            command = ["python -m comfyx.bench.models", f"--comfyui {plan.comfyui}", f"--out {plan.models_dir}",
-                       *(f"--file-format {fmt}" for fmt in missing), plan.arch]
+            command = [*generate, *(f"--file-format {fmt}" for fmt in missing), plan.arch]
             raise BenchError(f"{plan.models_dir} has no {', '.join(missing)} file of the {plan.arch} diffusion "
                              f"model: generate it with `{' '.join(command)}`")
     started = time.monotonic()

@@ -71,3 +71,22 @@ def test_report_ratios_against_the_reference_and_na_without_a_gpu(tmp_path):
     assert data["summary"]["b"]["speedup_end_to_end"] == 2.0 and data["summary"]["b"]["speedup_it_per_s"] == 2.5
     text = table(data)
     assert "2.50×" in text and "n/a" in text  # no VRAM or energy figures on this machine
+
+
+def test_missing_models_are_named_with_the_command_that_makes_them(tmp_path):
+    import json
+    import re
+
+    from comfyx.bench.run import Plan, execute
+    from comfyx.bench.workflows import Shape
+
+    configs = [Config.parse("a: comfyx"), Config.parse("b: comfyx@nvfp4")]
+    plan = Plan(tmp_path / "ComfyUI", tmp_path, "sd15-tiny", "txt2img", configs, Shape(64, 64, 4, 7.0))
+    command = f"python -m comfyx.bench.models --comfyui {tmp_path / 'ComfyUI'} --out {tmp_path} --file-format nvfp4"
+    expected = f"has no sd15-tiny models: generate them with `{command} sd15-tiny`"
+    with pytest.raises(BenchError, match=re.escape(expected)):
+        execute(plan)
+    (tmp_path / "manifest.json").write_text(json.dumps({"sd15-tiny": {"variants": {"fp8": {}}}}))
+    with pytest.raises(BenchError, match=r"has no nvfp4 file of the sd15-tiny diffusion model: generate it with "
+                                         r"`python -m comfyx\.bench\.models .* --file-format nvfp4 sd15-tiny`"):
+        execute(plan)
