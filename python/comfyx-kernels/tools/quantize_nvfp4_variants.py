@@ -62,11 +62,11 @@ def qv(
         q = tl.math.div_rn(blocks, safe)
     q = tl.where(zero[:, :, None], 0.0, q)
     if PACK == 0:
-        codes = tl.reshape(e2m1_codes(q, q), (BM, BK // 2, 2))
+        codes = tl.reshape(e2m1_codes(tl.abs(q), q), (BM, BK // 2, 2))
         even, odd = tl.split(codes)
         packed = (even << 4) | odd
     else:
-        codes = tl.reshape(e2m1_codes(q, q), (BM, BK // 2, 2))
+        codes = tl.reshape(e2m1_codes(tl.abs(q), q), (BM, BK // 2, 2))
         shift = tl.arange(0, 2)
         packed = tl.sum(codes << (4 - 4 * shift)[None, None, :], axis=2)
     half = cols // 2

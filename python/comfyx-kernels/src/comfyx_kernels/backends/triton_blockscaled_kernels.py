@@ -49,13 +49,13 @@ def swizzled_offset(row, col, padded_cols):
 
 
 @triton.jit
-def e2m1_codes(q, sign):
-    """float32 → 4-bit e2m1 code: the magnitude of q saturated at 6, rounded to nearest even, the
-    sign bit from the float32 `sign` (equal to blockscaled.e2m1_codes on clamped finite q when
-    sign is q; NaN gives the largest magnitude). The saturation is an integer min on the
-    magnitude's bits; below 1 the add of 2^22 rounds to a multiple of 0.5; from 1 on the bits are
-    rounded to one mantissa bit and the exponent rebased (e2m1 bias 1)."""
-    magnitude = tl.minimum(q.to(tl.int32, bitcast=True) & 0x7FFFFFFF, 0x40C00000)
+def e2m1_codes(magnitude, sign):
+    """float32 magnitude (≥ 0) → 4-bit e2m1 code: saturated at 6, rounded to nearest even, the sign
+    bit from the float32 `sign` (equal to blockscaled.e2m1_codes on clamped finite q for |q| and
+    q; NaN gives the largest magnitude). The saturation is an integer min on the bits; below 1 the
+    add of 2^22 rounds to a multiple of 0.5; from 1 on the bits are rounded to one mantissa bit and
+    the exponent rebased (e2m1 bias 1)."""
+    magnitude = tl.minimum(magnitude.to(tl.int32, bitcast=True), 0x40C00000)
     small = (magnitude.to(tl.float32, bitcast=True) + 4194304.0).to(tl.int32, bitcast=True)
     small = small - 0x4A800000
     normal = (magnitude + ((magnitude >> 22) & 1) + ((-126 << 23) + 0x1FFFFF)) >> 22
