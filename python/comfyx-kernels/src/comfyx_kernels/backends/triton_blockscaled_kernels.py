@@ -106,6 +106,37 @@ def _tile(pid_m, pid_k, rows, cols, stride, BM: tl.constexpr, BK: tl.constexpr):
     return r, c, mask, r[:, None].to(tl.int64) * stride + c[None, :]
 
 
+@triton.jit
+def load_nvfp4_blocks(x_ptr, pts_ptr, pid_m, pid_k, rows, cols, BM: tl.constexpr, BK: tl.constexpr):
+    """A BM x BK tile of x for NVFP4: its rows, its 16-element blocks (float32), their e4m3 block
+    scales (comfy-kitchen's rule: amax / 6 / per-tensor scale, saturated at 448) and each block's
+    total scale, per-tensor · block (float32, exact)."""
+    r, _, mask, offsets = _tile(pid_m, pid_k, rows, cols, cols, BM, BK)
+    x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    blocks = tl.reshape(x, (BM, BK // 16, 16))
+    amax = tl.max(tl.abs(blocks), axis=2)
+    pts = tl.load(pts_ptr)
+    scale = tl.math.div_rn(tl.math.div_rn(amax, 6.0), pts)
+    scale_fp8 = tl.minimum(scale, 448.0, propagate_nan=tl.PropagateNan.ALL).to(tl.float8e4nv)
+    return r, blocks, scale_fp8, pts * scale_fp8.to(tl.float32)
+
+
+@triton.jit
+def store_nvfp4_tile(
+    q_ptr, s_ptr, packed, scale_fp8, r, pid_k, rows, cols, scale_cols_padded, BK: tl.constexpr
+):
+    """Store rows r, columns [pid_k · BK, + BK) of NVFP4: the packed bytes (BM, BK / 2) and the
+    e4m3 block scales (BM, BK / 16) in the swizzled layout."""
+    half = cols // 2
+    rh = pid_k * (BK // 2) + tl.arange(0, BK // 2)
+    store_mask = (r < rows)[:, None] & (rh < half)[None, :]
+    tl.store(q_ptr + r[:, None].to(tl.int64) * half + rh[None, :], packed.to(tl.uint8), store_mask)
+    sc = pid_k * (BK // 16) + tl.arange(0, BK // 16)
+    s_mask = (r < rows)[:, None] & (sc < cols // 16)[None, :]
+    s_offsets = swizzled_offset(r[:, None], sc[None, :], scale_cols_padded)
+    tl.store(s_ptr + s_offsets, scale_fp8, s_mask)
+
+
 @autotune(configs=_TILE_CONFIGS, key=["size_class"])
 @triton.jit
 def quantize_nvfp4_kernel(
@@ -122,18 +153,13 @@ def quantize_nvfp4_kernel(
     BK: tl.constexpr,
 ):
     pid_m, pid_k = tl.program_id(0), tl.program_id(1)
-    r, _, mask, offsets = _tile(pid_m, pid_k, rows, cols, cols, BM, BK)
-    x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-    blocks = tl.reshape(x, (BM, BK // 16, 16))
-    amax = tl.max(tl.abs(blocks), axis=2)
-    pts = tl.load(pts_ptr)
-    scale = tl.math.div_rn(tl.math.div_rn(amax, 6.0), pts)
-    scale_fp8 = tl.minimum(scale, 448.0, propagate_nan=tl.PropagateNan.ALL).to(tl.float8e4nv)
-    total = pts * scale_fp8.to(tl.float32)
+    r, blocks, scale_fp8, total = load_nvfp4_blocks(
+        x_ptr, pts_ptr, pid_m, pid_k, rows, cols, BM, BK
+    )
     # Per block, |x| / t through the reciprocal (SAFE_SCALE_MIN's comment), t shifted into range
     # where it lies outside (t is finite: at most amax / 6 rounded up). The sign comes from x, so
     # -0 keeps it (x / t does; the correction's sum would not). Deciding per tile, with a division
-    # as the fallback, cost ~9 points of copy bandwidth (tools/quantize_nvfp4_variants.py).
+    # as the fallback, cost ~9 points of copy bandwidth (bench/quantize_nvfp4_variants.py).
     zero = total == 0.0
     shift = tl.where(total > SAFE_SCALE_MAX, SHIFT_DOWN, 1.0)
     shift = tl.where(total < SAFE_SCALE_MIN, SHIFT_UP, shift)
@@ -147,14 +173,7 @@ def quantize_nvfp4_kernel(
     pairs = tl.reshape(codes, (BM, BK // 2, 2))
     first = tl.arange(0, 2)[None, None, :] == (0 if HI_FIRST else 1)
     packed = tl.sum(tl.where(first, pairs << 4, pairs), axis=2)
-    half = cols // 2
-    rh = pid_k * (BK // 2) + tl.arange(0, BK // 2)
-    store_mask = (r < rows)[:, None] & (rh < half)[None, :]
-    tl.store(q_ptr + r[:, None].to(tl.int64) * half + rh[None, :], packed.to(tl.uint8), store_mask)
-    sc = pid_k * (BK // 16) + tl.arange(0, BK // 16)
-    s_mask = (r < rows)[:, None] & (sc < cols // 16)[None, :]
-    s_offsets = swizzled_offset(r[:, None], sc[None, :], scale_cols_padded)
-    tl.store(s_ptr + s_offsets, scale_fp8, s_mask)
+    store_nvfp4_tile(q_ptr, s_ptr, packed, scale_fp8, r, pid_k, rows, cols, scale_cols_padded, BK)
 
 
 @triton.jit

@@ -7,24 +7,25 @@ pair), over tile shapes and warps; `traffic`, the same loads and stores without 
 the ceiling of this access pattern. Each variant's output is compared bit for bit with the
 production kernel's. Prints and writes quantize_nvfp4_variants.json to $OUT (default /tmp).
 
-    cd python/comfyx-kernels && PYTHONPATH=src python3 tools/quantize_nvfp4_variants.py
+    python3 bench/quantize_nvfp4_variants.py   (comfyx_kernels importable)
 """
 
 import json
 import os
 
+import comfyx_kernels as cx
 import torch
 import triton
 import triton.language as tl
-
-import comfyx_kernels as cx
 from comfyx_kernels.backends.triton_blockscaled_kernels import (
     SAFE_SCALE_MAX,
     SAFE_SCALE_MIN,
     e2m1_codes,
-    swizzled_offset,
+    load_nvfp4_blocks,
+    store_nvfp4_tile,
 )
 from comfyx_kernels.blockscaled import scale_shape
+from kernels import copy_bandwidth_gbs
 
 
 @triton.jit
@@ -42,17 +43,7 @@ def qv(
     PACK: tl.constexpr,
 ):
     pid_m, pid_k = tl.program_id(0), tl.program_id(1)
-    r = pid_m * BM + tl.arange(0, BM)
-    c = pid_k * BK + tl.arange(0, BK)
-    mask = (r < rows)[:, None] & (c < cols)[None, :]
-    offsets = r[:, None].to(tl.int64) * cols + c[None, :]
-    x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-    blocks = tl.reshape(x, (BM, BK // 16, 16))
-    amax = tl.max(tl.abs(blocks), axis=2)
-    pts = tl.load(pts_ptr)
-    scale = tl.math.div_rn(tl.math.div_rn(amax, 6.0), pts)
-    scale_fp8 = tl.minimum(scale, 448.0, propagate_nan=tl.PropagateNan.ALL).to(tl.float8e4nv)
-    total = pts * scale_fp8.to(tl.float32)
+    r, blocks, scale_fp8, total = load_nvfp4_blocks(x_ptr, pts_ptr, pid_m, pid_k, rows, cols, BM, BK)
     zero = total == 0.0
     safe = tl.where(zero, 1.0, total)[:, :, None]
     inverse = tl.math.div_rn(1.0, safe)
@@ -69,14 +60,7 @@ def qv(
         codes = tl.reshape(e2m1_codes(tl.abs(q), q), (BM, BK // 2, 2))
         shift = tl.arange(0, 2)
         packed = tl.sum(codes << (4 - 4 * shift)[None, None, :], axis=2)
-    half = cols // 2
-    rh = pid_k * (BK // 2) + tl.arange(0, BK // 2)
-    store_mask = (r < rows)[:, None] & (rh < half)[None, :]
-    tl.store(q_ptr + r[:, None].to(tl.int64) * half + rh[None, :], packed.to(tl.uint8), store_mask)
-    sc = pid_k * (BK // 16) + tl.arange(0, BK // 16)
-    s_mask = (r < rows)[:, None] & (sc < cols // 16)[None, :]
-    s_offsets = swizzled_offset(r[:, None], sc[None, :], scale_cols_padded)
-    tl.store(s_ptr + s_offsets, scale_fp8, s_mask)
+    store_nvfp4_tile(q_ptr, s_ptr, packed, scale_fp8, r, pid_k, rows, cols, scale_cols_padded, BK)
 
 
 @triton.jit
@@ -90,40 +74,11 @@ def traffic(x_ptr, q_ptr, s_ptr, rows, cols, scale_cols_padded, BM: tl.constexpr
     b = tl.reshape(x.to(tl.int16, bitcast=True), (BM, BK // 2, 2))
     even, odd = tl.split(b)
     packed = (even ^ odd).to(tl.uint8)
-    half = cols // 2
-    rh = pid_k * (BK // 2) + tl.arange(0, BK // 2)
-    tl.store(
-        q_ptr + r[:, None].to(tl.int64) * half + rh[None, :],
-        packed,
-        (r < rows)[:, None] & (rh < half)[None, :],
-    )
-    sc = pid_k * (BK // 16) + tl.arange(0, BK // 16)
-    s_offsets = swizzled_offset(r[:, None], sc[None, :], scale_cols_padded)
-    tl.store(
-        s_ptr + s_offsets,
-        tl.max(tl.reshape(packed, (BM, BK // 16, 8)), axis=2)
-        .to(tl.uint8)
-        .to(tl.float8e4nv, bitcast=True),
-        (r < rows)[:, None],
-    )
-
-
-def copy_gbs():
-    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    for _ in range(20):
-        dst.copy_(src)
-    torch.cuda.synchronize()
-    best = 0
-    for _ in range(5):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        for _ in range(10):
-            dst.copy_(src)
-        e.record()
-        torch.cuda.synchronize()
-        best = max(best, 2 * src.numel() * 10 / (s.elapsed_time(e) * 1e-3) / 1e9)
-    return best
+    scales = tl.max(tl.reshape(packed, (BM, BK // 16, 8)), axis=2).to(tl.uint8)
+    store_nvfp4_tile(
+        q_ptr, s_ptr, packed, scales.to(tl.float8e4nv, bitcast=True), r, pid_k, rows, cols,
+        scale_cols_padded, BK,
+    )  # fmt: skip
 
 
 def main() -> None:
@@ -136,7 +91,7 @@ def main() -> None:
     q = torch.empty(n, n // 2, dtype=torch.uint8, device="cuda")
     s = torch.zeros(shape, dtype=torch.float8_e4m3fn, device="cuda")
     nbytes = 2 * n * n + n * n // 2 + n * n // 16
-    copy = copy_gbs()
+    copy = copy_bandwidth_gbs()
     out = {"copy_gbs": copy, "device": torch.cuda.get_device_name(), "rows": []}
     print("copy", round(copy), "GB/s", flush=True)
 
@@ -160,7 +115,7 @@ def main() -> None:
                 traffic[grid](x, q, s, n, n, shape[1], BM=bm, BK=bk, num_warps=w)
 
             pct, us = bench(traffic_call)
-            out["rows"].append(dict(kind="traffic", bm=bm, bk=bk, w=w, pct=pct, us=us))
+            out["rows"].append({"kind": "traffic", "bm": bm, "bk": bk, "w": w, "pct": pct, "us": us})
             print("traffic", bm, bk, w, round(pct, 1), flush=True)
             for rng, pack in ((1, 0), (0, 0), (0, 1)):
 
@@ -170,22 +125,24 @@ def main() -> None:
 
                 variant()
                 torch.cuda.synchronize()
-                same = torch.equal(q, ref_q) and torch.equal(
-                    s.view(torch.uint8), ref_s.view(torch.uint8)
-                )
+                same = torch.equal(q, ref_q) and torch.equal(s.view(torch.uint8), ref_s.view(torch.uint8))
                 pct, us = bench(variant)
-                row = dict(
-                    kind="quant", bm=bm, bk=bk, w=w, range=rng, pack=pack, pct=pct, us=us, same=same
-                )
+                row = {
+                    "kind": "quant",
+                    "bm": bm,
+                    "bk": bk,
+                    "w": w,
+                    "range": rng,
+                    "pack": pack,
+                    "pct": pct,
+                    "us": us,
+                    "same": same,
+                }
                 out["rows"].append(row)
                 print("quant", bm, bk, w, rng, pack, round(pct, 1), round(us, 1), same, flush=True)
-    with open(
-        os.path.join(os.environ.get("OUT", "/tmp"), "quantize_nvfp4_variants.json"), "w"
-    ) as f:
+    with open(os.path.join(os.environ.get("OUT", "/tmp"), "quantize_nvfp4_variants.json"), "w") as f:
         json.dump(out, f, indent=1)
-    for row in sorted((r for r in out["rows"] if r["kind"] == "quant"), key=lambda r: -r["pct"])[
-        :10
-    ]:
+    for row in sorted((r for r in out["rows"] if r["kind"] == "quant"), key=lambda r: -r["pct"])[:10]:
         print("BEST", row)
 
 
