@@ -65,8 +65,9 @@ def e2m1_codes(magnitude, sign):
 
 @triton.jit
 def e2m1_values_tiny(codes):
-    """4-bit codes → float32 e2m1 values times E2M1_TINY, via float16 bits: the code's 3
-    magnitude bits at bit 9 make e2m1's exponent and mantissa a float16 (subnormal below 1)."""
+    """4-bit codes → float32 e2m1 values times 2^-14 (1 / E2M1_TINY_INVERSE), via float16 bits:
+    the code's 3 magnitude bits at bit 9 make e2m1's exponent and mantissa a float16 (subnormal
+    below 1)."""
     half = ((codes & 8).to(tl.uint16) << 12) | ((codes & 7).to(tl.uint16) << 9)
     return half.to(tl.float16, bitcast=True).to(tl.float32)
 
