@@ -5,7 +5,8 @@ Sections (timing method and helpers are bench/kernels.py's: CUDA graphs of 50 ca
 rotated through 256 MB, median of 5; the linear rows of one shape timed side by side):
 - quantize / dequantize 8192x8192 bf16: % of a device copy's bandwidth (bytes: input read
   once, outputs written once); elements that differ from our eager backend and from
-  comfy-kitchen's CUDA kernel.
+  comfy-kitchen's CUDA kernel. The NVFP4 quantize for each of comfyx's GPU kernels (CUDA,
+  Triton); the target is judged on the one the registry picks ("comfyx").
 - NVFP4-weight linear / bf16 linear at diffusion shapes: every sm_89/sm_90 path of nvfp4_linear
   forced in turn (fused Triton GEMM with the bf16 activation or W4A8, the transient dequantized
   weight with cuBLAS's bf16 GEMM or W4A8 cuBLASLt fp8 GEMM) and comfy-kitchen's path on Hopper
@@ -42,6 +43,7 @@ from comfyx_kernels import blockscaled_linear
 from comfyx_kernels.backends.eager_blockscaled import dequantize_nvfp4_exact
 from comfyx_kernels.blockscaled import nvfp4_tensor_scale
 from comfyx_kernels.quantized_tensor import QuantizedTensor
+from comfyx_kernels.registry import backend_unavailable_reason
 from flux_like import build, quantize_linears
 from kernels import Results, copy_bandwidth_gbs, expect_backend, relative_error, rotating
 
@@ -115,24 +117,32 @@ def bench_quantize(results: Results, kitchen: dict) -> None:
     scale = nvfp4_tensor_scale(x)
     n = x.numel()
     inputs = rotating(x)
-    q, s = cx.quantize_nvfp4(x, scale, backend="triton")
     eq, es = cx.quantize_nvfp4(x, scale, backend="eager")
-    differ = {"differ_from_eager": differing(q, eq) + differing(s, es)}
     ck = kitchen.get("cuda")
-    if ck is not None:
+    with cx.backend_trace() as trace:
+        cx.quantize_nvfp4(x, scale)
+    default = trace[0][1]  # what users get: the CUDA kernel where it is built, else Triton's
+    # each of comfyx's GPU kernels, checked bit for bit
+    for backend in ("cuda", "triton"):
+        if backend_unavailable_reason(backend):
+            continue
+        q, s = cx.quantize_nvfp4(x, scale, backend=backend)
+        differ = {"differ_from_eager": differing(q, eq) + differing(s, es)}
+        if ck is not None:
 
-        def compare() -> None:
-            kq, ks = ck.quantize_nvfp4(x, scale)
-            differ["differ_from_kitchen_cuda"] = differing(q, kq) + differing(s, ks)
+            def compare(q=q, s=s, differ=differ) -> None:
+                kq, ks = ck.quantize_nvfp4(x, scale)
+                differ["differ_from_kitchen_cuda"] = differing(q, kq) + differing(s, ks)
 
-        attempt(results, "comfy-kitchen cuda quantize_nvfp4", compare)
-    call = expect_backend(lambda: cx.quantize_nvfp4(*inputs(), scale), "quantize_nvfp4", "triton")
-    results.add("quantize_nvfp4", MATRIX, "comfyx", "triton", call, 2 * n + n // 2 + n // 16, **differ)
+            attempt(results, "comfy-kitchen cuda quantize_nvfp4", compare)
+        call = expect_backend(lambda: cx.quantize_nvfp4(*inputs(), scale), "quantize_nvfp4", backend)
+        impl = "comfyx" if backend == default else f"comfyx {backend}"
+        results.add("quantize_nvfp4", MATRIX, impl, backend, call, 2 * n + n // 2 + n // 16, **differ)
     if ck is not None:
         kitchen_row(results, "quantize_nvfp4", lambda: ck.quantize_nvfp4(*inputs(), scale), 2 * n + n // 2 + n // 16)
     if kitchen.get("triton") is not None:  # its Triton NVFP4 quantize uses an sm_100 instruction
         attempt(results, "comfy-kitchen triton quantize_nvfp4", lambda: kitchen["triton"].quantize_nvfp4(x, scale))
-    packed = rotating(q, s)
+    packed = rotating(eq, es)  # the GPU kernels' output, bit for bit
 
     def dequantize(function):
         data, scales = packed()

@@ -38,13 +38,7 @@ trap collect EXIT
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .carry/whl/*.whl || exit 1
-  if ! ls .carry/kernel-wheel/comfyx_kernels-*-cp312-*.whl >/dev/null 2>&1; then
-    arch=$(python3 -c "import torch; print('{}{}'.format(*torch.cuda.get_device_capability()))")
-    [ "$arch" = 90 ] && arch=90a
-    # only this device's architecture: a quarter of the full build's compile time
-    SKBUILD_CMAKE_DEFINE="CMAKE_CUDA_ARCHITECTURES=${arch}-real" python3 -m pip wheel -q --no-build-isolation \
-      --no-deps -w .carry/kernel-wheel ./python/comfyx-kernels || exit 1
-  fi
+  bash python/comfyx-kernels/tools/device_wheel.sh .carry/kernel-wheel || exit 1
   python3 -m pip install -q --no-index --no-deps --target "$SITE" .carry/kernel-wheel/comfyx_kernels-*.whl || exit 1
   cp -r python/comfyx-kernels/src/comfyx_kernels/. "$SITE/comfyx_kernels/"  # this tree's Python sources
   if ls .carry/bmf/BabitMF-*-cp312-*.whl >/dev/null 2>&1; then

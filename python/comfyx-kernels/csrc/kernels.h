@@ -19,6 +19,13 @@ void quantize_fp8_dynamic(std::uintptr_t x, std::uintptr_t partials, int partial
                           std::uintptr_t scale, std::uintptr_t out, std::int64_t n,
                           int float_type, int fp8_type, int device, std::uintptr_t stream);
 
+// NVFP4: x (rows, cols; cols a multiple of 16, 16-byte aligned) → packed e2m1 codes q
+// (rows, cols / 2) and e4m3 block scales in cuBLAS's swizzled layout (scale_cols_padded columns).
+void quantize_nvfp4(std::uintptr_t x, std::uintptr_t per_tensor_scale, std::uintptr_t q,
+                    std::uintptr_t scales, std::int64_t rows, std::int64_t cols,
+                    std::int64_t scale_cols_padded, int float_type, bool hi_first,
+                    std::uintptr_t stream);
+
 // One tensor of a RoPE call, seen as (batch, seq, heads, dim) with any strides; `heads` is
 // the axis the frequencies may broadcast over (freqs_heads_stride == 0).
 struct RopeTensor {

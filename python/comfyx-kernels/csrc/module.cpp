@@ -30,7 +30,7 @@ comfyx::RopeTensor rope_tensor(const std::vector<std::int64_t>& v) {
 }  // namespace
 
 NB_MODULE(_cuda_ext, m) {
-  m.doc() = "CUDA kernels of comfyx-kernels (fp8 quantization, RoPE)";
+  m.doc() = "CUDA kernels of comfyx-kernels (fp8 and NVFP4 quantization, RoPE)";
   m.def("quantize_fp8", &comfyx::quantize_fp8, "x"_a, "scale"_a, "out"_a, "n"_a,
         "float_type"_a, "fp8_type"_a, "stream"_a);
   m.def("dequantize_fp8", &comfyx::dequantize_fp8, "x"_a, "scale"_a, "out"_a, "n"_a,
@@ -39,6 +39,9 @@ NB_MODULE(_cuda_ext, m) {
   m.def("quantize_fp8_dynamic", &comfyx::quantize_fp8_dynamic, "x"_a, "partials"_a,
         "partials_capacity"_a, "scale"_a, "out"_a, "n"_a, "float_type"_a, "fp8_type"_a,
         "device"_a, "stream"_a);
+  m.def("quantize_nvfp4", &comfyx::quantize_nvfp4, "x"_a, "per_tensor_scale"_a, "q"_a,
+        "scales"_a, "rows"_a, "cols"_a, "scale_cols_padded"_a, "float_type"_a, "hi_first"_a,
+        "stream"_a);
   m.def(
       "rope",
       [](const std::vector<std::vector<std::int64_t>>& tensors, std::uintptr_t freqs,

@@ -3,8 +3,8 @@
 # tests bench memcheck): GPU tests, fp8/RoPE benchmark (bench), NVFP4/MXFP8 benchmark (fp4,
 # bench/kernels_fp4.py; FLUX_DEPTH=double,single blocks of its Flux step, default 19,38),
 # compute-sanitizer memcheck. TEST_FILES narrows the tests (paths under kernel_tests/); FP4_SECTIONS picks bench/kernels_fp4.py's sections (default all).
-# Expects .whl/ with a cp312 comfyx_kernels wheel (built with nvcc) and comfy-kitchen's CUDA
-# package unpacked under .whl/ck_site. Results go to $OUT (or /tmp/out).
+# Expects comfy-kitchen's CUDA package unpacked under .whl/ck_site, and takes a cp312 comfyx_kernels
+# wheel from .whl/ (built here, tools/device_wheel.sh, when none is carried). Results go to $OUT (or /tmp/out).
 # Time limits (seconds): TEST_TIMEOUT, BENCH_TIMEOUT, FP4_TIMEOUT, and BUDGET for the whole script, from
 # which memcheck gets what is left (it is skipped, saying so, when under 30 s remain).
 set -uo pipefail
@@ -12,6 +12,7 @@ DEADLINE=$((SECONDS + ${BUDGET:-600}))
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+bash python/comfyx-kernels/tools/device_wheel.sh .whl || exit 1
 rm -rf /tmp/site /tmp/kernel_tests && python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/comfyx_kernels-*.whl || exit 1
 # Python sources from this tree (newer than the wheel's); the wheel supplies the built extension.
 cp -r python/comfyx-kernels/src/comfyx_kernels/. /tmp/site/comfyx_kernels/

@@ -86,6 +86,11 @@ def list_backends() -> list[BackendStatus]:
     ]
 
 
+def backends_for(op: str) -> list[str]:
+    """The backends that implement `op`, in priority order (available here or not)."""
+    return [b.name for b in _backends.values() if op in b.ops]
+
+
 def backend_unavailable_reason(name: str) -> str:
     """Why backend `name` cannot run here ("" when it can): a dict lookup, which Dynamo traces."""
     _check_name(name)

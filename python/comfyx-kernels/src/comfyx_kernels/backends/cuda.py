@@ -1,4 +1,5 @@
-"""CUDA backend: the nanobind extension `comfyx_kernels._cuda_ext` (built when nvcc is present).
+"""CUDA backend: the nanobind extension `comfyx_kernels._cuda_ext` (built when nvcc is present):
+fp8 quantize / dequantize, NVFP4 quantize, RoPE.
 
 Every argument is checked here (Constraints) before its address reaches a kernel; the kernels
 handle tails and, for RoPE, any strides.
@@ -10,6 +11,7 @@ import importlib.util
 
 import torch
 
+from ..blockscaled import NVFP4_BLOCK, scale_buffer
 from ..constraints import FLOAT_DTYPES, FP8_DTYPES, Constraints, same_device, scalar_tensor
 from ..registry import mark_available, mark_unavailable, register
 from ..rope_layout import (
@@ -19,6 +21,7 @@ from ..rope_layout import (
     rope_pair_problem,
     trim_freqs,
 )
+from . import eager_blockscaled as eager
 
 if importlib.util.find_spec("comfyx_kernels._cuda_ext") is None:
     _cuda_ext = None
@@ -59,6 +62,12 @@ QUANTIZE_DYNAMIC = Constraints(
     devices=DEVICES,
     dtypes={"x": FLOAT_DTYPES, "output_type": FP8_DTYPES},
     min_capability=MIN_CAPABILITY,
+)
+QUANTIZE_NVFP4 = Constraints(
+    devices=DEVICES,
+    dtypes=eager.QUANTIZE_NVFP4.dtypes,
+    min_capability=MIN_CAPABILITY,
+    rules=eager.QUANTIZE_NVFP4.rules,
 )
 ROPE1 = Constraints(
     devices=DEVICES,
@@ -157,6 +166,33 @@ def quantize_fp8_dynamic(
         _stream(x.device),
     )
     return out, scale
+
+
+@register("cuda", "quantize_nvfp4", QUANTIZE_NVFP4)
+def quantize_nvfp4(
+    x: torch.Tensor,
+    per_tensor_scale: torch.Tensor,
+    epsilon: float = 0.0,  # accepted and unused, as in comfy-kitchen
+    pad_16x: bool = False,
+    hi_first: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    x = _aligned_contiguous(eager.pad_to_blocks(x, NVFP4_BLOCK, pad_16x))
+    rows, cols = x.shape
+    q = torch.empty((rows, cols // 2), dtype=torch.uint8, device=x.device)
+    scales = scale_buffer(rows, cols // NVFP4_BLOCK, torch.float8_e4m3fn, x.device)
+    _cuda_ext.quantize_nvfp4(
+        x.data_ptr(),
+        per_tensor_scale.data_ptr(),
+        q.data_ptr(),
+        scales.data_ptr(),
+        rows,
+        cols,
+        scales.shape[1],
+        FLOAT_CODES[x.dtype],
+        hi_first,
+        _stream(x.device),
+    )
+    return q, scales
 
 
 def _rope_description(x: torch.Tensor, out: torch.Tensor, freqs: torch.Tensor) -> list[int]:

@@ -120,9 +120,11 @@ SCALED_MM_MXFP8 = Constraints(
 )
 
 
-def pad_to(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """x zero-padded at the end to (rows, cols) (x itself when it already has that shape)."""
-    if x.shape == (rows, cols):
+def pad_to_blocks(x: torch.Tensor, block: int, pad: bool) -> torch.Tensor:
+    """x zero-padded at the end to whole blocks of rows and columns when `pad` (the quantize ops'
+    pad_16x / pad_32x), else x itself."""
+    rows, cols = round_up(x.shape[0], block), round_up(x.shape[1], block)
+    if not pad or x.shape == (rows, cols):
         return x
     return F.pad(x, (0, cols - x.shape[1], 0, rows - x.shape[0]))
 
@@ -139,8 +141,7 @@ def quantize_nvfp4(
     pad_16x: bool = False,
     hi_first: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    if pad_16x:
-        x = pad_to(x, round_up(x.shape[0], NVFP4_BLOCK), round_up(x.shape[1], NVFP4_BLOCK))
+    x = pad_to_blocks(x, NVFP4_BLOCK, pad_16x)
     rows, cols = x.shape
     blocks = x.reshape(rows, cols // NVFP4_BLOCK, NVFP4_BLOCK)
     block_scale = blocks.abs().amax(dim=-1).float() / _device_scalar(E2M1_MAX, x)
@@ -215,8 +216,7 @@ def scaled_mm_nvfp4(
 
 @register("eager", "quantize_mxfp8", QUANTIZE_MXFP8)
 def quantize_mxfp8(x: torch.Tensor, pad_32x: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    if pad_32x:
-        x = pad_to(x, round_up(x.shape[0], MXFP8_BLOCK), round_up(x.shape[1], MXFP8_BLOCK))
+    x = pad_to_blocks(x, MXFP8_BLOCK, pad_32x)
     rows, cols = x.shape
     blocks = x.reshape(rows, cols // MXFP8_BLOCK, MXFP8_BLOCK)
     amax = blocks.abs().amax(dim=-1).float()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import triton
 
-from ..blockscaled import MXFP8_BLOCK, NVFP4_BLOCK, round_up, scale_shape
+from ..blockscaled import MXFP8_BLOCK, NVFP4_BLOCK, scale_buffer, scale_shape
 from ..constraints import Constraints
 from ..registry import register
 from . import eager_blockscaled as eager
@@ -29,16 +29,6 @@ def _like_eager(constraints: Constraints, **dtypes: frozenset) -> Constraints:
     )
 
 
-def _scale_buffer(rows: int, blocks: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """The swizzled scales a quantize kernel writes: uninitialized when the kernel writes every
-    entry, zeros when the layout pads rows to 128 or blocks to 4 (the padding must read 0); the
-    memset costs 4 MB of writes at 8192² (~2% of the NVFP4 quantize's traffic)."""
-    shape = scale_shape(rows, blocks)
-    if shape == (rows, blocks):
-        return torch.empty(shape, dtype=dtype, device=device)
-    return torch.zeros(shape, dtype=dtype, device=device)
-
-
 def _tile_grid(rows: int, cols: int):
     return lambda meta: (triton.cdiv(rows, meta["BM"]), triton.cdiv(cols, meta["BK"]))
 
@@ -51,12 +41,10 @@ def quantize_nvfp4(
     pad_16x: bool = False,
     hi_first: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    if pad_16x:
-        x = eager.pad_to(x, round_up(x.shape[0], NVFP4_BLOCK), round_up(x.shape[1], NVFP4_BLOCK))
-    x = x.contiguous()
+    x = eager.pad_to_blocks(x, NVFP4_BLOCK, pad_16x).contiguous()
     rows, cols = x.shape
     q = torch.empty((rows, cols // 2), dtype=torch.uint8, device=x.device)
-    scales = _scale_buffer(rows, cols // NVFP4_BLOCK, torch.float8_e4m3fn, x.device)
+    scales = scale_buffer(rows, cols // NVFP4_BLOCK, torch.float8_e4m3fn, x.device)
     if x.numel():
         kernels.quantize_nvfp4_kernel[_tile_grid(rows, cols)](
             x, per_tensor_scale, q, scales, rows, cols, scales.shape[1], _size_class(x.numel()),
@@ -102,12 +90,10 @@ def nvfp4_to_fp8(
 
 @register("triton", "quantize_mxfp8", _like_eager(eager.QUANTIZE_MXFP8))
 def quantize_mxfp8(x: torch.Tensor, pad_32x: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    if pad_32x:
-        x = eager.pad_to(x, round_up(x.shape[0], MXFP8_BLOCK), round_up(x.shape[1], MXFP8_BLOCK))
-    x = x.contiguous()
+    x = eager.pad_to_blocks(x, MXFP8_BLOCK, pad_32x).contiguous()
     rows, cols = x.shape
     q = torch.empty((rows, cols), dtype=torch.float8_e4m3fn, device=x.device)
-    scales = _scale_buffer(rows, cols // MXFP8_BLOCK, torch.uint8, x.device)
+    scales = scale_buffer(rows, cols // MXFP8_BLOCK, torch.uint8, x.device)
     if x.numel():
         kernels.quantize_mxfp8_kernel[_tile_grid(rows, cols)](
             x, q, scales, rows, cols, scales.shape[1], _size_class(x.numel())

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import comfyx_kernels
+from comfyx_kernels.registry import backends_for
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
@@ -25,6 +26,18 @@ def backend_params() -> list:
     for status in comfyx_kernels.list_backends():
         marks = () if status.available else pytest.mark.skip(reason=status.reason)
         params.append(pytest.param(status.name, marks=marks, id=status.name))
+    return params
+
+
+def compiled_backend_params(op: str) -> list:
+    """The backends other than eager that implement `op`, skipped (with the reason) where they
+    cannot run here: what a test compares with eager."""
+    unavailable = {s.name: s.reason for s in comfyx_kernels.list_backends() if not s.available}
+    params = []
+    for name in backends_for(op):
+        if name != "eager":
+            marks = pytest.mark.skip(reason=unavailable[name]) if name in unavailable else ()
+            params.append(pytest.param(name, marks=marks, id=name))
     return params
 
 
