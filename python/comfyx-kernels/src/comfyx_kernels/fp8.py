@@ -14,3 +14,11 @@ FP8_MAX = {
 
 # A dynamic scale never goes below this, so all-zero inputs quantize to zeros, not NaN.
 MIN_DYNAMIC_SCALE = torch.finfo(torch.float32).tiny
+
+
+def dynamic_scale(amax: torch.Tensor, output_type: torch.dtype) -> torch.Tensor:
+    """The dynamic scale of an input with this amax: max(amax / fp8 max, MIN_DYNAMIC_SCALE), the
+    division IEEE's, as every kernel computes it. It divides by a device tensor: CUDA divides by a
+    Python number as a multiply by its reciprocal, which rounds differently."""
+    limit = torch.full((), FP8_MAX[output_type], dtype=torch.float32, device=amax.device)
+    return (amax.float() / limit).clamp_(min=MIN_DYNAMIC_SCALE)

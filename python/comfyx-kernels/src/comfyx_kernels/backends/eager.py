@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..constraints import FLOAT_DTYPES, FP8_DTYPES, Constraints, same_device, scalar_tensor
-from ..fp8 import FP8_MAX, MIN_DYNAMIC_SCALE
+from ..fp8 import FP8_MAX, dynamic_scale
 from ..registry import mark_available, register
 from ..rope_layout import inplace_problem, rope_pair_problem, trim_freqs
 
@@ -61,13 +61,6 @@ def dequantize_per_tensor_fp8(
     x: torch.Tensor, scale: torch.Tensor, output_type: torch.dtype
 ) -> torch.Tensor:
     return x.to(output_type) * scale.reshape(()).to(output_type)
-
-
-def dynamic_scale(amax: torch.Tensor, output_type: torch.dtype) -> torch.Tensor:
-    # Divide by a device tensor: CUDA divides by a Python number as a multiply by its
-    # reciprocal, which rounds differently from the kernels' IEEE divide.
-    limit = torch.full((), FP8_MAX[output_type], dtype=torch.float32, device=amax.device)
-    return (amax.float() / limit).clamp_(min=MIN_DYNAMIC_SCALE)
 
 
 @register("eager", "quantize_fp8_dynamic", QUANTIZE_DYNAMIC)

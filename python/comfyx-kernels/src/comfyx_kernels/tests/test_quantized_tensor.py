@@ -193,3 +193,22 @@ def test_compiled_activation_quantize_matches_the_kernel(compile_backend, input_
 
     compiled = torch.compile(forward, backend=compile_backend, fullgraph=True)
     assert_bit_equal(compiled(x), forward(x))
+
+
+def test_traced_dynamic_scale_is_the_kernels_at_fp8_midpoints():
+    """bf16 values whose quotient by the exact dynamic scale (amax 3.875 / 448) is an fp8
+    rounding midpoint (1.453125 → 168, between 160 and 176), so the scale's last bit decides the
+    rounding. On CUDA, amax / 448 with 448 a Python number (a multiply by its reciprocal) rounds
+    that scale up, the kernels' IEEE divide down. aot_eager runs the traced ops as they are;
+    inductor's Triton divides approximately (div.full.f32), so it is not asked for bits here."""
+    qw = QuantizedTensor.from_float(random_weight())
+    x = torch.randn(5, 48).clamp(-3.5, 3.5)
+    x[0, 0] = 3.875
+    x[1, :8] = torch.tensor([1.453125, -1.453125, 0.7265625, -0.7265625] * 2)
+    x = x.to(device(), torch.bfloat16)
+
+    def forward(x):
+        return fp8_linear(x, qw)
+
+    compiled = torch.compile(forward, backend="aot_eager", fullgraph=True)
+    assert_bit_equal(compiled(x), forward(x))
