@@ -3,7 +3,8 @@
 #
 #   tools/gpu-bench.sh MODEL [comfyx bench options...]
 #
-# Expects, carried with the call (git-ignored, see .git/info/exclude):
+# Expects, carried with the call (git-ignored, see .git/info/exclude; tools/device-carry.sh stages
+# the first two):
 #   .carry/comfyui/  a ComfyUI v0.3.64 tree
 #   .carry/whl/      cp312 wheels of what ComfyUI needs and the image lacks (torchsde, av,
 #                    pydantic(-settings/-core), spandrel, platformdirs, websocket-client, ...)

@@ -3,7 +3,7 @@
 # tests bench memcheck): GPU tests, fp8/RoPE benchmark (bench), NVFP4/MXFP8 benchmark (fp4,
 # bench/kernels_fp4.py; FLUX_DEPTH=double,single blocks of its Flux step, default 19,38),
 # compute-sanitizer memcheck. TEST_FILES narrows the tests (paths under kernel_tests/); FP4_SECTIONS picks bench/kernels_fp4.py's sections (default all).
-# Expects comfy-kitchen's CUDA package unpacked under .whl/ck_site, and takes a cp312 comfyx_kernels
+# Expects comfy-kitchen's CUDA package unpacked under .whl/ck_site (tools/device-carry.sh), and takes a cp312 comfyx_kernels
 # wheel from .whl/ (built here, tools/device_wheel.sh, when none is carried). Results go to $OUT (or /tmp/out).
 # Time limits (seconds): TEST_TIMEOUT, BENCH_TIMEOUT, FP4_TIMEOUT, and BUDGET for the whole script, from
 # which memcheck gets what is left (it is skipped, saying so, when under 30 s remain).
