@@ -1,11 +1,12 @@
-"""Where the NVFP4 quantize kernel's time goes (issue 15: >= 80% of copy bandwidth at 8192²).
+"""Where the Triton NVFP4 quantize kernel's time goes (issue 15: >= 80% of copy bandwidth at 8192²;
+where the CUDA extension is built, its kernel, csrc/nvfp4_quantize.cu, is the one users get).
 
-One GPU, 8192² bf16: `qv`, the production kernel (backends/triton_blockscaled_kernels.py) with
+One GPU, 8192² bf16: `qv`, the Triton kernel (backends/triton_blockscaled_kernels.py) with
 two switches, RANGE (its tile-wide check for block scales outside the reciprocal's valid range,
 with the exact division as fallback) and PACK (nibbles packed by tl.split, or by a sum over the
 pair), over tile shapes and warps; `traffic`, the same loads and stores without the arithmetic,
 the ceiling of this access pattern. Each variant's output is compared bit for bit with the
-production kernel's. Prints and writes quantize_nvfp4_variants.json to $OUT (default /tmp).
+Triton kernel's. Prints and writes quantize_nvfp4_variants.json to $OUT (default /tmp).
 
     python3 bench/quantize_nvfp4_variants.py   (comfyx_kernels importable)
 """
