@@ -122,19 +122,17 @@ def bench_quantize(results: Results, kitchen: dict) -> None:
     with cx.backend_trace() as trace:
         cx.quantize_nvfp4(x, scale)
     default = trace[0][1]  # what users get: the CUDA kernel where it is built, else Triton's
+    kitchen_qs: list[torch.Tensor] = []  # comfy-kitchen's (q, scales), once for every comparison
+    if ck is not None:
+        attempt(results, "comfy-kitchen cuda quantize_nvfp4", lambda: kitchen_qs.extend(ck.quantize_nvfp4(x, scale)))
     # each of comfyx's GPU kernels, checked bit for bit
     for backend in ("cuda", "triton"):
         if backend_unavailable_reason(backend):
             continue
         q, s = cx.quantize_nvfp4(x, scale, backend=backend)
         differ = {"differ_from_eager": differing(q, eq) + differing(s, es)}
-        if ck is not None:
-
-            def compare(q=q, s=s, differ=differ) -> None:
-                kq, ks = ck.quantize_nvfp4(x, scale)
-                differ["differ_from_kitchen_cuda"] = differing(q, kq) + differing(s, ks)
-
-            attempt(results, "comfy-kitchen cuda quantize_nvfp4", compare)
+        if kitchen_qs:
+            differ["differ_from_kitchen_cuda"] = differing(q, kitchen_qs[0]) + differing(s, kitchen_qs[1])
         call = expect_backend(lambda: cx.quantize_nvfp4(*inputs(), scale), "quantize_nvfp4", backend)
         impl = "comfyx" if backend == default else f"comfyx {backend}"
         results.add("quantize_nvfp4", MATRIX, impl, backend, call, 2 * n + n // 2 + n // 16, **differ)
