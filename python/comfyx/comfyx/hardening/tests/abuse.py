@@ -18,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import websocket
+
 from comfyx.testing.server import ComfyxServer
 from comfyx.testing.workflows import txt2img
 
@@ -184,6 +186,26 @@ def wait_running(server: ComfyxServer, prompt_id: str, timeout: float = 60) -> b
             return False
         time.sleep(0.02)
     return False
+
+
+def post_until_node_runs(server: ComfyxServer, prompt: dict, node: str, timeout: float = 60) -> str:
+    """Queue ``prompt``; its id once node ``node`` has begun (its ``executing`` event), not merely the prompt:
+    between the two, an interrupt stops the prompt before the node is called at all."""
+    client_id = uuid.uuid4().hex
+    ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws?clientId={client_id}", timeout=timeout)
+    try:
+        prompt_id = post_prompt(server, {"prompt": prompt, "client_id": client_id}).json()["prompt_id"]
+        while True:
+            message = ws.recv()
+            event = json.loads(message) if isinstance(message, str) else {}
+            data = event.get("data") or {}
+            if event.get("type") == "executing" and data.get("prompt_id") == prompt_id:
+                if data.get("node") == node:
+                    return prompt_id
+                if data.get("node") is None:
+                    raise AssertionError(f"prompt {prompt_id} ended before node {node} ran")
+    finally:
+        ws.close()
 
 
 def outcome(entry: dict | None) -> str:

@@ -17,6 +17,7 @@ from comfyx.hardening.tests.abuse import (
     history,
     outcome,
     post_prompt,
+    post_until_node_runs,
     quick,
     sleepy,
     video_saves,
@@ -80,8 +81,7 @@ def test_sigint_with_a_node_that_never_stops_exits_0_in_bounded_time(comfyui: Pa
     # stock: Ctrl-C mid-run can abort the process (rc -6)
     server = start_server(comfyui, tmp_path, None, comfyx_args=["--shutdown-timeout", "2"])
     try:
-        stuck = post_prompt(server, {"prompt": sleepy(1, 60.0)}).json()["prompt_id"]
-        assert wait_running(server, stuck)
+        stuck = post_until_node_runs(server, sleepy(1, 60.0), "1")
         status, seconds = stop_with(server, signal.SIGINT)
         assert status == 0 and 2 <= seconds < 10, server.log_tail()
         assert f"prompt {stuck} did not stop within 2 s of SIGINT" in server.log_tail()
