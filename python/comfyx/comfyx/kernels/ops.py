@@ -24,6 +24,7 @@ import json
 import logging
 from typing import Any
 
+import comfyx_kernels.quantized_tensor as kernels
 import torch
 
 from comfyx.kernels import LayerOptions, blockscaled
@@ -182,23 +183,25 @@ class QuantizedLinear:
     # ---- running ---------------------------------------------------------------------------
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if self.block_format is not None or self.weight.dtype in FP8_DTYPES:
-            return self.forward_comfy_cast_weights(*args, **kwargs)
+        if self.block_format is not None:
+            return self._forward_block_scaled(*args, **kwargs)
+        if self.weight.dtype in FP8_DTYPES:
+            return self._forward_fp8(*args, **kwargs)
         return super().forward(*args, **kwargs)
 
     def forward_comfy_cast_weights(self, input: torch.Tensor) -> torch.Tensor:
         # (not self.training: ComfyUI leaves most diffusion models in training mode for inference)
         if self.block_format is not None:
             return self._forward_block_scaled(input)
-        if self.weight.dtype not in FP8_DTYPES:
-            return super().forward_comfy_cast_weights(input)
-        import comfy.ops
-        import comfyx_kernels.quantized_tensor as kernels
+        if self.weight.dtype in FP8_DTYPES:
+            return self._forward_fp8(input)
+        return super().forward_comfy_cast_weights(input)
 
+    def _forward_fp8(self, input: torch.Tensor) -> torch.Tensor:
         if self.input_amax is not None:  # a calibration pass (.calibrate): eager, never traced
             # on the input's device: with --lowvram the weight may wait on the CPU
             self.input_amax = torch.maximum(self.input_amax.to(input.device), input.detach().abs().amax().float())
-        weight, bias = comfy.ops.cast_bias_weight(self, input, dtype=self.weight.dtype, bias_dtype=input.dtype)
+        weight, bias = self._weight_and_bias(input)
         scale = _scale_on(getattr(self, "scale_weight", None), weight.device)
         problem = kernels.fp8_linear_problem(input, weight)  # tensor metadata only: traces under compile
         if problem is None and torch.is_grad_enabled() and input.requires_grad:
@@ -212,12 +215,28 @@ class QuantizedLinear:
         return torch.nn.functional.linear(input, dequantized, bias)
 
     def _forward_block_scaled(self, input: torch.Tensor) -> torch.Tensor:
-        import comfy.ops
-
-        # the stored weight, moved (with --lowvram) and patched (a LoRA's set_weight keeps it stored)
-        weight, bias = comfy.ops.cast_bias_weight(self, input, dtype=self.weight.dtype, bias_dtype=input.dtype)
+        weight, bias = self._weight_and_bias(input)
         return blockscaled.linear(BLOCK_FORMATS[self.block_format], input, weight, self._block_scales(), bias,
                                   self.out_features, self.options.nvfp4_activation)
+
+    def _weight_and_bias(self, input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The stored weight (in its format) and the bias (in the input's dtype) on the input's device, with the
+        patches ComfyUI applies per call (``--lowvram``: a LoRA's ``weight_function``; a stored weight patched
+        whole is already the patched one).
+
+        Dynamo traces this once per layer at every compile, warm restarts included (SDXL's UNet, compiled whole,
+        has 700 fp8 layers), and each call and tensor operation in it costs trace time. So where the tensors
+        are on the input's device already and nothing patches them per call, they are read as they are, as
+        ComfyUI's own Linear does, without comfy.ops.cast_bias_weight (which would return them unchanged): with
+        that and _scale_on's check, an fp8 layer's trace cost 39 k Python calls more than a bf16 one's instead
+        of 54 k, SDXL's whole trace 18.7 s instead of 22.2 s on a 2-core CPU (bench/results/dynamo-trace.json).
+        """
+        if self.weight_function or self.bias_function or self.weight.device != input.device:
+            import comfy.ops
+
+            return comfy.ops.cast_bias_weight(self, input, dtype=self.weight.dtype, bias_dtype=input.dtype)
+        bias = self.bias
+        return self.weight, bias if bias is None or bias.dtype == input.dtype else bias.to(input.dtype)
 
     def _block_scales(self) -> dict[str, torch.Tensor]:
         names = (*BLOCK_FORMATS[self.block_format].scales, "input_scale")
@@ -274,6 +293,8 @@ def _quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _scale_on(scale: torch.Tensor | None, device: torch.device) -> torch.Tensor:
     if scale is None:
         return torch.ones((), dtype=torch.float32, device=device)
+    if scale.device == device and scale.dtype == torch.float32:  # no .to() for Dynamo to trace
+        return scale
     return scale.to(device=device, dtype=torch.float32, non_blocking=True)
 
 
