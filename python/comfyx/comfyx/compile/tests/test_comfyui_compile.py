@@ -7,14 +7,13 @@ C++ with the system compiler, so the cold compile takes a minute or two on 2 cor
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from comfyx.testing.reports import run_for_report
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
@@ -25,12 +24,8 @@ def run_scenario(comfyui: Path, name: str, cache: Path, *args: str) -> dict:
     env = dict(os.environ)
     for variable in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):  # the comfyx cache dir must hold them
         env.pop(variable, None)
-    proc = subprocess.run([sys.executable, str(SCENARIO), "--comfyui", str(comfyui), "--cache-dir", str(cache), name,
-                           *args], env=env,
-                          capture_output=True, text=True, timeout=840, check=False)  # fmt: skip
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return json.loads(lines[-1].removeprefix("REPORT "))
+    return run_for_report([str(SCENARIO), "--comfyui", str(comfyui), "--cache-dir", str(cache), name, *args],
+                          timeout=840, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,12 @@ own (ComfyUI's modules hold global state)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from comfyx.testing.reports import run_for_report
 
 pytestmark = pytest.mark.comfyui
 
@@ -53,11 +52,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_the_engines_replacements_are_checked_recorded_and_undone(comfyui: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(comfyui)], capture_output=True, text=True, timeout=300,
-                          check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    report = json.loads(lines[-1].removeprefix("REPORT "))
+    report = run_for_report(["-c", SCRIPT, str(comfyui)], timeout=300)
     assert report["replaced"] == 7 and report["bound"] == 2
     assert report["classmethods"] == ["classmethod", "classmethod"]
     assert report["restored"] is True

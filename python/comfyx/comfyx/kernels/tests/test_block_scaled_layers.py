@@ -11,13 +11,11 @@ per-layer quantizer writes what the checkpoint writer writes.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from comfyx.testing.reports import run_for_report
 
 pytestmark = pytest.mark.comfyui
 
@@ -123,11 +121,7 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def report(comfyui: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(comfyui)], capture_output=True, text=True, timeout=600,
-                          check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    return json.loads(lines[-1].removeprefix("REPORT "))
+    return run_for_report(["-c", SCRIPT, str(comfyui)], timeout=600)
 
 
 # A 5% patch rounded stochastically at the layer's scales: measured here, the weight moves by 0.96 (NVFP4) and

@@ -12,13 +12,11 @@ whole-patched layer's); a bias of another dtype than the input is cast to it.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from comfyx.testing.reports import run_for_report
 
 pytestmark = pytest.mark.comfyui
 
@@ -98,11 +96,7 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def report(comfyui: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(comfyui)], capture_output=True, text=True, timeout=600,
-                          check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    return json.loads(lines[-1].removeprefix("REPORT "))
+    return run_for_report(["-c", SCRIPT, str(comfyui)], timeout=600)
 
 
 @pytest.mark.parametrize("case", ["static", "dynamic", "float32-bias", "bf16-model"])
