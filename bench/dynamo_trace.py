@@ -16,8 +16,8 @@ modules comfyx compiles (Flux: each block; SDXL: the whole UNet) get ``torch.com
 ``eager`` backend, so what is timed is Dynamo alone (tracing, guards), which the warm restart
 pays in full; trace seconds: Dynamo's own account (``_compile.compile_inner``), the median of
 ``--runs`` processes; and, since those drift with the machine's load, the Python function calls
-the trace made (one more process, under cProfile): a count that changes only with the code. On a machine without
-CUDA the fp8 layers would take their dequantized fallback, a different path: there the bench
+the trace made (one more process, under cProfile): a count that changes only with the code.
+On a machine without CUDA the fp8 layers would take their dequantized fallback, a different path: there the bench
 lets comfyx_kernels' fp8 GEMM run on the CPU (torch._scaled_mm has a CPU kernel), so that the
 path traced is the one a CUDA GPU takes; the JSON says which.
 
@@ -32,7 +32,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 MODELS = ("flux", "sdxl")
@@ -56,7 +55,7 @@ def _cuda() -> bool:
 
 def _build(model: str, device: str):
     """The diffusion model at its real widths (Flux: one block of each kind), comfyx's op set, random bf16
-    weights; its inputs; and the attribute paths comfyx compiles."""
+    weights, as a BaseModel-like holder's ``diffusion_model`` (what comfyx.compile.targets takes); its inputs."""
     import comfy.ops
     import torch
     from comfyx.bench.models import FLUX, SDXL_UNET
@@ -86,12 +85,12 @@ def _build(model: str, device: str):
     if model == "flux":  # 4x4 latent (4 image tokens), 4 text tokens: the trace does not depend on them
         inputs = (torch.randn(1, 16, 4, 4, **kw), torch.tensor([0.5], device=device),
                   torch.randn(1, 4, 4096, **kw), torch.randn(1, 768, **kw), torch.tensor([3.5], device=device))
-        keys = ("double_blocks.0", "single_blocks.0")
     else:  # 8x8 latent, 77 text tokens
         inputs = (torch.randn(1, 4, 8, 8, **kw), torch.tensor([500.0], device=device),
                   torch.randn(1, 77, 2048, **kw), torch.randn(1, 2816, **kw))
-        keys = ("",)  # compiled whole, as comfyx.compile.targets compiles a UNet
-    return net, inputs, keys
+    holder = torch.nn.Module()
+    holder.diffusion_model = net
+    return holder, inputs
 
 
 def _quantize(net, variant: str, inputs: tuple) -> int:
@@ -115,6 +114,7 @@ def measure_one(comfyui: Path, model: str, variant: str, count: bool) -> dict:
     _load_comfyui(comfyui)
     import comfy.utils
     import torch
+    from comfyx.compile.targets import compile_keys
 
     forced = not _cuda()
     if forced:  # trace the CUDA path (see the module's docstring)
@@ -123,13 +123,11 @@ def measure_one(comfyui: Path, model: str, variant: str, count: bool) -> dict:
         comfyx_kernels.quantized_tensor._gemm_problem = lambda device, k, n: None
     torch.set_grad_enabled(False)
     device = "cuda" if _cuda() else "cpu"
-    net, inputs, keys = _build(model, device)
-    layers = _quantize(net, variant, inputs) if variant != "bf16" else 0
-    for key in keys:
-        if key:
-            comfy.utils.set_attr(net, key, torch.compile(comfy.utils.get_attr(net, key), backend="eager"))
-    run = torch.compile(net, backend="eager") if keys == ("",) else net
-
+    holder, inputs = _build(model, device)
+    layers = _quantize(holder.diffusion_model, variant, inputs) if variant != "bf16" else 0
+    for key in compile_keys(holder, transformer_blocks_only=True):  # what comfyx's compile compiles
+        comfy.utils.set_attr(holder, key, torch.compile(comfy.utils.get_attr(holder, key), backend="eager"))
+    run = holder.diffusion_model
     if count:
         import cProfile
         import pstats
@@ -137,16 +135,12 @@ def measure_one(comfyui: Path, model: str, variant: str, count: bool) -> dict:
         profile = cProfile.Profile()
         profile.runcall(run, *inputs)
         return {"python_calls": pstats.Stats(profile).total_calls}
-    start = time.perf_counter()
     run(*inputs)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    first = time.perf_counter() - start
     metrics = torch._dynamo.utils.compilation_time_metrics
     return {"model": model, "variant": variant, "fp8_layers": layers,
             "trace_s": round(sum(metrics["_compile.compile_inner"]), 3),
             "bytecode_tracing_s": round(sum(metrics.get("bytecode_tracing", [])), 3),
-            "build_guards_s": round(sum(metrics.get("build_guards", [])), 3), "first_call_s": round(first, 3),
+            "build_guards_s": round(sum(metrics.get("build_guards", [])), 3),
             "dynamo_frames": torch._dynamo.utils.counters["stats"]["unique_graphs"], "device": device,
             "cuda_path_forced_on_cpu": forced}
 
@@ -209,7 +203,6 @@ def main() -> None:
                 entry = {**runs[code][0], "code": code, "trace_s": round(statistics.median(seconds), 3),
                          "trace_s_runs": seconds,
                          **_one(args.comfyui, model, variant, checkout, "--count")}
-                del entry["first_call_s"]
                 print(json.dumps(entry), flush=True)
                 results.append(entry)
     if args.out:
