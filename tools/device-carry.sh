@@ -30,7 +30,7 @@ download() {  # cp312 manylinux wheels, without their dependencies (each is name
 mkdir -p .carry/whl
 download -d .carry/whl torchsde trampoline alembic Mako SQLAlchemy greenlet "av>=14.2.0" spandrel \
   "pydantic~=2.0" pydantic-core "pydantic-settings~=2.0" python-dotenv typing-inspection \
-  annotated-types platformdirs websocket-client
+  annotated-types platformdirs websocket-client py-spy
 
 scratch=$(mktemp -d)
 download -d "$scratch" comfy-kitchen==0.2.40

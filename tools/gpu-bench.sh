@@ -46,7 +46,7 @@ trap collect EXIT
     python3 -m pip install -q --no-index --no-deps --target "$SITE" .carry/bmf/BabitMF-*-cp312-*.whl || exit 1
   fi
 } > "$OUT/setup-$MODEL.log" 2>&1 || { tail -30 "$OUT/setup-$MODEL.log"; exit 1; }
-export PYTHONPATH=$SITE:$PWD/python/comfyx
+export PYTHONPATH=$SITE:$PWD/python/comfyx PATH=$SITE/bin:$PATH  # bin: py-spy, for --profile-warm-restart
 [ -d .carry/bmf/lib ] && export LD_LIBRARY_PATH=$PWD/.carry/bmf/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 python3 -c "import bmf; print('bmf', bmf.__file__)" >> "$OUT/setup-$MODEL.log" 2>&1 \
   || echo "BMF does not import here: comfyx runs its stock engine" | tee -a "$OUT/setup-$MODEL.log"

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from comfyx.bench import workflows
+from comfyx.bench import profile, workflows
 from comfyx.bench.device import DeviceMonitor, nvml_unavailable_reason, peak_rss_mib
 from comfyx.bench.models import FILE_FORMATS, has_diffusion_model
 from comfyx.bench.server import ComfyUIServer, PromptRun
@@ -189,6 +189,7 @@ class Plan:
     work: Path | None = None
     timeout: float = 1800.0
     interleave: bool = False  # timed runs round the configurations, every server up at once
+    profile_dir: Path | None = None  # the warm restarts sampled with py-spy, their stacks written here
 
 
 def file_formats(configs: list[Config], arch: str) -> tuple[str, ...]:
@@ -268,7 +269,7 @@ def measure(
     return result
 
 
-def _server(plan: Plan, config: Config, work: Path, tag: str) -> ComfyUIServer:
+def _server(plan: Plan, config: Config, work: Path, tag: str, wrapper: list[str] | None = None) -> ComfyUIServer:
     base = work / f"{config.name}-base"  # ComfyUI's user, input and custom-node dirs: not in the checkout
     (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
     comfyui_args = ["--base-directory", str(base),
@@ -284,9 +285,11 @@ def _server(plan: Plan, config: Config, work: Path, tag: str) -> ComfyUIServer:
            "COMFYX_CACHE_DIR": str(caches / "comfyx"), "PYTHONUNBUFFERED": "1"}
     log_path = work / f"{config.name}-{tag}.log"
     if config.kind == "stock":
-        return ComfyUIServer.stock(plan.comfyui, [*config.args, *comfyui_args], log_path=log_path, env=env)
+        return ComfyUIServer.stock(plan.comfyui, [*config.args, *comfyui_args], log_path=log_path, env=env,
+                                   wrapper=wrapper)
     ours, _, theirs = _split(config.args)
-    return ComfyUIServer.comfyx(plan.comfyui, ours, [*theirs, *comfyui_args], log_path=log_path, env=env)
+    return ComfyUIServer.comfyx(plan.comfyui, ours, [*theirs, *comfyui_args], log_path=log_path, env=env,
+                                wrapper=wrapper)
 
 
 def _split(args: tuple[str, ...]) -> tuple[list[str], str, list[str]]:
@@ -422,8 +425,14 @@ def run_interleaved(plan: Plan, models: dict | None, work: Path) -> list[LiveCon
 
 
 def _warm_restart(plan: Plan, config: Config, models: dict | None, work: Path, result: ConfigResult) -> None:
-    """The same server once more, on the caches its first start filled: its first run."""
-    server = _server(plan, config, work, "warm")
+    """The same server once more, on the caches its first start filled: its first run (sampled with
+    py-spy where the plan asks for a profile)."""
+    stacks = None if plan.profile_dir is None else plan.profile_dir / f"{config.name}-warm-restart.pyspy"
+    wrapper = None
+    if stacks is not None:
+        stacks.parent.mkdir(parents=True, exist_ok=True)
+        wrapper = profile.wrapper(profile.py_spy() or "py-spy", stacks)
+    server = _server(plan, config, work, "warm", wrapper)
     try:
         server.start(timeout=plan.timeout)
         result.warm_server_start_s = round(server.started_in, 2)
@@ -436,6 +445,10 @@ def _warm_restart(plan: Plan, config: Config, models: dict | None, work: Path, r
         _say(f"[{config.name}] warm restart failed: {err}")
     finally:
         server.stop()
+    if stacks is not None and stacks.exists():
+        top = stacks.with_suffix(".txt")
+        top.write_text(profile.summary(stacks.read_text()))
+        _say(f"[{config.name}] warm restart's stacks: {stacks}; where its prompt's time went: {top}")
 
 
 def _upload_input(plan: Plan, server: ComfyUIServer, seed: int) -> str | None:

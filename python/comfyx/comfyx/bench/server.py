@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -87,10 +88,13 @@ class ComfyUIServer:
     """A server process on a free loopback port; use as a context manager."""
 
     def __init__(
-        self, command: list[str], *, log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+        self, command: list[str], *, log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None,
+        wrapper: list[str] | None = None,
     ):
+        """``wrapper``: a command that runs the server as its child and ends it on SIGINT (a profiler)."""
         self.port = free_port()
-        self.command = [*command, "--listen", "127.0.0.1", "--port", str(self.port)]
+        self.command = [*(wrapper or []), *command, "--listen", "127.0.0.1", "--port", str(self.port)]
+        self.wrapped = bool(wrapper)
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd
@@ -141,7 +145,10 @@ class ComfyUIServer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            if self.wrapped:  # the wrapper writes what it collected, then ends the server
+                self.process.send_signal(signal.SIGINT)
+            else:
+                self.process.terminate()
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -62,6 +62,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--name", help="file stem of the results (default: e2e-MODEL-WORKFLOW)")
     bench.add_argument("--work", type=Path, help="keep servers' logs and outputs here (default: a temporary dir)")
     bench.add_argument("--timeout", type=float, default=1800, help="seconds a server start or a run may take")
+    bench.add_argument("--profile-warm-restart", action="store_true",
+                       help="sample each warm restart's server with py-spy: its stacks to "
+                       "OUT/CONFIG-warm-restart.pyspy (flamegraph.pl's input) and the functions its prompt spent "
+                       "its time in to OUT/CONFIG-warm-restart.txt")
     tree.add_arguments(bench, "bench")
 
 
@@ -92,7 +96,7 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace, comfyui: Path, paths: PathSettings):
-    from comfyx.bench import run, workflows
+    from comfyx.bench import profile, run, workflows
 
     builtin = args.workflow in workflows.WORKFLOWS
     if builtin and args.model is None:
@@ -113,11 +117,16 @@ def _plan(args: argparse.Namespace, comfyui: Path, paths: PathSettings):
     if args.steps:
         shape = workflows.Shape(shape.width, shape.height, args.steps, shape.cfg)
     specs = args.config or list(run.DEFAULT_CONFIGS)
+    if args.profile_warm_restart and profile.py_spy() is None:
+        raise run.BenchError("--profile-warm-restart samples the server with py-spy, found neither beside "
+                             f"{sys.executable} nor on PATH "
+                             "(pip install py-spy)")
     return run.Plan(
         comfyui=comfyui, models_dir=(args.models or paths.cache_dir / DEFAULT_MODELS).resolve(),
         arch=args.model if builtin else None, workflow=args.workflow if builtin else str(Path(args.workflow).resolve()),
         configs=[run.Config.parse(spec) for spec in specs], shape=shape, runs=args.runs, seed=args.seed,
         cpu=args.cpu, reference=args.reference, work=args.work, timeout=args.timeout, interleave=args.interleave,
+        profile_dir=args.out.resolve() if args.profile_warm_restart else None,
     )
 
 

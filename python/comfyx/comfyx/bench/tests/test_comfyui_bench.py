@@ -84,3 +84,21 @@ def test_comfyx_runs_the_nvfp4_and_mxfp8_files_it_generates_when_asked(run_comfy
         # the bf16 model's image within the format's error (the file read without its scales: 33 dB)
         psnr = report["summary"][name]["psnr_db"]
         assert psnr is not None and 45.0 < psnr < float("inf"), (fmt, psnr)
+
+
+def test_profile_warm_restart_says_where_the_restarted_servers_first_run_went(run_comfyx, comfyui, models, tmp_path):
+    out = tmp_path / "results"
+    proc = run_comfyx("bench", "--comfyui", str(comfyui), "--models", str(models), "--model", "sd15-tiny",
+                      "--cpu", "--runs", "1", "--steps", "2", "--out", str(out), "--profile-warm-restart",
+                      "--config", "cx: comfyx --compile", timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "e2e-sd15-tiny-txt2img.json").read_text())
+    assert report["summary"]["cx"]["warm_restart_first_step_s"] > 0
+    stacks = (out / "cx-warm-restart.pyspy").read_text()
+    assert "prompt_worker (" in stacks  # py-spy sampled the server's threads until the bench stopped it
+    summary = (out / "cx-warm-restart.txt").read_text().splitlines()
+    samples = int(summary[0].split()[0])
+    assert samples > 0, summary
+    functions = [line.split("s  ", 1)[1] for line in summary[1:] if not line.startswith("#")]
+    assert any(f.startswith("KSampler.sample (nodes.py:") for f in functions), functions  # the sampler node
+    assert any(f.startswith("CompiledModel.run (comfyx/compile/apply.py:") for f in functions), functions

@@ -1,0 +1,67 @@
+"""Where a restarted server's first run spends its time: the warm restart sampled with py-spy.
+
+py-spy runs the server as its child (no ptrace rights needed beyond a parent's), samples every
+thread's Python stack and, when stopped with SIGINT, writes them as collapsed stacks (one line per
+distinct stack, ``frame;frame;... count``: flamegraph.pl's input) and ends the server. Frames are
+aggregated per function (``--function``), so a function's share is every sample it is on the stack
+of, whatever line it was at.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+WORKER_FRAME = "prompt_worker"  # ComfyUI's main.py thread that executes prompts
+
+
+def py_spy() -> str | None:
+    """py-spy's executable: beside this Python's (its environment's, pip install py-spy), else on PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def wrapper(executable: str, output: Path, rate: int = 100) -> list[str]:
+    """The command prefix that runs a server under py-spy, its stacks written to ``output``."""
+    return [executable, "record", "--nonblocking", "--function", "--rate", str(rate), "--format", "raw",
+            "--output", str(output), "--"]
+
+
+def inclusive_samples(collapsed: str, under: str = WORKER_FRAME) -> tuple[int, Counter[str], Counter[str]]:
+    """Samples of the stacks that pass through a frame named ``under`` (its function name); per function
+    below it, how many of them it was on (each function counted once per stack) and how many it was
+    the innermost frame of (its own time)."""
+    total, inclusive, own = 0, Counter(), Counter()
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        names = [frame.split(" (", 1)[0] for frame in frames]
+        if under not in names:
+            continue
+        below = frames[names.index(under):]
+        total += int(count)
+        for frame in dict.fromkeys(below):
+            inclusive[frame] += int(count)
+        own[below[-1]] += int(count)
+    return total, inclusive, own
+
+
+def summary(collapsed: str, rate: int = 100, top: int = 150, under: str = WORKER_FRAME) -> str:
+    """The functions that held ``under``'s thread longest, with their share of its samples and seconds:
+    the time each was on the stack, then the time each was the innermost frame."""
+    total, inclusive, own = inclusive_samples(collapsed, under)
+    if total == 0:
+        return f"no samples in a thread running {under}\n"
+    lines = [f"{total} samples ({total / rate:.1f} s) in the thread running {under}; share, seconds, function"]
+
+    def table(title: str, counts: Counter[str], rows: int) -> None:
+        lines.append(title)
+        lines.extend(f"{100 * n / total:5.1f}%  {n / rate:7.2f} s  {frame}" for frame, n in counts.most_common(rows))
+
+    table("# on the stack (inclusive)", inclusive, top)
+    table("# innermost (own time)", own, top // 3)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,31 @@
+"""The warm restart's py-spy stacks summed per function (``comfyx bench --profile-warm-restart``)."""
+
+from comfyx.bench import profile
+
+STACKS = """\
+<module> (main.py:1);start_all (main.py:300) 40
+Thread.run (threading.py:975);prompt_worker (main.py:180);execute (execution.py:600);sample (samplers.py:10) 30
+Thread.run (threading.py:975);prompt_worker (main.py:180);execute (execution.py:600);load (model_management.py:5) 9
+Thread.run (threading.py:975);prompt_worker (main.py:180);execute (execution.py:600);recurse (a.py:1);recurse (a.py:1) 1
+Thread.run (threading.py:975);other_worker (x.py:1) 7
+"""
+
+
+def test_only_the_prompt_workers_stacks_count_and_a_recursive_function_once_per_stack():
+    total, per_frame, own = profile.inclusive_samples(STACKS)
+    assert total == 40  # not the main thread's 40, not another thread's 7
+    assert per_frame["prompt_worker (main.py:180)"] == 40 and per_frame["execute (execution.py:600)"] == 40
+    assert per_frame["sample (samplers.py:10)"] == 30 and per_frame["load (model_management.py:5)"] == 9
+    assert per_frame["recurse (a.py:1)"] == 1
+    assert "Thread.run (threading.py:975)" not in per_frame  # the frames above the worker's are not its time
+    assert own == {"sample (samplers.py:10)": 30, "load (model_management.py:5)": 9, "recurse (a.py:1)": 1}
+
+
+def test_the_summary_gives_shares_and_seconds_at_the_sampling_rate():
+    lines = profile.summary(STACKS, rate=10).splitlines()
+    assert lines[0].startswith("40 samples (4.0 s) in the thread running prompt_worker")
+    assert lines[1] == "# on the stack (inclusive)"
+    assert lines[4].split() == ["75.0%", "3.00", "s", "sample", "(samplers.py:10)"]
+    own = lines[lines.index("# innermost (own time)") + 1:]
+    assert [line.split()[-2] for line in own] == ["sample", "load", "recurse"]
+    assert profile.summary("", rate=10) == "no samples in a thread running prompt_worker\n"
