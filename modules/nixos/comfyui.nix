@@ -341,7 +341,7 @@ in
 
       environment = {
         COMFYUI_DATA_DIR = cfg.dataDir; # the launcher's: ComfyUI's base and user directories
-        COMFYX_CACHE_DIR = cacheDir; # comfyx's --cache-dir: compile caches (inductor, Triton, XLA)
+        COMFYX_CACHE_DIR = cacheDir; # comfyx's --cache-dir: compile caches (inductor, Triton, XLA), calibrated fp8 scales
         HF_HOME = "${cacheDir}/huggingface";
         XDG_CACHE_HOME = cacheDir;
         HOME = cfg.dataDir;

@@ -25,6 +25,7 @@ The engine is chosen by ``--engine`` (BMF by default, with or without --fast).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from comfyx.kernels import ACTIVATION_SCALES, NVFP4_ACTIVATIONS, QUANTIZE_FORMATS, QUANTIZE_LAYERS, LayerOptions
@@ -124,9 +125,9 @@ def build(values: dict[str, Any], kernels_unavailable: str | None) -> tuple[Fast
     return settings, kernels_unavailable if wanted is None else None
 
 
-def install(settings: FastPathSettings, caches: CompileCaches) -> None:
+def install(settings: FastPathSettings, caches: CompileCaches, calibration: Path) -> None:
     """Register the hooks the settings ask for (importing neither ComfyUI nor torch); ``--compile`` keeps its
-    caches in ``caches``."""
+    caches in ``caches``, calibrated activation scales are kept in ``calibration``."""
     from comfyx.comfyui.loaders import on_diffusion_model_loaded
 
     if settings.kernels:
@@ -143,9 +144,9 @@ def install(settings: FastPathSettings, caches: CompileCaches) -> None:
         on_diffusion_model_loaded(quantize)
     if settings.kernels and settings.fp8_activation_scale == "calibrated":
         def calibrate(patcher: Any) -> Any:  # before compile: its wrapper must run outside compile's
-            from comfyx.kernels.calibrate import add_calibration
+            from comfyx.kernels.calibrate import CalibrationStore, add_calibration
 
-            add_calibration(patcher)
+            add_calibration(patcher, CalibrationStore(calibration))
             return patcher
 
         on_diffusion_model_loaded(calibrate)

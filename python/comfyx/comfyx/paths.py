@@ -35,6 +35,11 @@ class PathSettings:
         return self.data_dir / "ComfyUI"
 
     @property
+    def calibration(self) -> Path:
+        """fp8 layers' calibrated activation scales, per model (comfyx.kernels.calibrate.CalibrationStore)."""
+        return self.cache_dir / "calibration"
+
+    @property
     def xla_cache(self) -> Path:
         """torch_xla's persistent compilation cache (``--tpu-compilation-cache``)."""
         return self.cache_dir / "xla"
@@ -42,7 +47,8 @@ class PathSettings:
 
 GROUP = Group("paths", "directories", (
     Setting("cache_dir", "--cache-dir", DIRECTORY, "comfyx's caches: compile caches (inductor, Triton, "
-            "torch's artifacts) and torch_xla's; the NixOS unit's is /var/cache/comfyui",
+            "torch's artifacts), fp8 layers' calibrated activation scales and torch_xla's; the NixOS unit's is "
+            "/var/cache/comfyui",
             default_text="$XDG_CACHE_HOME/comfyx"),
     Setting("data_dir", "--data-dir", DIRECTORY, "comfyx's data: the ComfyUI checkout `comfyx comfyui install` "
             "makes, found by serve and run when no other is given", default_text="$XDG_DATA_HOME/comfyx"),

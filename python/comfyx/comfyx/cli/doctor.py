@@ -166,6 +166,7 @@ def _paths(settings: tree.Settings, comfyui: dict) -> dict:
         "triton_cache": str(settings.compile_caches.triton),
         "inductor_cache": str(settings.compile_caches.inductor),
         "compile_artifacts": str(settings.compile_caches.artifacts),
+        "calibration": str(settings.paths.calibration),
         "xla_cache": str(settings.paths.xla_cache),
     }
     if comfyui["found"]:

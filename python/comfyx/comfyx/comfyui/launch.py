@@ -30,7 +30,7 @@ def prepare(checkout: ComfyUICheckout, comfyui_args: Sequence[str], settings: Se
     engine.install(settings.engine)  # starts the BMF workers: a start-up error if they cannot
     tpu_backend = TPUBackend(settings.tpu, settings.paths.xla_cache)
     backends.install(settings.backend, settings.intel, tpu_backend)
-    fastpath.install(settings.fast, settings.compile_caches)
+    fastpath.install(settings.fast, settings.compile_caches, settings.paths.calibration)
     hardening.install(settings.hardening)
     nodes.install(settings, tpu_backend)
     sys.argv = [str(checkout.main_py), *args]

@@ -14,13 +14,26 @@ real call: every fp8 layer without a static scale records the amax of its input,
 activations may be larger than the first step's: HEADROOM leaves them 16x the first step's amax
 before they saturate, and since e4m3 is a floating-point format the cost is only at the small
 end (values under 1/1800 of the first step's amax, rather than 1/29000, lose precision).
+
+The scales are kept on disk (:class:`CalibrationStore`, under comfyx's cache directory), keyed by
+the layers' fp8 weights, so that a restarted server gives a model the scales its first run
+measured instead of running the pass again: it is part of a warm restart's first step (Flux on an
+H100: 0.54 s of 4.97 s, bench/results/e2e.md), which comfyx's compile caches otherwise shorten.
+A server keeps a model's first scales for every later prompt; a restart then behaves as if it had
+not stopped.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +45,8 @@ log = logging.getLogger("comfyx.kernels")
 
 HEADROOM = 16.0
 WRAPPER_KEY = "comfyx.calibrate"
+STORE_VERSION = 1  # of the stored files and of what their key covers
+SAMPLED_BYTES = 4096  # of each weight, evenly spread, in the key (with every layer's name, shape and scale)
 
 
 def pending_layers(diffusion_model: torch.nn.Module) -> list[QuantizedLinear]:
@@ -58,36 +73,117 @@ def calibrate(layers: list[QuantizedLinear], run: Callable[[], Any]) -> list[flo
             del layer.input_amax
 
 
+@dataclass(frozen=True)
+class CalibrationStore:
+    """Calibrated activation scales on disk, one JSON file per model: {layer name: scale}."""
+
+    directory: Path
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.json"
+
+    def load(self, key: str) -> dict[str, float] | None:
+        """The scales stored under ``key``, or None (none stored, or a file that cannot be read: logged)."""
+        path = self.path(key)
+        try:
+            data = json.loads(path.read_text())
+            if data.get("version") != STORE_VERSION:
+                return None
+            return {str(name): float(scale) for name, scale in data["scales"].items()}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            log.warning("comfyx quantize: ignoring the stored activation scales %s (%s); calibrating again",
+                        path, err)
+            return None
+
+    def save(self, key: str, model: str, scales: dict[str, float]) -> None:
+        """Store ``scales`` under ``key`` (written whole or not at all; a failure is logged, not raised)."""
+        path = self.path(key)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=self.directory, suffix=".tmp", delete=False) as tmp:
+                json.dump({"version": STORE_VERSION, "model": model, "headroom": HEADROOM, "scales": scales}, tmp)
+            os.replace(tmp.name, path)
+        except OSError as err:
+            log.warning("comfyx quantize: could not store the calibrated activation scales in %s: %s", path, err)
+
+
+def weights_key(named_layers: list[tuple[str, QuantizedLinear]], model: str) -> str | None:
+    """A key for ``named_layers``' fp8 weights as the calibration pass will see them: each layer's name, shape,
+    weight scale and SAMPLED_BYTES of its weight, evenly spread (a LoRA merged into the weights changes them).
+    None where a layer's weight is patched per call (``--lowvram`` LoRA): the stored weight is not what runs."""
+    if any(layer.weight_function or layer.bias_function for _, layer in named_layers):
+        return None
+    digest = hashlib.sha256(f"v{STORE_VERSION}|{model}|{HEADROOM}".encode())
+    samples, scales = [], []
+    for name, layer in named_layers:
+        weight = layer.weight.detach()
+        digest.update(f"|{name}|{tuple(weight.shape)}|{weight.dtype}".encode())
+        flat = weight.reshape(-1).view(torch.uint8)
+        samples.append(flat[:: max(flat.numel() // SAMPLED_BYTES, 1)][:SAMPLED_BYTES])
+        scale = getattr(layer, "scale_weight", None)
+        scales.append(torch.ones((), device=weight.device) if scale is None else scale.detach().float().reshape(()))
+    if samples:  # gathered where the weights are, then one copy to the host
+        device = samples[0].device
+        digest.update(torch.cat([s.to(device) for s in samples]).cpu().numpy().tobytes())
+        digest.update(torch.stack([s.to(device) for s in scales]).cpu().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
 class CalibrateOnFirstCall:
-    """An APPLY_MODEL wrapper: on its first call, calibrates the model's pending fp8 layers (see above).
+    """An APPLY_MODEL wrapper: on its first call, calibrates the model's pending fp8 layers (see above), or gives
+    them the scales ``store`` holds for their weights.
 
     Added before the compile wrapper, so that it runs outside it: the calibration pass calls the
     model's own ``_apply_model`` (no other wrapper, no compiled code), and compiling then traces
     layers whose scales are fixed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, store: CalibrationStore | None = None) -> None:
         self.done = False
+        self.store = store
 
     def __call__(self, executor: Any, *args: Any, **kwargs: Any) -> Any:
         if not self.done:
             self.done = True
-            base_model = executor.class_obj
-            layers = pending_layers(base_model.diffusion_model)
-            if layers:
-                extra_args, extra_kwargs = fresh_call_arguments(args, kwargs)
-                start = time.perf_counter()  # the pass ends in .item() reads: the device is done by then
-                scales = calibrate(layers, lambda: executor.original(*extra_args, **extra_kwargs))
-                log.info("comfyx quantize: %s: %d fp8 layers got calibrated activation scales (%.3g to %.3g); "
-                         "%d not reached by the first step keep dynamic ones (the pass took %.2f s of the "
-                         "first step)", type(base_model.diffusion_model).__name__, len(scales),
-                         min(scales, default=0.0), max(scales, default=0.0), len(layers) - len(scales),
-                         time.perf_counter() - start)
+            self._calibrate(executor, args, kwargs)
         return executor(*args, **kwargs)
 
+    def _calibrate(self, executor: Any, args: tuple, kwargs: dict) -> None:
+        diffusion_model = executor.class_obj.diffusion_model
+        pending = set(pending_layers(diffusion_model))
+        if not pending:
+            return
+        named = [(name, m) for name, m in diffusion_model.named_modules() if m in pending]
+        model = type(diffusion_model).__name__
+        key = None if self.store is None else weights_key(named, model)
+        stored = None if key is None else self.store.load(key)
+        if stored is not None:
+            given = [stored[name] for name, layer in named if name in stored]
+            for name, layer in named:
+                if name in stored:
+                    layer.set_input_scale(torch.tensor(stored[name], dtype=torch.float32))
+            log.info("comfyx quantize: %s: %d fp8 layers took the activation scales calibrated before for the same "
+                     "weights (%.3g to %.3g, %s); %d keep dynamic ones", model, len(given), min(given, default=0.0),
+                     max(given, default=0.0), self.store.path(key), len(named) - len(given))
+            return
+        extra_args, extra_kwargs = fresh_call_arguments(args, kwargs)
+        start = time.perf_counter()  # the pass ends in .item() reads: the device is done by then
+        scales = calibrate([layer for _, layer in named], lambda: executor.original(*extra_args, **extra_kwargs))
+        log.info("comfyx quantize: %s: %d fp8 layers got calibrated activation scales (%.3g to %.3g); "
+                 "%d not reached by the first step keep dynamic ones (the pass took %.2f s of the "
+                 "first step)", model, len(scales), min(scales, default=0.0), max(scales, default=0.0),
+                 len(named) - len(scales), time.perf_counter() - start)
+        if key is not None:
+            self.store.save(key, model, {name: layer.scale_input.item() for name, layer in named
+                                         if getattr(layer, "scale_input", None) is not None})
 
-def add_calibration(patcher: Any) -> None:
-    """Calibrate ``patcher``'s pending fp8 layers on its first step (ComfyUI's wrapper mechanism)."""
+
+def add_calibration(patcher: Any, store: CalibrationStore | None = None) -> None:
+    """Calibrate ``patcher``'s pending fp8 layers on its first step (ComfyUI's wrapper mechanism), with the
+    scales kept in ``store`` where given."""
     import comfy.patcher_extension
 
-    patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY, CalibrateOnFirstCall())
+    patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY,
+                                 CalibrateOnFirstCall(store))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from comfyx.kernels import QUANTIZE_FORMATS as FORMATS
@@ -15,6 +16,7 @@ class QuantizeModel:
 
     options: LayerOptions  # set by node_classes
     activation_scale: str
+    calibration: Path | None = None  # where calibrated activation scales are kept (None: not kept)
 
     CATEGORY = "comfyx/kernels"
     FUNCTION = "quantize"
@@ -47,16 +49,17 @@ class QuantizeModel:
 
         clone = quantized_clone(model, layers, format, self.options)
         if self.activation_scale == "calibrated":
-            from comfyx.kernels.calibrate import add_calibration
+            from comfyx.kernels.calibrate import CalibrationStore, add_calibration
 
-            add_calibration(clone)
+            add_calibration(clone, None if self.calibration is None else CalibrationStore(self.calibration))
         return (clone,)
 
 
-def node_classes(options: LayerOptions, fp8_activation_scale: str) -> dict[str, type]:
-    """Quantize Model bound to the process's fp8 settings (ComfyUI makes node objects without arguments)."""
+def node_classes(options: LayerOptions, fp8_activation_scale: str, calibration: Path | None) -> dict[str, type]:
+    """Quantize Model bound to the process's fp8 settings and calibration store (ComfyUI makes node objects
+    without arguments)."""
     return {"ComfyxQuantizeModel": type("QuantizeModel", (QuantizeModel,), {
-        "options": options, "activation_scale": fp8_activation_scale})}
+        "options": options, "activation_scale": fp8_activation_scale, "calibration": calibration})}
 
 
 NODE_CLASSES = {"ComfyxQuantizeModel": QuantizeModel}

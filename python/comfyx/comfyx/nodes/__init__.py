@@ -33,7 +33,8 @@ def node_classes(settings: Settings, tpu_backend: TPUBackend) -> dict[str, type]
         **system.node_classes(settings),
         **tpu_nodes.node_classes(tpu_backend),
         **compile_nodes.node_classes(settings.compile_caches),
-        **kernel_nodes.node_classes(settings.fast.layer_options, settings.fast.fp8_activation_scale),
+        **kernel_nodes.node_classes(settings.fast.layer_options, settings.fast.fp8_activation_scale,
+                                    settings.paths.calibration),
     }
     return {name: type(cls.__name__, (cls,), {"RELATIVE_PYTHON_MODULE": PYTHON_MODULE})
             for name, cls in classes.items()}

@@ -66,10 +66,13 @@ def tiny_models(comfyui: Path, tmp_path_factory: pytest.TempPathFactory, request
 
 @pytest.fixture
 def comfyx_server(comfyui: Path, tmp_path: Path) -> Iterator[Callable[..., ComfyxServer]]:
-    """Factory: ``comfyx_server(*comfyui_args, comfyx_args=[...])`` starts a server, stopped after the test."""
+    """Factory: ``comfyx_server(*comfyui_args, comfyx_args=[...])`` starts a server, stopped after the test.
+    Its caches (compile caches, calibrated scales) are the test's own unless ``env`` or ``comfyx_args`` name
+    them, never the user's."""
     started: list[ComfyxServer] = []
 
     def start(*comfyui_args: str, comfyx_args: list[str] = (), env: dict[str, str] | None = None) -> ComfyxServer:
+        env = {"COMFYX_CACHE_DIR": str(tmp_path / "comfyx-cache"), **(env or {})}
         server = ComfyxServer(comfyui, ["--cpu", *comfyui_args], comfyx_args=list(comfyx_args),
                               log_path=tmp_path / f"server-{len(started)}.log", env=env)
         started.append(server)

@@ -172,11 +172,51 @@ def test_calibrated_activation_scales_are_fixed_on_the_first_step(comfyx_server,
     assert f"UNetModel: {layers} fp8 layers got calibrated activation scales" in log, (layers, log)
     assert "; 0 not reached by the first step keep dynamic ones (the pass took " in log
     assert log.count("fp8 layers got calibrated activation scales") == 1  # once per model, not per prompt
-    # the Quantize Model node's clone is calibrated on its first step too
+    # the Quantize Model node's clone gets scales on its first step too: quantized from the same bf16
+    # weights as the scaled_fp8 file's, its fp8 weights are that file's, and so are its scales
     run = server.run_prompt(with_quantized_branch(txt2img("tiny.safetensors", prefix="plain", steps=3)))
     image_of(run, out, "q.save")
-    assert server.log_tail(2000).count("fp8 layers got calibrated activation scales") == 2
+    log = server.log_tail(2000)
+    assert log.count("fp8 layers got calibrated activation scales") == 1, log
+    assert log.count(f"UNetModel: {layers} fp8 layers took the activation scales calibrated before for the same "
+                     "weights") == 1, log
     assert "calibrated activation scales" not in dynamic.log_tail(2000)
+
+
+
+def test_a_restarted_server_takes_the_scales_calibrated_before_unless_the_weights_differ(
+        comfyx_server, fp8_models, tiny_models, tmp_path):
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    prompt = txt2img("tiny-scaled_fp8.safetensors", prefix="scaled", steps=3)
+    first = start(comfyx_server, fp8_models, out, "--cache-dir", str(cache))
+    image = image_of(first.run_prompt(prompt), out)
+    first.stop()
+    layers = fp8_linear_count("scaled_fp8", tiny_models)
+    assert f"UNetModel: {layers} fp8 layers got calibrated activation scales" in first.log_tail(2000)
+    stored = list((cache / "calibration").glob("*.json"))
+    assert len(stored) == 1, stored
+    restarted = start(comfyx_server, fp8_models, out, "--cache-dir", str(cache))
+    assert (image_of(restarted.run_prompt(prompt), out) == image).all()
+    log = restarted.log_tail(2000)
+    assert (f"UNetModel: {layers} fp8 layers took the activation scales calibrated before for the same weights"
+            in log
+            and f"{stored[0]}); 0 keep dynamic ones" in log), log
+    assert "got calibrated activation scales" not in log  # no calibration pass
+    restarted.stop()
+    # a LoRA merged into the weights: other weights, other activations; calibrated and stored anew
+    with_lora = {**prompt, "l": {"class_type": "LoraLoaderModelOnly", "inputs": {
+        "model": ["1", 0], "lora_name": "tiny-lora.safetensors", "strength_model": 1.0}}}
+    with_lora["5"] = {**prompt["5"], "inputs": {**prompt["5"]["inputs"], "model": ["l", 0]}}
+    lora_server = start(comfyx_server, fp8_models, out, "--cache-dir", str(cache))
+    image_of(lora_server.run_prompt(with_lora), out)
+    assert f"UNetModel: {layers} fp8 layers got calibrated activation scales" in lora_server.log_tail(2000)
+    assert len(list((cache / "calibration").glob("*.json"))) == 2
+    # a damaged file is said and calibrated over, not trusted
+    stored[0].write_text("{not json")
+    damaged = start(comfyx_server, fp8_models, out, "--cache-dir", str(cache))
+    assert (image_of(damaged.run_prompt(prompt), out) == image).all()
+    log = damaged.log_tail(2000)
+    assert f"ignoring the stored activation scales {stored[0]}" in log and "got calibrated activation" in log, log
 
 
 # PSNR against the bf16 image (tiny SD1.5, 4 steps), measured here: NVFP4 59.6 dB, MXFP8 64.1 dB (the tiny
