@@ -87,6 +87,10 @@ def test_comfyx_runs_the_nvfp4_and_mxfp8_files_it_generates_when_asked(run_comfy
 
 
 def test_profile_warm_restart_says_where_the_restarted_servers_first_run_went(run_comfyx, comfyui, models, tmp_path):
+    from comfyx.bench import profile
+
+    if profile.py_spy() is None:
+        pytest.skip("needs py-spy (pip install py-spy; CI installs it)")
     out = tmp_path / "results"
     proc = run_comfyx("bench", "--comfyui", str(comfyui), "--models", str(models), "--model", "sd15-tiny",
                       "--cpu", "--runs", "1", "--steps", "2", "--out", str(out), "--profile-warm-restart",
