@@ -209,7 +209,8 @@ class QuantizedLinear:
         if problem is None:
             static = getattr(self, "scale_input", None)
             input_scale = None if static is None else _scale_on(static, weight.device)
-            return kernels.scaled_fp8_linear(input, weight, scale, bias, input_scale, self.options.fp8_fast_accum)
+            return kernels.checked_scaled_fp8_linear(input, weight, scale, bias, input_scale,
+                                                     self.options.fp8_fast_accum)
         log_once("comfyx kernels: fp8 layers run dequantized, as ComfyUI runs them: %s", problem)
         dequantized = kernels.TensorCoreFP8Layout.dequantize(weight, scale, input.dtype)
         return torch.nn.functional.linear(input, dequantized, bias)
