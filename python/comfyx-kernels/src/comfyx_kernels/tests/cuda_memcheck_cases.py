@@ -1,6 +1,7 @@
 """Every CUDA kernel on awkward inputs, for `compute-sanitizer --tool memcheck python -m ...`.
 
-Tails (numel % 16 != 0), tiny and empty tensors, unaligned views, inputs next to fp8
+Tails (numel % 16 != 0), tiny and empty tensors, unaligned views, NVFP4 block counts that
+leave threads past the end, inputs next to fp8
 rounding midpoints (the quantize's divide fallback), strided RoPE inputs, the scalar RoPE path
 and in-place calls; each result is checked against the eager backend so the
 run also fails on wrong values. Exits non-zero on any mismatch.
@@ -13,7 +14,7 @@ import sys
 import torch
 
 import comfyx_kernels as cx
-from comfyx_kernels.backends import eager
+from comfyx_kernels.backends import eager, eager_blockscaled
 
 from .helpers import near_midpoints
 
@@ -72,6 +73,22 @@ def main() -> int:
             cx.quantize_per_tensor_fp8(unaligned, scale),
             eager.quantize_per_tensor_fp8(unaligned, scale, torch.float8_e4m3fn),
         )
+
+        # NVFP4: block counts that leave the last thread block partly past the end, a single block,
+        # none, rows wider than one thread block
+        for rows, cols in ((1, 16), (3, 48), (129, 272), (0, 32), (257, 4112)):
+            for dtype in (torch.float32, torch.float16, torch.bfloat16):
+                for hi_first in (True, False):
+                    x = torch.randn(rows, cols, device="cuda", dtype=dtype) * 10
+                    pts = torch.tensor(0.01, device="cuda")
+                    q, s = cx.quantize_nvfp4(x, pts, hi_first=hi_first)
+                    qe, se = eager_blockscaled.quantize_nvfp4(x, pts, hi_first=hi_first)
+                    name = f"nvfp4 {rows}x{cols} {dtype} hi_first={hi_first}"
+                    ok &= check(name, q, qe) & check(f"{name} scales", s, se)
+        unaligned = torch.randn(65 * 64 + 1, device="cuda", dtype=torch.bfloat16)[1:].view(65, 64)
+        q, s = cx.quantize_nvfp4(unaligned, pts)
+        qe, se = eager_blockscaled.quantize_nvfp4(unaligned, pts)
+        ok &= check("nvfp4 unaligned view", q, qe) & check("its scales", s, se)
 
         for layout in ("BHLD", "BLHD"):
             for dim in (64, 20):  # 20: scalar path (dim % 8 != 0)

@@ -8,12 +8,13 @@ Thread.run (threading.py:975);prompt_worker (main.py:180);execute (execution.py:
 Thread.run (threading.py:975);prompt_worker (main.py:180);execute (execution.py:600);load (model_management.py:5) 9
 Thread.run (threading.py:975);prompt_worker (main.py:180);execute (execution.py:600);recurse (a.py:1);recurse (a.py:1) 1
 Thread.run (threading.py:975);other_worker (x.py:1) 7
+Thread.run (threading.py:975);prompt_worker (main.py:180);PromptQueue.get (execution.py:1000);wait (t.py:1) 500
 """
 
 
 def test_only_the_prompt_workers_stacks_count_and_a_recursive_function_once_per_stack():
     total, per_frame, own = profile.inclusive_samples(STACKS)
-    assert total == 40  # not the main thread's 40, not another thread's 7
+    assert total == 40  # not the main thread's 40, not another thread's 7, not the wait for a prompt
     assert per_frame["prompt_worker (main.py:180)"] == 40 and per_frame["execute (execution.py:600)"] == 40
     assert per_frame["sample (samplers.py:10)"] == 30 and per_frame["load (model_management.py:5)"] == 9
     assert per_frame["recurse (a.py:1)"] == 1
