@@ -49,27 +49,27 @@ STORE_VERSION = 1  # of the stored files and of what their key covers
 SAMPLED_BYTES = 4096  # of each weight, evenly spread, in the key (with every layer's name, shape and scale)
 
 
-def pending_layers(diffusion_model: torch.nn.Module) -> list[QuantizedLinear]:
-    """The fp8 layers of ``diffusion_model`` that scale their activation dynamically."""
-    return [m for m in diffusion_model.modules() if isinstance(m, QuantizedLinear) and m.per_tensor_fp8
-            and getattr(m, "scale_input", None) is None]
+def pending_layers(diffusion_model: torch.nn.Module) -> list[tuple[str, QuantizedLinear]]:
+    """The fp8 layers of ``diffusion_model`` that scale their activation dynamically, with their names."""
+    return [(name, m) for name, m in diffusion_model.named_modules() if isinstance(m, QuantizedLinear)
+            and m.per_tensor_fp8 and getattr(m, "scale_input", None) is None]
 
 
-def calibrate(layers: list[QuantizedLinear], run: Callable[[], Any]) -> list[float]:
-    """Give each of ``layers`` the static activation scale that ``run()`` (one forward) calls for; returns the
-    scales given (a layer ``run`` never reached keeps its dynamic scale)."""
-    for layer in layers:
+def calibrate(named_layers: list[tuple[str, QuantizedLinear]], run: Callable[[], Any]) -> dict[str, float]:
+    """Give each of ``named_layers`` the static activation scale that ``run()`` (one forward) calls for; returns
+    the scales given by layer name (a layer ``run`` never reached keeps its dynamic scale)."""
+    for _, layer in named_layers:
         layer.input_amax = torch.zeros((), dtype=torch.float32)  # the layer's forward moves it to its input
     try:
         run()
-        scales = []
-        for layer in layers:
+        scales = {}
+        for name, layer in named_layers:
             if layer.input_amax.item() > 0:
                 layer.set_input_scale(layer.input_amax * HEADROOM / 448.0)
-                scales.append(layer.scale_input.item())
+                scales[name] = layer.scale_input.item()
         return scales
     finally:
-        for layer in layers:
+        for _, layer in named_layers:
             del layer.input_amax
 
 
@@ -152,32 +152,31 @@ class CalibrateOnFirstCall:
 
     def _calibrate(self, executor: Any, args: tuple, kwargs: dict) -> None:
         diffusion_model = executor.class_obj.diffusion_model
-        pending = set(pending_layers(diffusion_model))
-        if not pending:
+        named = pending_layers(diffusion_model)
+        if not named:
             return
-        named = [(name, m) for name, m in diffusion_model.named_modules() if m in pending]
         model = type(diffusion_model).__name__
         key = None if self.store is None else weights_key(named, model)
         stored = None if key is None else self.store.load(key)
         if stored is not None:
-            given = [stored[name] for name, layer in named if name in stored]
+            given = []
             for name, layer in named:
                 if name in stored:
                     layer.set_input_scale(torch.tensor(stored[name], dtype=torch.float32))
+                    given.append(stored[name])
             log.info("comfyx quantize: %s: %d fp8 layers took the activation scales calibrated before for the same "
                      "weights (%.3g to %.3g, %s); %d keep dynamic ones", model, len(given), min(given, default=0.0),
                      max(given, default=0.0), self.store.path(key), len(named) - len(given))
             return
         extra_args, extra_kwargs = fresh_call_arguments(args, kwargs)
         start = time.perf_counter()  # the pass ends in .item() reads: the device is done by then
-        scales = calibrate([layer for _, layer in named], lambda: executor.original(*extra_args, **extra_kwargs))
+        scales = calibrate(named, lambda: executor.original(*extra_args, **extra_kwargs))
         log.info("comfyx quantize: %s: %d fp8 layers got calibrated activation scales (%.3g to %.3g); "
                  "%d not reached by the first step keep dynamic ones (the pass took %.2f s of the "
-                 "first step)", model, len(scales), min(scales, default=0.0), max(scales, default=0.0),
-                 len(named) - len(scales), time.perf_counter() - start)
+                 "first step)", model, len(scales), min(scales.values(), default=0.0),
+                 max(scales.values(), default=0.0), len(named) - len(scales), time.perf_counter() - start)
         if key is not None:
-            self.store.save(key, model, {name: layer.scale_input.item() for name, layer in named
-                                         if getattr(layer, "scale_input", None) is not None})
+            self.store.save(key, model, scales)
 
 
 def add_calibration(patcher: Any, store: CalibrationStore | None = None) -> None:

@@ -176,10 +176,11 @@ def test_torch_compile_traces_through(compile_backend):
         return torch.nn.functional.linear(x, weight) * 2 + fp8_linear(x, weight)
 
     compiled = torch.compile(forward, backend=compile_backend, fullgraph=True)
-    # Inductor's Triton divides approximately (div.full.f32) unless asked for eager's rounding: the
-    # activation's dynamic scale and quotients then differ from the quantize kernel's in the last bit,
-    # which at an fp8 rounding midpoint moves an element a whole fp8 step (H100, 2026-12-07: 58 of 320
-    # outputs off by up to 0.375 once). With eager's rounding the two quantize the same.
+    # Inductor's Triton divides approximately (div.full.f32) unless asked for eager's rounding:
+    # the activation's dynamic scale and quotients then differ from the quantize kernel's in the
+    # last bit, which at an fp8 rounding midpoint moves an element a whole fp8 step (H100,
+    # 2026-12-07: 58 of 320 outputs off by up to 0.375 once). With eager's rounding the two
+    # quantize the same.
     with torch._inductor.config.patch({"eager_numerics.division_rounding": True}):
         actual = compiled(x, qw)
     torch.testing.assert_close(actual, forward(x, qw), rtol=1e-2, atol=1e-2)
