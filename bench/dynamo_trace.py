@@ -2,9 +2,10 @@
 
 A warm restart of ``comfyx serve --fast`` loads every compiled graph from torch's caches but
 still traces the model's Python again (H100: Flux's two block types 2.3 s of its 5 s first step,
-bench/results/e2e.md), and every quantized Linear layer's forward is traced once per layer:
-SDXL's UNet, compiled whole, has 700 of them. This times that trace for the models comfyx
-compiles, at their real widths, with random weights:
+bench/results/e2e.md), and every quantized Linear layer's forward is traced once per layer it
+traces: SDXL's UNet, compiled whole, has 700 of them, its transformer blocks compiled one by one
+(comfyx's default since the blocks of one shape share a graph) trace two blocks. This times that
+trace for the modules comfyx compiles, at the models' real widths, with random weights:
 
 - ``bf16``: ComfyUI's own layers (comfyx's op set, nothing quantized);
 - ``fp8-calibrated``: the Linear layers ``--quantize fp8`` picks (the transformer blocks') in
@@ -12,11 +13,12 @@ compiles, at their real widths, with random weights:
 - ``fp8-dynamic``: the same with dynamic activation scales.
 
 Each (model, variant) runs in a process of its own (a fresh Dynamo, as after a restart): the
-modules comfyx compiles (Flux: each block; SDXL: the whole UNet) get ``torch.compile`` with the
-``eager`` backend, so what is timed is Dynamo alone (tracing, guards), which the warm restart
-pays in full; trace seconds: Dynamo's own account (``_compile.compile_inner``), the median of
-``--runs`` processes; and, since those drift with the machine's load, the Python function calls
-the trace made (one more process, under cProfile): a count that changes only with the code.
+modules comfyx compiles (each transformer block: Flux's, and SDXL's inside its spatial
+transformers) get ``torch.compile`` with the ``eager`` backend, so what is timed is Dynamo alone
+(tracing, guards), which the warm restart pays in full; trace seconds: Dynamo's own account
+(``_compile.compile_inner``), the median of ``--runs`` processes; and, since those drift with the
+machine's load, the Python function calls the trace made (one more process, under cProfile): a
+count that changes only with the code.
 On a machine without CUDA the fp8 layers would take their dequantized fallback, a different path: there the bench
 lets comfyx_kernels' fp8 GEMM run on the CPU (torch._scaled_mm has a CPU kernel), so that the
 path traced is the one a CUDA GPU takes; the JSON says which.
@@ -114,7 +116,7 @@ def measure_one(comfyui: Path, model: str, variant: str, count: bool) -> dict:
     _load_comfyui(comfyui)
     import comfy.utils
     import torch
-    from comfyx.compile.targets import compile_keys
+    from comfyx.compile.targets import compile_keys, compiled_module
 
     forced = not _cuda()
     if forced:  # trace the CUDA path (see the module's docstring)
@@ -126,7 +128,7 @@ def measure_one(comfyui: Path, model: str, variant: str, count: bool) -> dict:
     holder, inputs = _build(model, device)
     layers = _quantize(holder.diffusion_model, variant, inputs) if variant != "bf16" else 0
     for key in compile_keys(holder, transformer_blocks_only=True):  # what comfyx's compile compiles
-        comfy.utils.set_attr(holder, key, torch.compile(comfy.utils.get_attr(holder, key), backend="eager"))
+        comfy.utils.set_attr(holder, key, compiled_module(comfy.utils.get_attr(holder, key), {"backend": "eager"}))
     run = holder.diffusion_model
     if count:
         import cProfile

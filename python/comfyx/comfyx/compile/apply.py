@@ -36,7 +36,7 @@ from comfyx.compile.metrics import (
     synchronize,
 )
 from comfyx.compile.settings import CompilePlan, CompileSettings, CompileSettingsError, plan_for
-from comfyx.compile.targets import compile_keys
+from comfyx.compile.targets import compile_keys, compiled_module
 from comfyx.paths import CompileCaches
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class CompiledModel:
         )
         self.metrics.artifacts_loaded = caches.load_artifacts(self.artifact_file)
         kwargs = plan.compile_kwargs()
-        self.modules = {key: torch.compile(comfy.utils.get_attr(base_model, key), **kwargs) for key in keys}
+        self.modules = {key: compiled_module(comfy.utils.get_attr(base_model, key), kwargs) for key in keys}
         self._seen: set[tuple] = set()
         # dynamo settings scoped to our calls, not set process-wide: other compiled models
         # in the process keep theirs

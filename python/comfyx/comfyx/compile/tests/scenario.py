@@ -6,7 +6,7 @@ state, and the warm-cache check needs a second process):
     python scenario.py --comfyui DIR --cache-dir DIR full   # eager vs compiled sampling, reuse, config change, ...
     python scenario.py --comfyui DIR --cache-dir DIR warm   # the first compiled sampling only (same cache dir)
     python scenario.py --comfyui DIR --cache-dir DIR restart --latent OUT.pt   # speed mode on a tiny SDXL UNet
-    python scenario.py --comfyui DIR --cache-dir DIR resolutions   # speed mode at three latent sizes, then the first
+    python scenario.py --comfyui DIR --cache-dir DIR resolutions [--whole]   # three latent sizes, then the first
 
 The cache directory is comfyx's ``--cache-dir``: its compile caches are resolved and handed to torch
 at the start, as ``comfyx serve`` does.
@@ -193,13 +193,13 @@ def restart(caches: Any, latent_file: Path) -> dict:
     return {"metrics": compiled_model_of(compiled).metrics.summary()}
 
 
-def resolutions(caches: Any) -> dict:
-    """The speed preset (torch's automatic dynamic shapes) on the tiny SDXL UNet at each of
-    :data:`RESOLUTIONS`, then at the first again: what dynamo compiled at each, and why."""
+def resolutions(caches: Any, whole: bool) -> dict:
+    """The speed preset on the tiny SDXL UNet's transformer blocks (``whole``: the whole UNet) at each
+    of :data:`RESOLUTIONS`, then at the first again: what dynamo compiled at each, and why."""
     from comfyx.compile.apply import compiled_model_of
     from comfyx.compile.metrics import compile_records_since, newest_compile_record
 
-    compiled = _apply(caches, _tiny_patcher("sdxl"), mode="speed")
+    compiled = _apply(caches, _tiny_patcher("sdxl"), mode="speed", compile_transformer_blocks_only=not whole)
     steps = []
     for height, width in (*RESOLUTIONS, RESOLUTIONS[0]):
         mark = newest_compile_record()
@@ -219,6 +219,7 @@ def main() -> int:
     parser.add_argument("--cache-dir", type=Path, required=True)
     parser.add_argument("scenario", choices=["full", "warm", "restart", "resolutions"])
     parser.add_argument("--latent", type=Path, help="restart: where to save the sampled latent")
+    parser.add_argument("--whole", action="store_true", help="resolutions: compile the whole UNet")
     args = parser.parse_args()
     if args.scenario == "restart" and args.latent is None:
         parser.error("the restart scenario needs --latent")
@@ -231,7 +232,7 @@ def main() -> int:
 
     with torch.inference_mode():  # as ComfyUI runs its nodes
         scenarios = {"full": full, "warm": warm, "restart": lambda c: restart(c, args.latent),
-                     "resolutions": resolutions}
+                     "resolutions": lambda c: resolutions(c, args.whole)}
         report = scenarios[args.scenario](caches)
     print("REPORT " + json.dumps(report))
     return 0
