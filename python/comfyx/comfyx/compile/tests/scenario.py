@@ -157,7 +157,25 @@ def full(caches: Any) -> dict:
         "rel_err_vs_eager_patched": _rel(lora_compiled, _sample(patched_eager)),
         "rel_change_vs_unpatched": _rel(lora_compiled, out),
     }
+
+    # a patch ComfyUI finds by a block's position (transformer_options' patches_replace, keyed by
+    # block and index) reaches that block, and that block only, in the compiled blocks
+    patched_compiled, patched_eager = compiled.clone(), base.clone()
+    for patcher in (patched_compiled, patched_eager):
+        patcher.set_model_attn1_replace(_half_of_input, "input", 1)
+    before = _frames()
+    replaced_compiled = _sample(patched_compiled)
+    report["position_patch"] = {
+        "frames": _frames() - before,
+        "rel_err_vs_eager_patched": _rel(replaced_compiled, _sample(patched_eager)),
+        "rel_change_vs_unpatched": _rel(replaced_compiled, out),
+    }
     return report
+
+
+def _half_of_input(q: Any, k: Any, v: Any, extra_options: dict) -> Any:
+    """An attn1 replacement (ComfyUI's ``set_model_attn1_replace``): half its input instead of attention."""
+    return q * 0.5
 
 
 def warm(caches: Any) -> dict:

@@ -76,6 +76,14 @@ def test_weight_patches_reach_the_compiled_model(report):
     assert lora["frames"] <= 1
 
 
+def test_a_patch_found_by_block_position_reaches_that_block_compiled(report):
+    # the blocks compile per position once transformer_options carry patches: 4 positions
+    patch = report["position_patch"]
+    assert patch["frames"] == 4, patch
+    assert patch["rel_change_vs_unpatched"] > 1e-2, patch
+    assert patch["rel_err_vs_eager_patched"] < 1e-4, patch
+
+
 def test_second_process_with_the_same_cache_dir_starts_warm(comfyui, cache, report):
     assert any((cache / "compile" / "inductor" / "fxgraph").iterdir())
     assert any((cache / "compile" / "artifacts").iterdir())
