@@ -219,9 +219,10 @@ def main() -> None:
 
 def _one(comfyui: Path, model: str, variant: str, checkout: Path, *extra: str) -> dict:
     """measure_one in a process of its own (a fresh Dynamo, as after a restart) with ``checkout``'s comfyx and
-    comfyx_kernels sources."""
+    comfyx_kernels sources and its own copy of this script (which compiles what that comfyx compiles)."""
     pythonpath = os.pathsep.join(str(checkout / part) for part in ("python/comfyx", "python/comfyx-kernels/src"))
-    out = subprocess.run([sys.executable, __file__, "--comfyui", str(comfyui), "--one", model, variant, *extra],
+    script = checkout / "bench" / Path(__file__).name
+    out = subprocess.run([sys.executable, str(script), "--comfyui", str(comfyui), "--one", model, variant, *extra],
                          check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": pythonpath})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
