@@ -447,7 +447,8 @@ def _warm_restart(plan: Plan, config: Config, models: dict | None, work: Path, r
         server.stop()
     if stacks is not None and stacks.exists():
         top = stacks.with_suffix(".txt")
-        top.write_text(profile.summary(stacks.read_text()))
+        log = server.log_path.read_text(errors="replace") if server.log_path.exists() else ""
+        top.write_text(profile.summary(stacks.read_text(), reads=profile.failed_reads(log)))
         _say(f"[{config.name}] warm restart's stacks: {stacks}; where its prompt's time went: {top}")
 
 

@@ -30,3 +30,14 @@ def test_the_summary_gives_shares_and_seconds_at_the_sampling_rate():
     own = lines[lines.index("# innermost (own time)") + 1:]
     assert [line.split()[-2] for line in own] == ["sample", "load", "recurse"]
     assert profile.summary("", rate=10) == "no samples in a thread running prompt_worker\n"
+
+
+def test_failed_reads_are_said_first_with_the_time_they_leave_unplaced():
+    output = "py-spy> Stopped sampling because Control-C pressed\npy-spy> Wrote raw flamegraph data to 'x'. " \
+             "Samples: 4113 Errors: 1598\n"
+    assert profile.failed_reads(output) == (4113, 1598)
+    assert profile.failed_reads("no summary: py-spy was killed") is None
+    lines = profile.summary(STACKS, rate=10, reads=(4113, 1598)).splitlines()
+    assert lines[0].startswith("py-spy failed 1598 of its 5711 reads of the server (159.8 s at 10 Hz")
+    assert lines[1].startswith("40 samples (4.0 s)")
+    assert profile.summary(STACKS, rate=10, reads=(40, 0)).splitlines()[0].startswith("40 samples")
