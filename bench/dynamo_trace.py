@@ -116,7 +116,7 @@ def measure_one(comfyui: Path, model: str, variant: str, count: bool) -> dict:
     _load_comfyui(comfyui)
     import comfy.utils
     import torch
-    from comfyx.compile.targets import compile_keys, compiled_module
+    from comfyx.compile.targets import CompiledForwards, compile_keys, compiled_module, in_place
 
     forced = not _cuda()
     if forced:  # trace the CUDA path (see the module's docstring)
@@ -127,8 +127,13 @@ def measure_one(comfyui: Path, model: str, variant: str, count: bool) -> dict:
     device = "cuda" if _cuda() else "cpu"
     holder, inputs = _build(model, device)
     layers = _quantize(holder.diffusion_model, variant, inputs) if variant != "bf16" else 0
+    forwards = CompiledForwards({"backend": "eager"})
     for key in compile_keys(holder, transformer_blocks_only=True):  # what comfyx's compile compiles
-        comfy.utils.set_attr(holder, key, compiled_module(comfy.utils.get_attr(holder, key), {"backend": "eager"}))
+        module = comfy.utils.get_attr(holder, key)
+        if in_place(module):
+            module.forward = forwards.for_module(module)
+        else:
+            comfy.utils.set_attr(holder, key, compiled_module(module, {"backend": "eager"}))
     run = holder.diffusion_model
     if count:
         import cProfile

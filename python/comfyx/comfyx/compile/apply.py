@@ -36,7 +36,7 @@ from comfyx.compile.metrics import (
     synchronize,
 )
 from comfyx.compile.settings import CompilePlan, CompileSettings, CompileSettingsError, plan_for
-from comfyx.compile.targets import compile_keys, compiled_module
+from comfyx.compile.targets import CompiledForwards, compile_keys, compiled_module, in_place
 from comfyx.paths import CompileCaches
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,13 @@ class CompiledModel:
         )
         self.metrics.artifacts_loaded = caches.load_artifacts(self.artifact_file)
         kwargs = plan.compile_kwargs()
-        self.modules = {key: compiled_module(comfy.utils.get_attr(base_model, key), kwargs) for key in keys}
+        targets = {key: comfy.utils.get_attr(base_model, key) for key in keys}
+        # swapped into the model for a call; or, for modules ComfyUI dispatches on by type, their
+        # forward replaced for the call
+        self.modules = {key: compiled_module(module, kwargs) for key, module in targets.items()
+                        if not in_place(module)}
+        self.forwards = CompiledForwards(kwargs)
+        self.in_place_keys = tuple(key for key, module in targets.items() if in_place(module))
         self._seen: set[tuple] = set()
         # dynamo settings scoped to our calls, not set process-wide: other compiled models
         # in the process keep theirs
@@ -232,14 +238,24 @@ def _wrapper(compiled: CompiledModel) -> Callable:
 
     def comfyx_compile_wrapper(executor: Any, *args: Any, **kwargs: Any) -> Any:
         originals = {}
+        replaced: dict[torch.nn.Module, Any] = {}  # module -> the forward it had in its own __dict__, or None
         try:
             for key, module in compiled.modules.items():
                 originals[key] = comfy.utils.set_attr(executor.class_obj, key, module)
+            for key in compiled.in_place_keys:
+                module = comfy.utils.get_attr(executor.class_obj, key)
+                replaced[module] = module.__dict__.get("forward")
+                module.forward = compiled.forwards.for_module(module)
             with torch._dynamo.config.patch(compiled.dynamo_config):
                 return compiled.run(executor, args, kwargs)
         finally:
             for key, module in originals.items():
                 comfy.utils.set_attr(executor.class_obj, key, module)
+            for module, forward in replaced.items():
+                if forward is None:
+                    del module.forward
+                else:
+                    module.forward = forward
 
     comfyx_compile_wrapper.comfyx_compiled = compiled
     return comfyx_compile_wrapper

@@ -1,96 +1,131 @@
-"""Which modules of a ComfyUI model get compiled, and what is swapped in for each."""
+"""Which modules of a ComfyUI model get compiled, and how each is put in place for a call."""
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from comfyx.comfyui.blocks import block_paths, is_block_list
+from comfyx.comfyui.blocks import is_block_list
 
 log = logging.getLogger(__name__)
 
 WHOLE_MODEL = ("diffusion_model",)
-# transformer_options entries through which a UNet's transformer block finds the patches meant for
-# its position (transformer_options' "block" and "block_index")
-POSITION_KEYS = ("block", "block_index")
+# transformer_options entries through which a UNet's transformer blocks find the patches meant for
+# their position (the level, the block within it, the spatial transformer's index in the UNet)
+POSITION_KEYS = ("block", "block_index", "transformer_index")
 POSITION_USERS = ("patches", "patches_replace", "optimized_attention_override")
 
 
 def compile_keys(base_model: nn.Module, transformer_blocks_only: bool) -> tuple[str, ...]:
     """Attribute paths (from ComfyUI's BaseModel) of the modules to compile.
 
-    Blocks only: the members of the diffusion model's lists of identical blocks: a DiT's own
-    (Flux's ``double_blocks``/``single_blocks``, WAN's ``blocks``, SD3's ``joint_blocks``), a
-    UNet's ``transformer_blocks`` inside its spatial transformers (its ``input_blocks`` and
-    ``output_blocks`` hold containers that ComfyUI dispatches on with ``isinstance``, which a
-    compiled wrapper would break). Blocks of one shape share their compiled code, so a compile,
-    and a warm restart's trace, cost one block of each shape whatever the depth: SDXL's UNet traced
-    in 0.6 s as two blocks against 15.2 s whole (700 fp8 layers, Dynamo alone, 2-core CPU). The
-    rest of a UNet (its ResNet blocks, convolutions, norms) runs eager. A model without such
-    lists compiles whole.
+    Blocks only: a DiT's members of its lists of identical blocks (Flux's ``double_blocks``/
+    ``single_blocks``, WAN's ``blocks``, SD3's ``joint_blocks``); a UNet's spatial transformers and
+    ResNet blocks (:func:`unet_regions`). Modules of one class and shape share their compiled code,
+    so a compile, and a warm restart's trace, cost one module of each shape whatever the depth. A
+    model with neither compiles whole.
     """
     root = base_model.diffusion_model
     if not transformer_blocks_only:
         return WHOLE_MODEL
-    top = [
+    keys = [
         f"{WHOLE_MODEL[0]}.{name}.{index}"
         for name, child in root.named_children()
         if is_block_list(child)
         for index in range(len(child))
-    ]
-    keys = top or [f"{WHOLE_MODEL[0]}.{path}" for path in block_paths(root)]
+    ] or [f"{WHOLE_MODEL[0]}.{path}" for path in unet_regions(root)]
     if not keys:
-        log.info("comfyx compile: %s has no list of transformer blocks; compiling it whole", type(root).__name__)
+        log.info("comfyx compile: %s has neither transformer blocks nor UNet blocks; compiling it whole",
+                 type(root).__name__)
         return WHOLE_MODEL
     return tuple(keys)
 
 
+def unet_regions(root: nn.Module) -> list[str]:
+    """Paths (from ``root``) of a ComfyUI UNet's spatial transformers and ResNet blocks, the modules that
+    hold nearly all of its work. What is left between them (the time and label embeddings, down- and
+    upsampling convolutions, the output head) runs eager.
+
+    The transformer blocks inside a spatial transformer are too small a region on their own: SDXL's UNet
+    compiled as its 70 of them ran 15.9 it/s against 25.4 compiled whole (H100, 1024x1024, fp8): a
+    step's 70 compiled calls and the eager rest cost more host time than the GPU's step.
+    """
+    from comfy.ldm.modules.attention import SpatialTransformer
+    from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
+
+    kinds = (SpatialTransformer, ResBlock)  # not their video subclasses, which ComfyUI calls otherwise
+    return [name for name, module in root.named_modules() if type(module) in kinds]
+
+
 def compiled_module(module: nn.Module, compile_kwargs: dict[str, Any]) -> nn.Module:
-    """What runs in ``module``'s place: ``module`` under torch.compile, called without its position where
-    ComfyUI's UNet block would take one (see :class:`PositionFreeBlock`)."""
-    from comfy.ldm.modules.attention import BasicTransformerBlock
-
-    if not isinstance(module, BasicTransformerBlock):
-        return torch.compile(module, **compile_kwargs)
-    # a UNet's blocks differ in shape by level (SDXL: 4096 tokens x 640, 1024 x 1280 at 1024x1024):
-    # specialised graphs for each, where torch's automatic dynamic would make every block after the
-    # first shape-generic
-    kwargs = {**compile_kwargs, "dynamic": compile_kwargs.get("dynamic") or False}
-    return PositionFreeBlock(torch.compile(module, **kwargs))
+    """What runs in ``module``'s place, swapped into the model for a call: ``module`` under torch.compile."""
+    return torch.compile(module, **compile_kwargs)
 
 
-class PositionFreeBlock(nn.Module):
-    """A UNet transformer block (ComfyUI's ``BasicTransformerBlock``), compiled, called without its position.
+def in_place(module: nn.Module) -> bool:
+    """Whether ``module`` must stay in the model while compiled (ComfyUI dispatches on its type)."""
+    from comfy.ldm.modules.attention import SpatialTransformer
+    from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 
-    The block reads ``transformer_options["block"]`` and ``["block_index"]`` to look its patches up
-    (``patches_replace`` is keyed by position) and Dynamo guards on them even when nothing is
-    patched: every one of SDXL's 70 blocks would compile anew, past the recompile limit. Where no
-    entry that uses the position is set, the block gets ``transformer_options`` without it, as the
-    first block of its level would, so blocks of one shape share one graph; where one is, it gets
-    them as they are (one compile per position).
+    return isinstance(module, (SpatialTransformer, ResBlock))
+
+
+class CompiledForwards:
+    """Compiled forwards for modules that stay in place: one compiled function per class, taking the
+    module as its first argument, so that modules of one class and shape share one graph.
+
+    A UNet's levels differ in shape (SDXL at 1024x1024: 128, 64 and 32 latent pixels a side, 320 to
+    1280 channels), so each shape compiles specialised, where torch's automatic dynamic would make
+    every module after the first shape-generic. A spatial transformer is called without its
+    position (see :func:`position_free`).
     """
 
-    def __init__(self, compiled: nn.Module):
-        super().__init__()
-        self.compiled = compiled
+    def __init__(self, compile_kwargs: dict[str, Any]):
+        self.kwargs = {**compile_kwargs, "dynamic": compile_kwargs.get("dynamic") or False}
+        self._by_class: dict[type, Callable] = {}
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                transformer_options: dict[str, Any] | None = None) -> torch.Tensor:
-        options = transformer_options or {}
-        users = tuple(key for key in POSITION_USERS if options.get(key))
-        if users:
-            _say_positions_kept(users)
+    def for_module(self, module: nn.Module) -> Callable:
+        """The function to set as ``module.forward`` for a compiled call."""
+        from comfy.ldm.modules.attention import SpatialTransformer
+
+        cls = type(module)
+        if cls not in self._by_class:
+            self._by_class[cls] = torch.compile(cls.forward, **self.kwargs)
+        compiled = self._by_class[cls]
+        if isinstance(module, SpatialTransformer):
+            def forward(x: torch.Tensor, context: Any = None, transformer_options: dict | None = None) -> torch.Tensor:
+                return compiled(module, x, context, position_free(transformer_options or {}))
         else:
-            options = {key: value for key, value in options.items() if key not in POSITION_KEYS}
-        return self.compiled(x, context=context, transformer_options=options)
+            def forward(*args: Any, **kwargs: Any) -> torch.Tensor:
+                return compiled(module, *args, **kwargs)
+        return forward
+
+
+def position_free(transformer_options: dict[str, Any]) -> dict[str, Any]:
+    """``transformer_options`` for a compiled spatial transformer: without the block's position where
+    nothing in them looks it up.
+
+    ComfyUI's transformer block reads ``transformer_options["block"]`` and ``["block_index"]`` to
+    find the patches meant for its position (``patches_replace`` is keyed by it), and Dynamo guards on
+    them even when nothing is patched: every spatial transformer would compile anew. Without them,
+    as a block outside any UNet level gets them, modules of one shape share one graph; where patches
+    or an attention override are set they may look the position up, and the options go as they are
+    (one compile per position).
+    """
+    users = tuple(key for key in POSITION_USERS if transformer_options.get(key))
+    if users:
+        _say_positions_kept(users)
+        return transformer_options
+    return {key: value for key, value in transformer_options.items() if key not in POSITION_KEYS}
 
 
 @functools.cache
 def _say_positions_kept(users: tuple[str, ...]) -> None:
     log.info("comfyx compile: transformer_options sets %s, which may look a block's position up: each of the "
-             "UNet's transformer blocks compiles for its own position (one graph per block, not per shape)",
+             "UNet's spatial transformers compiles for its own position (one graph per position, not per shape)",
              ", ".join(users))
