@@ -2,10 +2,9 @@
 
 A warm restart of ``comfyx serve --fast`` loads every compiled graph from torch's caches but
 still traces the model's Python again (H100: Flux's two block types 2.3 s of its 5 s first step,
-bench/results/e2e.md), and every quantized Linear layer's forward is traced once per layer it
-traces: SDXL's UNet, compiled whole, has 700 of them, its transformer blocks compiled one by one
-(comfyx's default since the blocks of one shape share a graph) trace two blocks. This times that
-trace for the modules comfyx compiles, at the models' real widths, with random weights:
+bench/results/e2e.md), and every quantized Linear layer's forward is traced once per layer:
+SDXL's UNet, compiled whole, has 700 of them. This times that trace for the models comfyx
+compiles, at their real widths, with random weights:
 
 - ``bf16``: ComfyUI's own layers (comfyx's op set, nothing quantized);
 - ``fp8-calibrated``: the Linear layers ``--quantize fp8`` picks (the transformer blocks') in
@@ -13,12 +12,11 @@ trace for the modules comfyx compiles, at the models' real widths, with random w
 - ``fp8-dynamic``: the same with dynamic activation scales.
 
 Each (model, variant) runs in a process of its own (a fresh Dynamo, as after a restart): the
-modules comfyx compiles (each transformer block: Flux's, and SDXL's inside its spatial
-transformers) get ``torch.compile`` with the ``eager`` backend, so what is timed is Dynamo alone
-(tracing, guards), which the warm restart pays in full; trace seconds: Dynamo's own account
-(``_compile.compile_inner``), the median of ``--runs`` processes; and, since those drift with the
-machine's load, the Python function calls the trace made (one more process, under cProfile): a
-count that changes only with the code.
+modules comfyx compiles (Flux: each block; SDXL: the whole UNet) get ``torch.compile`` with the
+``eager`` backend, so what is timed is Dynamo alone (tracing, guards), which the warm restart
+pays in full; trace seconds: Dynamo's own account (``_compile.compile_inner``), the median of
+``--runs`` processes; and, since those drift with the machine's load, the Python function calls
+the trace made (one more process, under cProfile): a count that changes only with the code.
 On a machine without CUDA the fp8 layers would take their dequantized fallback, a different path: there the bench
 lets comfyx_kernels' fp8 GEMM run on the CPU (torch._scaled_mm has a CPU kernel), so that the
 path traced is the one a CUDA GPU takes; the JSON says which.
@@ -116,7 +114,7 @@ def measure_one(comfyui: Path, model: str, variant: str, count: bool) -> dict:
     _load_comfyui(comfyui)
     import comfy.utils
     import torch
-    from comfyx.compile.targets import CompiledForwards, compile_keys, compiled_module, in_place
+    from comfyx.compile.targets import compile_keys
 
     forced = not _cuda()
     if forced:  # trace the CUDA path (see the module's docstring)
@@ -127,13 +125,8 @@ def measure_one(comfyui: Path, model: str, variant: str, count: bool) -> dict:
     device = "cuda" if _cuda() else "cpu"
     holder, inputs = _build(model, device)
     layers = _quantize(holder.diffusion_model, variant, inputs) if variant != "bf16" else 0
-    forwards = CompiledForwards({"backend": "eager"})
     for key in compile_keys(holder, transformer_blocks_only=True):  # what comfyx's compile compiles
-        module = comfy.utils.get_attr(holder, key)
-        if in_place(module):
-            module.forward = forwards.for_module(module)
-        else:
-            comfy.utils.set_attr(holder, key, compiled_module(module, {"backend": "eager"}))
+        comfy.utils.set_attr(holder, key, torch.compile(comfy.utils.get_attr(holder, key), backend="eager"))
     run = holder.diffusion_model
     if count:
         import cProfile

@@ -36,7 +36,7 @@ from comfyx.compile.metrics import (
     synchronize,
 )
 from comfyx.compile.settings import CompilePlan, CompileSettings, CompileSettingsError, plan_for
-from comfyx.compile.targets import CompiledForwards, compile_keys, compiled_module, in_place
+from comfyx.compile.targets import CompiledForwards, compile_keys, in_place
 from comfyx.paths import CompileCaches
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class CompiledModel:
         targets = {key: comfy.utils.get_attr(base_model, key) for key in keys}
         # swapped into the model for a call; or, for modules ComfyUI dispatches on by type, their
         # forward replaced for the call
-        self.modules = {key: compiled_module(module, kwargs) for key, module in targets.items()
+        self.modules = {key: torch.compile(module, **kwargs) for key, module in targets.items()
                         if not in_place(module)}
         self.forwards = CompiledForwards(kwargs)
         self.in_place_keys = tuple(key for key, module in targets.items() if in_place(module))
@@ -197,7 +197,7 @@ def apply_compile(model: Any, settings: CompileSettings, dirs: CompileCaches) ->
     caches.ensure(dirs)
     clone = model.clone()
     base = clone.model
-    keys = compile_keys(base, settings.compile_transformer_blocks_only)
+    keys = compile_keys(base, settings.compile_transformer_blocks_only, settings.compile_unet_regions)
     compiled = _compiled_for(base, keys, settings, plan, dirs)
     clone.remove_wrappers_with_key(WrappersMP.APPLY_MODEL, COMPILE_KEY)
     clone.add_wrapper_with_key(WrappersMP.APPLY_MODEL, COMPILE_KEY, _wrapper(compiled))

@@ -53,6 +53,12 @@ class TorchCompileSpeedSettings:
                 "warmup_runs": ("INT", {"default": d.warmup_runs, "min": 0, "max": MAX_WARMUP_RUNS}),
             },
             "optional": {
+                "compile_unet_regions": ("BOOLEAN", {
+                    "default": d.compile_unet_regions,
+                    "tooltip": "a UNet (SD1.5, SDXL) compiles as its spatial transformers and ResNet blocks instead "
+                    "of whole: a restart's first step 11.7 s instead of 36.2 s for SDXL on an H100, sampling 0.83x "
+                    "the speed",
+                }),
                 "dynamo_recompile_limit": ("INT", {"default": d.dynamo_recompile_limit, "min": 1, "max": 65536}),
                 "ptx_cache_dir": ("STRING", {
                     "default": d.ptx_cache_dir,

@@ -64,6 +64,7 @@ class CompileSettings:
     ptx_cache_dir: str = ""
     force_parameter_static_shapes: bool = False
     allow_unmerged_lora_compile: bool = False
+    compile_unet_regions: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("backend", self.backend, BACKENDS)
@@ -81,6 +82,7 @@ class CompileSettings:
             "ptx_fast_math",
             "force_parameter_static_shapes",
             "allow_unmerged_lora_compile",
+            "compile_unet_regions",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise CompileSettingsError(f"{name} must be True or False, got {getattr(self, name)!r}")

@@ -21,16 +21,19 @@ POSITION_KEYS = ("block", "block_index", "transformer_index")
 POSITION_USERS = ("patches", "patches_replace", "optimized_attention_override")
 
 
-def compile_keys(base_model: nn.Module, transformer_blocks_only: bool) -> tuple[str, ...]:
+def compile_keys(base_model: nn.Module, transformer_blocks_only: bool, regions: bool = False) -> tuple[str, ...]:
     """Attribute paths (from ComfyUI's BaseModel) of the modules to compile.
 
     Blocks only: a DiT's members of its lists of identical blocks (Flux's ``double_blocks``/
-    ``single_blocks``, WAN's ``blocks``, SD3's ``joint_blocks``); a UNet's spatial transformers and
-    ResNet blocks (:func:`unet_regions`). Modules of one class and shape share their compiled code,
-    so a compile, and a warm restart's trace, cost one module of each shape whatever the depth. A
-    model with neither compiles whole.
+    ``single_blocks``, WAN's ``blocks``, SD3's ``joint_blocks``). Blocks of one shape share their
+    compiled code, so a compile, and a warm restart's trace, cost one block of each kind whatever
+    the depth. A model without such lists, a UNet, compiles whole, unless ``regions`` asks for its
+    spatial transformers and ResNet blocks (:func:`unet_regions`).
     """
     root = base_model.diffusion_model
+    region_keys = [f"{WHOLE_MODEL[0]}.{path}" for path in unet_regions(root)] if regions else []
+    if region_keys:
+        return tuple(region_keys)
     if not transformer_blocks_only:
         return WHOLE_MODEL
     keys = [
@@ -38,33 +41,28 @@ def compile_keys(base_model: nn.Module, transformer_blocks_only: bool) -> tuple[
         for name, child in root.named_children()
         if is_block_list(child)
         for index in range(len(child))
-    ] or [f"{WHOLE_MODEL[0]}.{path}" for path in unet_regions(root)]
+    ]
     if not keys:
-        log.info("comfyx compile: %s has neither transformer blocks nor UNet blocks; compiling it whole",
-                 type(root).__name__)
+        log.info("comfyx compile: %s has no list of transformer blocks; compiling it whole", type(root).__name__)
         return WHOLE_MODEL
     return tuple(keys)
 
 
 def unet_regions(root: nn.Module) -> list[str]:
     """Paths (from ``root``) of a ComfyUI UNet's spatial transformers and ResNet blocks, the modules that
-    hold nearly all of its work. What is left between them (the time and label embeddings, down- and
-    upsampling convolutions, the output head) runs eager.
+    hold nearly all of its work; none for another model. What is left between them (the time and label
+    embeddings, down- and upsampling convolutions, the output head) runs eager.
 
-    The transformer blocks inside a spatial transformer are too small a region on their own: SDXL's UNet
-    compiled as its 70 of them ran 15.9 it/s against 25.4 compiled whole (H100, 1024x1024, fp8): a
-    step's 70 compiled calls and the eager rest cost more host time than the GPU's step.
+    SDXL, 1024x1024, fp8, on an H100 (bench/results/e2e.md): compiled so, its first step took 53.9 s
+    cold and 11.7 s after a restart, against 108.7 s and 36.2 s compiled whole, but it sampled at 0.83x
+    the whole UNet's speed (15.9 against 19.3 it/s; compiled as its 70 transformer blocks alone, 15.9
+    against 25.4 on another H100): an opt-in for those who restart more than they sample.
     """
     from comfy.ldm.modules.attention import SpatialTransformer
     from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 
     kinds = (SpatialTransformer, ResBlock)  # not their video subclasses, which ComfyUI calls otherwise
     return [name for name, module in root.named_modules() if type(module) in kinds]
-
-
-def compiled_module(module: nn.Module, compile_kwargs: dict[str, Any]) -> nn.Module:
-    """What runs in ``module``'s place, swapped into the model for a call: ``module`` under torch.compile."""
-    return torch.compile(module, **compile_kwargs)
 
 
 def in_place(module: nn.Module) -> bool:

@@ -6,7 +6,7 @@ state, and the warm-cache check needs a second process):
     python scenario.py --comfyui DIR --cache-dir DIR full   # eager vs compiled sampling, reuse, config change, ...
     python scenario.py --comfyui DIR --cache-dir DIR warm   # the first compiled sampling only (same cache dir)
     python scenario.py --comfyui DIR --cache-dir DIR restart --latent OUT.pt   # speed mode on a tiny SDXL UNet
-    python scenario.py --comfyui DIR --cache-dir DIR resolutions [--whole]   # three latent sizes, then the first
+    python scenario.py --comfyui DIR --cache-dir DIR resolutions [--regions]   # three latent sizes, then the first
 
 The cache directory is comfyx's ``--cache-dir``: its compile caches are resolved and handed to torch
 at the start, as ``comfyx serve`` does.
@@ -159,8 +159,9 @@ def full(caches: Any) -> dict:
     }
 
     # a patch ComfyUI finds by a block's position (transformer_options' patches_replace, keyed by
-    # block and index) reaches that block, and that block only, in the compiled blocks
-    patched_compiled, patched_eager = compiled.clone(), base.clone()
+    # block and index) reaches that block, and that block only, in the compiled UNet regions
+    regions = _apply(caches, base, compile_unet_regions=True)
+    patched_compiled, patched_eager = regions.clone(), base.clone()
     for patcher in (patched_compiled, patched_eager):
         patcher.set_model_attn1_replace(_half_of_input, "input", 1)
     before = _frames()
@@ -211,13 +212,13 @@ def restart(caches: Any, latent_file: Path) -> dict:
     return {"metrics": compiled_model_of(compiled).metrics.summary()}
 
 
-def resolutions(caches: Any, whole: bool) -> dict:
-    """The speed preset on the tiny SDXL UNet's transformer blocks (``whole``: the whole UNet) at each
-    of :data:`RESOLUTIONS`, then at the first again: what dynamo compiled at each, and why."""
+def resolutions(caches: Any, regions: bool) -> dict:
+    """The speed preset on the tiny SDXL UNet (``regions``: its spatial transformers and ResNet blocks)
+    at each of :data:`RESOLUTIONS`, then at the first again: what dynamo compiled at each, and why."""
     from comfyx.compile.apply import compiled_model_of
     from comfyx.compile.metrics import compile_records_since, newest_compile_record
 
-    compiled = _apply(caches, _tiny_patcher("sdxl"), mode="speed", compile_transformer_blocks_only=not whole)
+    compiled = _apply(caches, _tiny_patcher("sdxl"), mode="speed", compile_unet_regions=regions)
     steps = []
     for height, width in (*RESOLUTIONS, RESOLUTIONS[0]):
         mark = newest_compile_record()
@@ -237,7 +238,7 @@ def main() -> int:
     parser.add_argument("--cache-dir", type=Path, required=True)
     parser.add_argument("scenario", choices=["full", "warm", "restart", "resolutions"])
     parser.add_argument("--latent", type=Path, help="restart: where to save the sampled latent")
-    parser.add_argument("--whole", action="store_true", help="resolutions: compile the whole UNet")
+    parser.add_argument("--regions", action="store_true", help="resolutions: compile_unet_regions")
     args = parser.parse_args()
     if args.scenario == "restart" and args.latent is None:
         parser.error("the restart scenario needs --latent")
@@ -250,7 +251,7 @@ def main() -> int:
 
     with torch.inference_mode():  # as ComfyUI runs its nodes
         scenarios = {"full": full, "warm": warm, "restart": lambda c: restart(c, args.latent),
-                     "resolutions": lambda c: resolutions(c, args.whole)}
+                     "resolutions": lambda c: resolutions(c, args.regions)}
         report = scenarios[args.scenario](caches)
     print("REPORT " + json.dumps(report))
     return 0

@@ -1,5 +1,6 @@
-"""``--nvfp4-activation`` and ``--fp8-fast-accum`` reach comfyx's layers as one LayerOptions, from a flag or its
-environment variable, and a value outside the choices is refused by name."""
+"""``--nvfp4-activation`` and ``--fp8-fast-accum`` reach comfyx's layers as one LayerOptions (and
+``--compile-unet-regions`` the fast path's settings), from a flag or its environment variable, and a
+value outside the choices is refused by name."""
 
 from __future__ import annotations
 
@@ -33,3 +34,10 @@ def test_flags_and_environment_reach_the_layer_options() -> None:
 def test_an_unknown_nvfp4_activation_is_refused_by_name() -> None:
     with pytest.raises(SettingsError, match="COMFYX_NVFP4_ACTIVATION='fp4' is not allowed: --nvfp4-activation takes"):
         fast_settings(["--fast"], {"COMFYX_NVFP4_ACTIVATION": "fp4"})
+
+
+def test_compile_unet_regions_is_off_unless_asked_for_by_flag_or_environment() -> None:
+    assert not fast_settings(["--fast"]).compile_unet_regions
+    for settings in (fast_settings(["--fast", "--compile-unet-regions"]),
+                     fast_settings(["--fast"], {"COMFYX_COMPILE_UNET_REGIONS": "1"})):
+        assert settings.compile_unet_regions and "compile on (UNet regions)" in settings.describe()
