@@ -145,33 +145,26 @@ def full(caches: Any) -> dict:
 
     # a LoRA-style weight patch on the compiled clone reaches the compiled code
     key = "diffusion_model.out.2.weight"
-    weight = base.model.diffusion_model.out[2].weight
-    delta = (0.2 * __import__("torch").ones_like(weight),)
-    patched_compiled, patched_eager = compiled.clone(), base.clone()
-    for patcher in (patched_compiled, patched_eager):
-        patcher.add_patches({key: delta}, 1.0)
-    before = _frames()
-    lora_compiled = _sample(patched_compiled)
-    report["lora"] = {
-        "frames": _frames() - before,
-        "rel_err_vs_eager_patched": _rel(lora_compiled, _sample(patched_eager)),
-        "rel_change_vs_unpatched": _rel(lora_compiled, out),
-    }
+    delta = (0.2 * __import__("torch").ones_like(base.model.diffusion_model.out[2].weight),)
+    report["lora"] = _patched(compiled, base, out, lambda patcher: patcher.add_patches({key: delta}, 1.0))
 
     # a patch ComfyUI finds by a block's position (transformer_options' patches_replace, keyed by
     # block and index) reaches that block, and that block only, in the compiled UNet regions
-    regions = _apply(caches, base, compile_unet_regions=True)
-    patched_compiled, patched_eager = regions.clone(), base.clone()
-    for patcher in (patched_compiled, patched_eager):
-        patcher.set_model_attn1_replace(_half_of_input, "input", 1)
-    before = _frames()
-    replaced_compiled = _sample(patched_compiled)
-    report["position_patch"] = {
-        "frames": _frames() - before,
-        "rel_err_vs_eager_patched": _rel(replaced_compiled, _sample(patched_eager)),
-        "rel_change_vs_unpatched": _rel(replaced_compiled, out),
-    }
+    report["position_patch"] = _patched(_apply(caches, base, compile_unet_regions=True), base, out,
+                                        lambda patcher: patcher.set_model_attn1_replace(_half_of_input, "input", 1))
     return report
+
+
+def _patched(compiled: Any, base: Any, unpatched: Any, patch: Any) -> dict:
+    """Sample clones of the compiled model and of the eager one, both patched by ``patch``: the frames the
+    compiled one compiled, its error against the eager one and its change from ``unpatched``."""
+    patched_compiled, patched_eager = compiled.clone(), base.clone()
+    for patcher in (patched_compiled, patched_eager):
+        patch(patcher)
+    before = _frames()
+    out = _sample(patched_compiled)
+    return {"frames": _frames() - before, "rel_err_vs_eager_patched": _rel(out, _sample(patched_eager)),
+            "rel_change_vs_unpatched": _rel(out, unpatched)}
 
 
 def _half_of_input(q: Any, k: Any, v: Any, extra_options: dict) -> Any:
