@@ -74,13 +74,18 @@ class CompiledModel:
         )
         self.metrics.artifacts_loaded = caches.load_artifacts(self.artifact_file)
         kwargs = plan.compile_kwargs()
-        targets = {key: comfy.utils.get_attr(base_model, key) for key in keys}
         # swapped into the model for a call; or, for modules ComfyUI dispatches on by type, their
         # forward replaced for the call
-        self.modules = {key: torch.compile(module, **kwargs) for key, module in targets.items()
-                        if not in_place(module)}
+        self.modules: dict[str, torch.nn.Module] = {}
+        in_place_keys = []
+        for key in keys:
+            module = comfy.utils.get_attr(base_model, key)
+            if in_place(module):
+                in_place_keys.append(key)
+            else:
+                self.modules[key] = torch.compile(module, **kwargs)
+        self.in_place_keys = tuple(in_place_keys)
         self.forwards = CompiledForwards(kwargs)
-        self.in_place_keys = tuple(key for key, module in targets.items() if in_place(module))
         self._seen: set[tuple] = set()
         # dynamo settings scoped to our calls, not set process-wide: other compiled models
         # in the process keep theirs

@@ -58,19 +58,20 @@ def unet_regions(root: nn.Module) -> list[str]:
     the whole UNet's speed (15.9 against 19.3 it/s; compiled as its 70 transformer blocks alone, 15.9
     against 25.4 on another H100): an opt-in for those who restart more than they sample.
     """
-    from comfy.ldm.modules.attention import SpatialTransformer
-    from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
-
-    kinds = (SpatialTransformer, ResBlock)  # not their video subclasses, which ComfyUI calls otherwise
+    kinds = _region_kinds()  # not their video subclasses, which ComfyUI calls otherwise
     return [name for name, module in root.named_modules() if type(module) in kinds]
 
 
 def in_place(module: nn.Module) -> bool:
     """Whether ``module`` must stay in the model while compiled (ComfyUI dispatches on its type)."""
+    return isinstance(module, _region_kinds())
+
+
+def _region_kinds() -> tuple[type, ...]:
     from comfy.ldm.modules.attention import SpatialTransformer
     from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 
-    return isinstance(module, (SpatialTransformer, ResBlock))
+    return SpatialTransformer, ResBlock
 
 
 class CompiledForwards:
