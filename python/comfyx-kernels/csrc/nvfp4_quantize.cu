@@ -6,6 +6,7 @@
 // element in its tile reductions and reshapes and reached 66.7% of copy bandwidth on an H100
 // (bench/results/kernels_fp4.quantize.json); here a block lives in one thread's registers.
 #include <cstring>
+#include <type_traits>
 
 #include "common.cuh"
 #include "kernels.h"
@@ -14,47 +15,87 @@ namespace comfyx {
 namespace {
 
 constexpr int kBlock = 16;
-constexpr int kThreads = 256;
 // The reciprocal's exact range (SAFE_SCALE_MIN / MAX in the Triton kernel): outside it a block's
 // operands are both scaled by 2^±64 first, which keeps the quotient exact.
 constexpr float kSafeMin = 0x1p-100f;
 constexpr float kSafeMax = 0x1p120f;
 
-// 16 elements of T as float32.
-__device__ __forceinline__ void load_block(const __nv_bfloat16* p, float (&v)[kBlock]) {
-  const uint4* vec = reinterpret_cast<const uint4*>(p);
-  const uint4 a = __ldcs(vec), b = __ldcs(vec + 1);
-  const uint32_t words[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {  // bfloat16 is the top half of a float32
-    v[2 * i] = __uint_as_float(words[i] << 16);
-    v[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
+// How a thread reads its block: evict-first (each byte is read once) or through L1. The two
+// loads of one thread share their sectors, which evict-first may drop in between.
+enum class Loads { kStreaming, kCached };
+
+template <Loads L, typename V>
+__device__ __forceinline__ V load16(const V* p) {
+  if constexpr (L == Loads::kStreaming) {
+    return __ldcs(p);
+  } else {
+    return __ldg(p);
   }
 }
 
-__device__ __forceinline__ void load_block(const __half* p, float (&v)[kBlock]) {
+// A block of 16 elements: as float32 in v, and for 16-bit types also as the 8 loaded words.
+template <Loads L>
+__device__ __forceinline__ void load_block(const __nv_bfloat16* p, float (&v)[kBlock], uint32_t (&words)[8]) {
   const uint4* vec = reinterpret_cast<const uint4*>(p);
-  const uint4 a = __ldcs(vec), b = __ldcs(vec + 1);
-  const uint32_t words[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+  const uint4 a = load16<L>(vec), b = load16<L>(vec + 1);
+  const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {  // bfloat16 is the top half of a float32
+    words[i] = w[i];
+    v[2 * i] = __uint_as_float(w[i] << 16);
+    v[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+
+template <Loads L>
+__device__ __forceinline__ void load_block(const __half* p, float (&v)[kBlock], uint32_t (&words)[8]) {
+  const uint4* vec = reinterpret_cast<const uint4*>(p);
+  const uint4 a = load16<L>(vec), b = load16<L>(vec + 1);
+  const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
+    words[i] = w[i];
     __half2 pair;
-    memcpy(&pair, &words[i], sizeof(pair));
+    memcpy(&pair, &w[i], sizeof(pair));
     const float2 f = __half22float2(pair);
     v[2 * i] = f.x;
     v[2 * i + 1] = f.y;
   }
 }
 
-__device__ __forceinline__ void load_block(const float* p, float (&v)[kBlock]) {
+template <Loads L>
+__device__ __forceinline__ void load_block(const float* p, float (&v)[kBlock], uint32_t (&)[8]) {
   const float4* vec = reinterpret_cast<const float4*>(p);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const float4 f = __ldcs(vec + i);
+    const float4 f = load16<L>(vec + i);
     v[4 * i] = f.x;
     v[4 * i + 1] = f.y;
     v[4 * i + 2] = f.z;
     v[4 * i + 3] = f.w;
+  }
+}
+
+// The block's amax as float32 bits, taken on the magnitudes' bits: NaN's bits are above
+// infinity's, so a NaN propagates as in torch.amax. For 16-bit inputs `Packed` takes it on the
+// loaded words, two elements per max (16-bit lanes of __vmaxu2), instead of on the 16 floats.
+template <bool Packed, typename T>
+__device__ __forceinline__ uint32_t block_amax_bits(const float (&v)[kBlock], const uint32_t (&words)[8]) {
+  if constexpr (Packed && sizeof(T) == 2) {
+    uint32_t m = words[0] & 0x7fff7fffu;
+#pragma unroll
+    for (int i = 1; i < 8; ++i) m = __vmaxu2(m, words[i] & 0x7fff7fffu);
+    const uint32_t bits = max(m & 0xffffu, m >> 16);
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      return bits << 16;
+    } else {  // a half's magnitude as float32 bits (exact; a NaN stays NaN)
+      return __float_as_uint(__half2float(__ushort_as_half(static_cast<unsigned short>(bits)))) & 0x7fffffffu;
+    }
+  } else {
+    uint32_t amax_bits = 0;
+#pragma unroll
+    for (int i = 0; i < kBlock; ++i) amax_bits = max(amax_bits, __float_as_uint(v[i]) & 0x7fffffffu);
+    return amax_bits;
   }
 }
 
@@ -74,21 +115,20 @@ __device__ __forceinline__ int64_t swizzled_offset(int64_t row, int64_t col, int
   return tile * 512 + (row % 32) * 16 + ((row % 128) / 32) * 4 + col % 4;
 }
 
-template <typename T, bool HiFirst>
-__global__ void __launch_bounds__(kThreads)
+// The kernel's variants (bench/nvfp4_quantize_cuda_variants.cu times them): how it loads, where
+// it takes the amax, threads per CTA. quantize_nvfp4 launches the defaults.
+template <typename T, bool HiFirst, Loads L, bool PackedAmax, int Threads>
+__global__ void __launch_bounds__(Threads)
     quantize_nvfp4_kernel(const T* __restrict__ x, const float* __restrict__ per_tensor_scale,
                           uint2* __restrict__ q, __nv_fp8_storage_t* __restrict__ scales,
                           int64_t rows, int64_t blocks_per_row, int64_t scale_cols_padded) {
-  const int64_t block = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  const int64_t block = int64_t(blockIdx.x) * Threads + threadIdx.x;
   const int64_t count = rows * blocks_per_row;
   if (block >= count) return;
   float v[kBlock];
-  load_block(x + block * kBlock, v);
-  // amax on the magnitudes' bits: NaN's bits are above infinity's, so a NaN propagates as in
-  // torch.amax.
-  uint32_t amax_bits = 0;
-#pragma unroll
-  for (int i = 0; i < kBlock; ++i) amax_bits = max(amax_bits, __float_as_uint(v[i]) & 0x7fffffffu);
+  uint32_t loaded[8];
+  load_block<L>(x + block * kBlock, v, loaded);
+  const uint32_t amax_bits = block_amax_bits<PackedAmax, T>(v, loaded);
   const float pts = __ldg(per_tensor_scale);
   const float scale = __fdiv_rn(__fdiv_rn(__uint_as_float(amax_bits), 6.0f), pts);
   // saturated at 448 (a NaN stays NaN), then rounded to e4m3
@@ -139,31 +179,40 @@ __global__ void __launch_bounds__(kThreads)
   __stcs(q + block, make_uint2(words[0], words[1]));
 }
 
+template <Loads L, bool PackedAmax, int Threads>
+void launch_quantize_nvfp4(std::uintptr_t x, std::uintptr_t per_tensor_scale, std::uintptr_t q,
+                           std::uintptr_t scales, std::int64_t rows, std::int64_t cols,
+                           std::int64_t scale_cols_padded, int float_type, bool hi_first,
+                           std::uintptr_t stream) {
+  if (cols % kBlock) throw std::invalid_argument("quantize_nvfp4: columns must be a multiple of 16");
+  const int64_t blocks = rows * (cols / kBlock);
+  if (blocks == 0) return;
+  const int64_t grid = (blocks + Threads - 1) / Threads;
+  if (grid > 0x7fffffff) throw std::invalid_argument("quantize_nvfp4: input too large for one launch");
+  dispatch_float(FloatType(float_type), [&]<typename T>() {
+    auto launch = [&](auto kernel) {
+      kernel<<<unsigned(grid), Threads, 0, reinterpret_cast<cudaStream_t>(stream)>>>(
+          reinterpret_cast<const T*>(x), reinterpret_cast<const float*>(per_tensor_scale),
+          reinterpret_cast<uint2*>(q), reinterpret_cast<__nv_fp8_storage_t*>(scales), rows,
+          cols / kBlock, scale_cols_padded);
+    };
+    if (hi_first) {
+      launch(quantize_nvfp4_kernel<T, true, L, PackedAmax, Threads>);
+    } else {
+      launch(quantize_nvfp4_kernel<T, false, L, PackedAmax, Threads>);
+    }
+  });
+  check_cuda(cudaGetLastError(), "quantize_nvfp4 launch");
+}
+
 }  // namespace
 
 void quantize_nvfp4(std::uintptr_t x, std::uintptr_t per_tensor_scale, std::uintptr_t q,
                     std::uintptr_t scales, std::int64_t rows, std::int64_t cols,
                     std::int64_t scale_cols_padded, int float_type, bool hi_first,
                     std::uintptr_t stream) {
-  if (cols % kBlock) throw std::invalid_argument("quantize_nvfp4: columns must be a multiple of 16");
-  const int64_t blocks = rows * (cols / kBlock);
-  if (blocks == 0) return;
-  const int64_t grid = (blocks + kThreads - 1) / kThreads;
-  if (grid > 0x7fffffff) throw std::invalid_argument("quantize_nvfp4: input too large for one launch");
-  dispatch_float(FloatType(float_type), [&]<typename T>() {
-    auto launch = [&](auto kernel) {
-      kernel<<<unsigned(grid), kThreads, 0, reinterpret_cast<cudaStream_t>(stream)>>>(
-          reinterpret_cast<const T*>(x), reinterpret_cast<const float*>(per_tensor_scale),
-          reinterpret_cast<uint2*>(q), reinterpret_cast<__nv_fp8_storage_t*>(scales), rows,
-          cols / kBlock, scale_cols_padded);
-    };
-    if (hi_first) {
-      launch(quantize_nvfp4_kernel<T, true>);
-    } else {
-      launch(quantize_nvfp4_kernel<T, false>);
-    }
-  });
-  check_cuda(cudaGetLastError(), "quantize_nvfp4 launch");
+  launch_quantize_nvfp4<Loads::kStreaming, true, 256>(x, per_tensor_scale, q, scales, rows, cols, scale_cols_padded,
+                                   float_type, hi_first, stream);
 }
 
 }  // namespace comfyx

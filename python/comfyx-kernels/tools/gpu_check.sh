@@ -2,6 +2,7 @@
 # One device run: install the carried wheels, then the steps named as arguments (default:
 # tests bench memcheck): GPU tests, fp8/RoPE benchmark (bench), NVFP4/MXFP8 benchmark (fp4,
 # bench/kernels_fp4.py; FLUX_DEPTH=double,single blocks of its Flux step, default 19,38),
+# the CUDA NVFP4 quantize's variants (variants, bench/nvfp4_quantize_cuda_variants.cu),
 # compute-sanitizer memcheck. TEST_FILES narrows the tests (paths under kernel_tests/); FP4_SECTIONS picks bench/kernels_fp4.py's sections (default all).
 # Expects comfy-kitchen's CUDA package unpacked under .whl/ck_site (tools/device-carry.sh), and takes a cp312 comfyx_kernels
 # wheel from .whl/ (built here, tools/device_wheel.sh, when none is carried). Results go to $OUT (or /tmp/out).
@@ -37,6 +38,14 @@ if [[ $STEPS == *" fp4 "* ]]; then
     > "$OUT/bench_fp4.txt" 2>&1
   echo "kernels_fp4 exit $?"
   grep -E "copy:|Error|error" "$OUT/bench_fp4.txt" | tail -8
+fi
+if [[ $STEPS == *" variants "* ]]; then
+  arch=$(python3 -c "import torch; print('{}{}'.format(*torch.cuda.get_device_capability()))")
+  [ "$arch" = 90 ] && arch=90a
+  nvcc -std=c++20 --expt-relaxed-constexpr -O3 -arch=sm_$arch -I python/comfyx-kernels/csrc \
+    bench/nvfp4_quantize_cuda_variants.cu -o /tmp/nvfp4_variants \
+    && timeout 120 /tmp/nvfp4_variants > "$OUT/nvfp4_quantize_cuda_variants.json"
+  cat "$OUT/nvfp4_quantize_cuda_variants.json"
 fi
 LEFT=$((DEADLINE - SECONDS - 5))
 if [[ $STEPS == *" memcheck "* && $LEFT -lt 30 ]]; then
