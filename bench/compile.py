@@ -123,7 +123,9 @@ def _first(step: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def _steady_ms(step: Callable[[], Any]) -> float:
+def _steady_ms(step: Callable[[], Any], host: list[float] | None = None) -> float:
+    """Median device time of a step (CUDA events); with ``host``, the host's time per call (no sync
+    in between) is appended to it: a step whose host time reaches its device time is launch-bound."""
     import torch
 
     for _ in range(WARM_STEPS):
@@ -131,9 +133,12 @@ def _steady_ms(step: Callable[[], Any]) -> float:
     pairs = []
     for _ in range(STEADY_STEPS):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        t0 = time.perf_counter()
         start.record()
         step()
         end.record()
+        if host is not None:
+            host.append((time.perf_counter() - t0) * 1000)
         pairs.append((start, end))
     torch.cuda.synchronize()
     return statistics.median(s.elapsed_time(e) for s, e in pairs)
@@ -145,10 +150,37 @@ def _frames() -> int:
     return int(counters["frames"]["ok"])
 
 
-def _speed_settings(dynamic: bool = False) -> Any:
+def _speed_settings(dynamic: bool = False, mode: str = "speed") -> Any:
     from comfyx.compile.settings import CompileSettings
 
-    return CompileSettings(mode="speed", dynamic=dynamic)
+    return CompileSettings(mode=mode, dynamic=dynamic)
+
+
+def _with_cudnn_benchmark(step: Callable[[], Any]) -> dict[str, float]:
+    """The steady step again with cuDNN choosing its convolution algorithms by timing them (ComfyUI's
+    --fast autotune), in the same process: the compiled graphs call cuDNN for the convolutions."""
+    import torch
+
+    torch.backends.cudnn.benchmark = True
+    try:
+        host: list[float] = []
+        return {"steady_ms_cudnn_benchmark": _steady_ms(step, host),
+                "steady_host_ms_cudnn_benchmark": statistics.median(host)}
+    finally:
+        torch.backends.cudnn.benchmark = False
+
+
+def _quantize_fp8(kind: str, patcher: Any) -> Any:
+    """What ``comfyx serve --fast`` does at load: the transformer blocks' Linear layers in fp8, their
+    activation scales calibrated on the first call; returns that first call's output (the reference
+    for the compiled stage's error, as fp8 runs it)."""
+    from comfyx.kernels import LayerOptions
+    from comfyx.kernels.calibrate import add_calibration
+    from comfyx.kernels.quantize import quantize_loaded_model
+
+    quantize_loaded_model(patcher, "fp8", "blocks", LayerOptions())
+    add_calibration(patcher)
+    return _step_fn(kind, patcher, *RESOLUTIONS[0])()
 
 
 AOT_CACHE_FIELDS = ("aot_cache_hits", "aot_cache_misses", "aot_cache_saves", "aot_cache_bypasses",
@@ -175,7 +207,8 @@ def _rel_err(out: Any, ref: Any) -> float:
 def stage_eager(kind: str, emit: Callable[..., None]) -> None:
     patcher = _patcher(kind)
     step = _step_fn(kind, patcher, *RESOLUTIONS[0])
-    emit(config="eager", first_step_s=_first(step), steady_ms=_steady_ms(step))
+    first, host = _first(step), []
+    emit(config="eager", first_step_s=first, steady_ms=_steady_ms(step, host), steady_host_ms=statistics.median(host))
 
 
 def stage_comfy(kind: str, emit: Callable[..., None]) -> None:
@@ -199,7 +232,11 @@ def stage_comfy(kind: str, emit: Callable[..., None]) -> None:
 
 
 def stage_speed(kind: str, emit: Callable[..., None], warm: bool = False, resolutions: bool = True,
-                dynamic: bool = False, candidate: str | None = None) -> None:  # fmt: skip
+                dynamic: bool = False, candidate: str | None = None, fp8: bool = False,
+                mode: str = "speed") -> None:  # fmt: skip
+    """comfyx's compile of the model (``fp8``: after --fast's fp8 quantization, and the steady step timed
+    again with cuDNN's benchmark mode), in ``mode`` (speed, or reduce-overhead: the same graphs replayed
+    as CUDA graphs)."""
     from comfyx.compile import settings as settings_module
     from comfyx.compile.apply import apply_compile, compiled_model_of
     from comfyx.paths import CompileCaches, export_compile_caches
@@ -212,21 +249,26 @@ def stage_speed(kind: str, emit: Callable[..., None], warm: bool = False, resolu
         settings_module.SPEED_OPTIONS.clear()
         settings_module.SPEED_OPTIONS.update(CANDIDATES[candidate])
     patcher = _patcher(kind)
-    ref = _step_fn(kind, patcher, *RESOLUTIONS[0])()
-    clone = apply_compile(patcher, _speed_settings(dynamic), caches)
+    ref = _quantize_fp8(kind, patcher) if fp8 else _step_fn(kind, patcher, *RESOLUTIONS[0])()
+    clone = apply_compile(patcher, _speed_settings(dynamic, mode), caches)
     compiled = compiled_model_of(clone)
     step = _step_fn(kind, clone, *RESOLUTIONS[0])
     first = _first(step)
     phases = _compile_phases()
     rel = _rel_err(step(), ref)
-    steady = _steady_ms(step)
+    host: list[float] = []
+    steady = _steady_ms(step, host)
+    name = "speed" if mode == "speed" else mode
     record = {
-        "config": f"speed{'-dynamic' if dynamic else ''}{':' + candidate if candidate else ''}",
+        "config": f"{'fp8-' if fp8 else ''}{name}{'-dynamic' if dynamic else ''}{':' + candidate if candidate else ''}"
+                  "",
         "caches": "warm" if warm else "cold",
         "plan": compiled.plan.compile_kwargs(),
         "compiled_modules": len(compiled.modules),
         "first_step_s": first,
         "steady_ms": steady,
+        "steady_host_ms": statistics.median(host),
+        **(_with_cudnn_benchmark(step) if fp8 else {}),
         "rel_err": rel,
         "aot_cache": _aot_cache(compiled.metrics.summary()),
         "compile_phases_s": phases,
@@ -258,6 +300,10 @@ STAGES: dict[str, tuple[Callable[[Callable[..., None]], None], int]] = {
     # cold and warm first step alone, without the resolution sweep (whose recompile is long)
     "sdxl-speed1": (lambda emit: stage_speed("sdxl", emit, resolutions=False), 200),
     "sdxl-speed1-warm": (lambda emit: stage_speed("sdxl", emit, warm=True, resolutions=False), 150),
+    # --fast's fp8 layers, compiled in speed mode, and replayed as CUDA graphs
+    "sdxl-fp8-speed1": (lambda emit: stage_speed("sdxl", emit, resolutions=False, fp8=True), 220),
+    "sdxl-fp8-graphs1": (lambda emit: stage_speed("sdxl", emit, resolutions=False, fp8=True,
+                                                  mode="reduce-overhead"), 220),
     "flux-eager": (lambda emit: stage_eager("flux", emit), 120),
     "flux-comfy": (lambda emit: stage_comfy("flux", emit), 200),
     "flux-speed": (lambda emit: stage_speed("flux", emit), 300),
