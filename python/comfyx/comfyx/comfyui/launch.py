@@ -25,7 +25,7 @@ def prepare(checkout: ComfyUICheckout, comfyui_args: Sequence[str], settings: Se
     Raises BackendUnavailableError / EngineUnavailableError before anything of ComfyUI is
     imported, so a wrong choice fails fast and clearly.
     """
-    args = backends.comfyui_args(settings.backend.name, list(comfyui_args))
+    args = fastpath.comfyui_args(settings.fast, backends.comfyui_args(settings.backend.name, list(comfyui_args)))
     export_compile_caches(settings.compile_caches, os.environ)  # before torch: it reads them itself
     engine.install(settings.engine)  # starts the BMF workers: a start-up error if they cannot
     tpu_backend = TPUBackend(settings.tpu, settings.paths.xla_cache)

@@ -41,3 +41,21 @@ def test_compile_unet_regions_is_off_unless_asked_for_by_flag_or_environment() -
     for settings in (fast_settings(["--fast", "--compile-unet-regions"]),
                      fast_settings(["--fast"], {"COMFYX_COMPILE_UNET_REGIONS": "1"})):
         assert settings.compile_unet_regions and "compile on (UNet regions)" in settings.describe()
+
+
+def test_cuda_graphs_come_with_fast_and_ask_comfyui_for_torchs_own_allocator() -> None:
+    settings = fast_settings(["--fast"])
+    assert settings.compile_cuda_graphs and "CUDA graphs where compiled whole" in settings.describe()
+    # ComfyUI's cuda_malloc.py picks cudaMallocAsync unless told otherwise; torch records no CUDA graph under it
+    assert fastpath.comfyui_args(settings, ["--port", "8189"]) == ["--port", "8189", "--disable-cuda-malloc"]
+    assert fastpath.comfyui_args(settings, ["--disable-cuda-malloc"]) == ["--disable-cuda-malloc"]
+    with pytest.raises(SettingsError, match="--compile-cuda-graphs needs torch's own CUDA allocator"):
+        fastpath.comfyui_args(settings, ["--cuda-malloc"])
+
+
+def test_cuda_graphs_are_off_without_compile_or_when_turned_off() -> None:
+    for settings in (fast_settings(["--fast", "--no-compile-cuda-graphs"]),
+                     fast_settings(["--fast"], {"COMFYX_COMPILE_CUDA_GRAPHS": "0"}),
+                     fast_settings(["--compile-cuda-graphs"])):  # no --compile: nothing to replay
+        assert fastpath.comfyui_args(settings, ["--cuda-malloc"]) == ["--cuda-malloc"]
+        assert "CUDA graphs" not in settings.describe()
