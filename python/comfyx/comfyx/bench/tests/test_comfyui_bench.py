@@ -94,10 +94,13 @@ def test_profile_warm_restart_says_where_the_restarted_servers_first_run_went(ru
     out = tmp_path / "results"
     proc = run_comfyx("bench", "--comfyui", str(comfyui), "--models", str(models), "--model", "sd15-tiny",
                       "--cpu", "--runs", "1", "--steps", "2", "--out", str(out), "--profile-warm-restart",
-                      "--config", "cx: comfyx --compile", timeout=900)
+                      "--config", "cx: comfyx --compile --compile-cuda-graphs", timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "e2e-sd15-tiny-txt2img.json").read_text())
     assert report["summary"]["cx"]["warm_restart_first_step_s"] > 0
+    # a UNet compiles whole, and CUDA graphs asked for on the CPU: it compiles without them, saying why
+    log_lines = report["configs"][0]["log_lines"]
+    assert any("no CUDA graphs: the model runs on cpu" in line for line in log_lines), log_lines
     stacks = (out / "cx-warm-restart.pyspy").read_text()
     assert "prompt_worker (" in stacks  # py-spy sampled the server's threads until the bench stopped it
     summary = (out / "cx-warm-restart.txt").read_text().splitlines()
