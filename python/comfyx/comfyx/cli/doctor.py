@@ -142,6 +142,9 @@ def _fast_path(accelerators: dict) -> dict:
     compile_reason = None
     if accelerators["cuda"]["available"] and importlib.util.find_spec("triton") is None:
         compile_reason = "torch.compile on CUDA needs Triton (pip install triton)"
+    graphs_reason = compile_reason
+    if graphs_reason is None and not accelerators["cuda"]["available"]:
+        graphs_reason = f"CUDA graphs need a CUDA GPU (cuda: {accelerators['cuda']['reason']})"
     block_reason = fp8_reason
     if block_reason is None and importlib.util.find_spec("triton") is None:
         block_reason = "comfyx's NVFP4 / MXFP8 kernels before sm_100 are Triton's (pip install triton)"
@@ -156,6 +159,10 @@ def _fast_path(accelerators: dict) -> dict:
                                 "on comfyx's kernels with the weight kept 4- or 8-bit; elsewhere dequantized"},
         "compile": {"available": compile_reason is None, "reason": compile_reason or "",
                     "what": "--compile: speed-mode compile of every diffusion model, persistent caches"},
+        "cuda_graphs": {"available": graphs_reason is None, "reason": graphs_reason or "",
+                        "what": "--compile-cuda-graphs (on with --fast): a model compiled whole (a UNet) replays "
+                                "its steps as CUDA graphs; ComfyUI then runs on torch's own CUDA allocator "
+                                "(--disable-cuda-malloc)"},
     }
 
 

@@ -67,6 +67,10 @@ def test_doctor_json_is_true_for_this_machine(run_comfyx, monkeypatch, tmp_path)
     assert fast["nvfp4_mxfp8"]["available"] == (fast["fp8"]["available"] and triton)
     if not fast["fp8"]["available"]:
         assert fast["nvfp4_mxfp8"]["reason"] == fast["fp8"]["reason"]
+    assert fast["cuda_graphs"]["available"] == (report["accelerators"]["cuda"]["available"] and
+                                                fast["compile"]["available"])
+    if not report["accelerators"]["cuda"]["available"]:
+        assert fast["cuda_graphs"]["reason"].startswith("CUDA graphs need a CUDA GPU (cuda: ")
 
 
 def test_doctor_text_names_each_section(run_comfyx):
