@@ -14,9 +14,10 @@ rotated through 256 MB, median of 5; the linear rows of one shape timed side by 
   float64 of the bf16 activation times the dequantized weight (what the exact paths compute)
   and against the bf16 linear of the unquantized weight. The targets are judged on the path
   nvfp4_linear picks for that M by default (exact), the W4A8 one beside it.
-- MXFP8 GEMM: TFLOP/s of comfyx's fp8 GEMM with 32-element scales next to bf16 and per-tensor
-  fp8 (torch._scaled_mm); mxfp8_linear (activation quantize + GEMM) against comfy-kitchen's
-  path (eager dequantize_mxfp8 + bf16 GEMM).
+- MXFP8 GEMM: TFLOP/s of comfyx's scaled_mm_mxfp8 (bf16 out: at 8192 rows both operands
+  dequantized for cuBLAS's bf16 GEMM; float32 out: the Triton GEMM with 32-element scales on fp8
+  tensor cores) next to bf16 and per-tensor fp8 (torch._scaled_mm); mxfp8_linear (activation
+  quantize + GEMM) against comfy-kitchen's path (eager dequantize_mxfp8 + bf16 GEMM).
 - A Flux-architecture denoiser step (Flux.1's widths, random weights, 1024² = 4096 image + 512
   text tokens, --flux-depth double,single blocks) in bf16, fp8, NVFP4 (comfyx's default and
   W4A8 choices, the fused Triton GEMM at every M as before the dequantize paths, and
@@ -247,8 +248,12 @@ def bench_mxfp8(results: Results, kitchen: dict, shape: tuple[int, int, int]) ->
         {**base, "op": "gemm", "impl": "torch bf16", "backend": "cublas", "fn": lambda: x @ w.T},
         {**base, "op": "gemm", "impl": "torch fp8 per-tensor", "backend": "cublas",
          "fn": lambda: torch._scaled_mm(fx, fp8_w.qdata.t(), fs, fp8_w.scale, out_dtype=torch.bfloat16)},
+        # bf16 out from MXFP8_DEQUANT_MIN_ROWS rows on: both operands dequantized, cuBLAS's bf16 GEMM
         {**base, "op": "gemm", "impl": "comfyx mxfp8", "backend": "triton",
          "fn": expect_backend(lambda: cx.scaled_mm_mxfp8(qx, qw, sx, sw), "scaled_mm_mxfp8", "triton")},
+        # a float32 output takes the Triton MX-scaled GEMM at any M: the kernel alone
+        {**base, "op": "gemm", "impl": "comfyx mxfp8 kernel (float32 out)", "backend": "triton",
+         "fn": lambda: cx.scaled_mm_mxfp8(qx, qw, sx, sw, out_dtype=torch.float32)},
         {**base, "op": "linear", "impl": "comfyx mxfp8_linear", "backend": "triton",
          "fn": lambda: cx.mxfp8_linear(x, qw, sw)},
     ]  # fmt: skip

@@ -18,6 +18,12 @@ from .triton import DEVICES, FP8_CAPABILITY, _size_class
 from .triton_gemm_kernels import m_bucket, mxfp8_gemm_kernel, nvfp4_weight_gemm_kernel
 
 HALF_DTYPES = frozenset({torch.bfloat16, torch.float16})
+# Rows (M) from which scaled_mm_mxfp8 with a bf16 output dequantizes both operands into transient
+# bf16 copies (exact: e4m3 · 2^k fits bf16) for cuBLAS's GEMM instead of running the Triton MXFP8
+# GEMM: that kernel reached 244 TFLOP/s at 8192³ on an H100 (0.31x cuBLAS's bf16, NOTES-fp4.md),
+# where two dequantize passes at ~89% of copy (~70 µs each) and the bf16 GEMM (1397 µs) predict
+# ~0.9x. mxfp8_linear's weight-only dequant path starts at the same row count (measured for NVFP4).
+MXFP8_DEQUANT_MIN_ROWS = 64
 
 
 def _like_eager(constraints: Constraints, **dtypes: frozenset) -> Constraints:
@@ -128,6 +134,12 @@ def scaled_mm_mxfp8(
 ) -> torch.Tensor:
     a, b = a.contiguous(), b.contiguous()
     (m, k), n = a.shape, b.shape[0]
+    if m >= MXFP8_DEQUANT_MIN_ROWS and out_dtype == torch.bfloat16 and k:
+        # the product of the dequantized operands, as the kernel's, rounded once to bf16 by cuBLAS
+        a16 = dequantize_mxfp8(a, block_scale_a, torch.bfloat16)
+        b16 = dequantize_mxfp8(b, block_scale_b, torch.bfloat16)
+        bias16 = None if bias is None else bias.to(torch.bfloat16)
+        return torch.nn.functional.linear(a16, b16, bias16)
     out = torch.empty((m, n), dtype=out_dtype, device=a.device)
     if not out.numel():
         return out

@@ -20,6 +20,7 @@ from comfyx_kernels.backends.eager_blockscaled import (
     dequantize_mxfp8_exact,
     dequantize_nvfp4_exact,
 )
+from comfyx_kernels.backends.triton_blockscaled import MXFP8_DEQUANT_MIN_ROWS
 from comfyx_kernels.blockscaled import W4A8_WEIGHT_DIVISOR, nvfp4_tensor_scale, to_swizzled
 from comfyx_kernels.blockscaled_linear import DEQUANT_MIN_ROWS, LinearPath
 from comfyx_kernels.registry import dispatch
@@ -413,6 +414,29 @@ def test_mxfp8_dequant_path_is_f_linear_of_the_dequantized_weight(backend, sm90_
     assert trace == [("dequantize_mxfp8", "triton")]
     w_eager = cx.dequantize_mxfp8(q[:n], s, torch.bfloat16, backend="eager")
     assert_bit_equal(out, F.linear(x, w_eager, bias))
+
+
+@pytest.mark.parametrize("backend", triton_param())
+def test_mxfp8_gemm_from_its_dequant_rows_on_is_f_linear_of_the_dequantized_operands(backend):
+    """With a bf16 output and MXFP8_DEQUANT_MIN_ROWS rows or more, scaled_mm_mxfp8 is cuBLAS's GEMM
+    of both operands dequantized (bit for bit F.linear of eager's dequantization); below, the
+    MX-scaled kernel."""
+    k, n = 96, 70
+    qb, sb = cx.quantize_mxfp8(torch.randn(n, k, device=device()))
+    b16 = cx.dequantize_mxfp8(qb, sb, torch.bfloat16, backend="eager")
+    bias = torch.randn(n, device=device())
+    for m in (MXFP8_DEQUANT_MIN_ROWS, MXFP8_DEQUANT_MIN_ROWS - 1):
+        a = torch.randn(m, k, device=device())
+        a[:, :32] *= 64  # block scales that differ along K
+        qa, sa = cx.quantize_mxfp8(a)
+        out = cx.scaled_mm_mxfp8(qa, qb, sa, sb, bias, torch.bfloat16, backend=backend)
+        a16 = cx.dequantize_mxfp8(qa, sa, torch.bfloat16, backend="eager")
+        dequant = F.linear(a16, b16, bias.to(torch.bfloat16))
+        if m >= MXFP8_DEQUANT_MIN_ROWS:
+            assert_bit_equal(out, dequant)
+        else:  # the kernel rounds its float32 sum with the float32 bias once: not F.linear's bits
+            assert not torch.equal(out, dequant)
+            assert relative_error(out, dequant) < BF16_BOUND
 
 
 def test_the_device_and_backend_checks_trace_as_lookups(monkeypatch):
