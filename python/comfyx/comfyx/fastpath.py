@@ -201,13 +201,15 @@ def install(settings: FastPathSettings, caches: CompileCaches, calibration: Path
             from comfyx.compile.settings import CompileSettings
             from comfyx.compile.targets import compiles_whole
 
-            plan = CompileSettings(compile_unet_regions=settings.compile_unet_regions)
+            chosen = CompileSettings(compile_unet_regions=settings.compile_unet_regions)
             # CUDA graphs only where measured: a model compiled whole (bench/compile.py's sdxl-fp8-graphs1)
-            whole = compiles_whole(patcher.model, plan.compile_transformer_blocks_only, plan.compile_unet_regions)
-            if settings.compile_cuda_graphs and whole and _cuda_graphs_problem(patcher.load_device) is None:
-                plan = dataclasses.replace(plan, mode="reduce-overhead")
-            elif settings.compile_cuda_graphs and whole:
-                log.info("comfyx compile: no CUDA graphs: %s", _cuda_graphs_problem(patcher.load_device))
-            return apply_compile(patcher, plan, caches)
+            if settings.compile_cuda_graphs and compiles_whole(
+                    patcher.model, chosen.compile_transformer_blocks_only, chosen.compile_unet_regions):
+                problem = _cuda_graphs_problem(patcher.load_device)
+                if problem is None:
+                    chosen = dataclasses.replace(chosen, mode="reduce-overhead")
+                else:
+                    log.info("comfyx compile: no CUDA graphs: %s", problem)
+            return apply_compile(patcher, chosen, caches)
 
         on_diffusion_model_loaded(compile_model)
