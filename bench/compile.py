@@ -150,10 +150,10 @@ def _frames() -> int:
     return int(counters["frames"]["ok"])
 
 
-def _speed_settings(dynamic: bool = False, mode: str = "speed") -> Any:
+def _speed_settings(dynamic: bool = False, mode: str = "speed", regions: bool = False) -> Any:
     from comfyx.compile.settings import CompileSettings
 
-    return CompileSettings(mode=mode, dynamic=dynamic)
+    return CompileSettings(mode=mode, dynamic=dynamic, compile_unet_regions=regions)
 
 
 def _with_cudnn_benchmark(step: Callable[[], Any]) -> dict[str, float]:
@@ -233,10 +233,10 @@ def stage_comfy(kind: str, emit: Callable[..., None]) -> None:
 
 def stage_speed(kind: str, emit: Callable[..., None], warm: bool = False, resolutions: bool = True,
                 dynamic: bool = False, candidate: str | None = None, fp8: bool = False,
-                mode: str = "speed") -> None:  # fmt: skip
+                mode: str = "speed", regions: bool = False) -> None:  # fmt: skip
     """comfyx's compile of the model (``fp8``: after --fast's fp8 quantization, and the steady step timed
     again with cuDNN's benchmark mode), in ``mode`` (speed, or reduce-overhead: the same graphs replayed
-    as CUDA graphs)."""
+    as CUDA graphs), whole or (``regions``) as a UNet's spatial transformers and ResNet blocks."""
     from comfyx.compile import settings as settings_module
     from comfyx.compile.apply import apply_compile, compiled_model_of
     from comfyx.paths import CompileCaches, export_compile_caches
@@ -250,7 +250,7 @@ def stage_speed(kind: str, emit: Callable[..., None], warm: bool = False, resolu
         settings_module.SPEED_OPTIONS.update(CANDIDATES[candidate])
     patcher = _patcher(kind)
     ref = _quantize_fp8(kind, patcher) if fp8 else _step_fn(kind, patcher, *RESOLUTIONS[0])()
-    clone = apply_compile(patcher, _speed_settings(dynamic, mode), caches)
+    clone = apply_compile(patcher, _speed_settings(dynamic, mode, regions), caches)
     compiled = compiled_model_of(clone)
     step = _step_fn(kind, clone, *RESOLUTIONS[0])
     first = _first(step)
@@ -260,8 +260,8 @@ def stage_speed(kind: str, emit: Callable[..., None], warm: bool = False, resolu
     steady = _steady_ms(step, host)
     name = "speed" if mode == "speed" else mode
     record = {
-        "config": f"{'fp8-' if fp8 else ''}{name}{'-dynamic' if dynamic else ''}{':' + candidate if candidate else ''}"
-                  "",
+        "config": f"{'fp8-' if fp8 else ''}{'regions-' if regions else ''}{name}{'-dynamic' if dynamic else ''}"
+                  f"{':' + candidate if candidate else ''}",
         "caches": "warm" if warm else "cold",
         "plan": compiled.plan.compile_kwargs(),
         "compiled_modules": len(compiled.modules),
@@ -300,10 +300,15 @@ STAGES: dict[str, tuple[Callable[[Callable[..., None]], None], int]] = {
     # cold and warm first step alone, without the resolution sweep (whose recompile is long)
     "sdxl-speed1": (lambda emit: stage_speed("sdxl", emit, resolutions=False), 200),
     "sdxl-speed1-warm": (lambda emit: stage_speed("sdxl", emit, warm=True, resolutions=False), 150),
-    # --fast's fp8 layers, compiled in speed mode, and replayed as CUDA graphs
-    "sdxl-fp8-speed1": (lambda emit: stage_speed("sdxl", emit, resolutions=False, fp8=True), 220),
-    "sdxl-fp8-graphs1": (lambda emit: stage_speed("sdxl", emit, resolutions=False, fp8=True,
-                                                  mode="reduce-overhead"), 220),
+    # --fast's fp8 layers, compiled in speed mode, and replayed as CUDA graphs; whole or in regions; each
+    # "-warm" stage restarts on its cold stage's caches
+    **{
+        f"sdxl-fp8-{name}{warm}": ((lambda emit, m=mode, r=regions, w=bool(warm): stage_speed(
+            "sdxl", emit, warm=w, resolutions=False, fp8=True, mode=m, regions=r)), 150 if warm else 220)
+        for name, mode, regions in (("speed1", "speed", False), ("graphs1", "reduce-overhead", False),
+                                    ("regions1", "speed", True), ("regions-graphs1", "reduce-overhead", True))
+        for warm in ("", "-warm")
+    },
     "flux-eager": (lambda emit: stage_eager("flux", emit), 120),
     "flux-comfy": (lambda emit: stage_comfy("flux", emit), 200),
     "flux-speed": (lambda emit: stage_speed("flux", emit), 300),
