@@ -2,6 +2,7 @@
 # One device run of `comfyx bench` on a GPU machine (H100/H200, torch+CUDA, nvcc, no network).
 #
 #   tools/gpu-bench.sh MODEL [comfyx bench options...]
+#   tools/gpu-bench.sh compile [bench/compile.py options...]   (its stages, e.g. --stages sdxl-fp8-graphs1)
 #
 # Expects, carried with the call (git-ignored, see .git/info/exclude; tools/device-carry.sh stages
 # the first two):
@@ -54,6 +55,11 @@ python3 -c "import comfyx_kernels as k; print([(b.name, b.available, b.reason) f
   | tee -a "$OUT/setup-$MODEL.log"
 
 left=$((DEADLINE - SECONDS))
+if [ "$MODEL" = compile ]; then  # bench/compile.py's stages (one model call at a time, no server)
+  python3 bench/compile.py --comfyui .carry/comfyui --out "$OUT" --work "$WORK" --budget-s "$((left - 10))" "$@" \
+    2>&1 | tee "$OUT/bench-compile.log" | tail -40
+  exit 0
+fi
 timeout "$left" python3 -m comfyx bench --comfyui .carry/comfyui --models /tmp/comfyx-models --model "$MODEL" \
   --out "$OUT" --work "$WORK" "$@" 2>&1 | tee "$OUT/bench-$MODEL.log" | grep -E "comfyx bench|error|Error|generat" | tail -40
 tail -12 "$OUT/bench-$MODEL.log"
