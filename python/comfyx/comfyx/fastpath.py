@@ -199,12 +199,12 @@ def install(settings: FastPathSettings, caches: CompileCaches, calibration: Path
         def compile_model(patcher: Any) -> Any:  # the clone that runs compiled
             from comfyx.compile.apply import apply_compile
             from comfyx.compile.settings import CompileSettings
-            from comfyx.compile.targets import compiles_whole
+            from comfyx.compile.targets import WHOLE_MODEL, compile_keys
 
             chosen = CompileSettings(compile_unet_regions=settings.compile_unet_regions)
+            keys = compile_keys(patcher.model, chosen.compile_transformer_blocks_only, chosen.compile_unet_regions)
             # CUDA graphs only where measured: a model compiled whole (bench/compile.py's sdxl-fp8-graphs1)
-            if settings.compile_cuda_graphs and compiles_whole(
-                    patcher.model, chosen.compile_transformer_blocks_only, chosen.compile_unet_regions):
+            if settings.compile_cuda_graphs and keys == WHOLE_MODEL:
                 problem = _cuda_graphs_problem(patcher.load_device)
                 if problem is None:
                     chosen = dataclasses.replace(chosen, mode="reduce-overhead")

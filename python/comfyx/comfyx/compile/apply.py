@@ -36,7 +36,7 @@ from comfyx.compile.metrics import (
     synchronize,
 )
 from comfyx.compile.settings import CompilePlan, CompileSettings, CompileSettingsError, plan_for
-from comfyx.compile.targets import CompiledForwards, compile_keys, in_place
+from comfyx.compile.targets import WHOLE_MODEL, CompiledForwards, compile_keys, in_place
 from comfyx.paths import CompileCaches
 
 log = logging.getLogger(__name__)
@@ -203,6 +203,9 @@ def apply_compile(model: Any, settings: CompileSettings, dirs: CompileCaches) ->
     clone = model.clone()
     base = clone.model
     keys = compile_keys(base, settings.compile_transformer_blocks_only, settings.compile_unet_regions)
+    if keys == WHOLE_MODEL and settings.compile_transformer_blocks_only:
+        log.info("comfyx compile: %s has no list of transformer blocks; compiling it whole",
+                 type(base.diffusion_model).__name__)
     compiled = _compiled_for(base, keys, settings, plan, dirs)
     clone.remove_wrappers_with_key(WrappersMP.APPLY_MODEL, COMPILE_KEY)
     clone.add_wrapper_with_key(WrappersMP.APPLY_MODEL, COMPILE_KEY, _wrapper(compiled))

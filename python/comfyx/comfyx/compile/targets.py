@@ -36,28 +36,13 @@ def compile_keys(base_model: nn.Module, transformer_blocks_only: bool, regions: 
         return tuple(region_keys)
     if not transformer_blocks_only:
         return WHOLE_MODEL
-    keys = _block_keys(root)
-    if not keys:
-        log.info("comfyx compile: %s has no list of transformer blocks; compiling it whole", type(root).__name__)
-        return WHOLE_MODEL
-    return keys
-
-
-def compiles_whole(base_model: nn.Module, transformer_blocks_only: bool, regions: bool = False) -> bool:
-    """Whether :func:`compile_keys` takes the diffusion model whole (a UNet, unless in regions)."""
-    root = base_model.diffusion_model
-    if regions and unet_regions(root):
-        return False
-    return not transformer_blocks_only or not _block_keys(root)
-
-
-def _block_keys(root: nn.Module) -> tuple[str, ...]:
-    return tuple(
+    keys = tuple(
         f"{WHOLE_MODEL[0]}.{name}.{index}"
         for name, child in root.named_children()
         if is_block_list(child)
         for index in range(len(child))
     )
+    return keys or WHOLE_MODEL
 
 
 def unet_regions(root: nn.Module) -> list[str]:

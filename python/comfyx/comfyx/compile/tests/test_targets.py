@@ -1,11 +1,11 @@
-"""Which modules comfyx's compile takes: a DiT's blocks, or a model without block lists whole (where
-``--fast`` replays it as CUDA graphs)."""
+"""Which modules comfyx's compile takes: a DiT's blocks, or a model without block lists whole (which
+``--fast`` replays as CUDA graphs)."""
 
 from __future__ import annotations
 
 from torch import nn
 
-from comfyx.compile.targets import WHOLE_MODEL, compile_keys, compiles_whole
+from comfyx.compile.targets import WHOLE_MODEL, compile_keys
 
 
 class Block(nn.Module):
@@ -27,8 +27,7 @@ def test_a_model_with_a_list_of_identical_blocks_compiles_per_block() -> None:
     base = base_model(dit)
     assert compile_keys(base, transformer_blocks_only=True) == ("diffusion_model.double_blocks.0",
                                                                  "diffusion_model.double_blocks.1")
-    assert not compiles_whole(base, transformer_blocks_only=True)
-    assert compiles_whole(base, transformer_blocks_only=False)
+    assert compile_keys(base, transformer_blocks_only=False) == WHOLE_MODEL
 
 
 def test_a_model_without_block_lists_compiles_whole() -> None:
@@ -38,4 +37,3 @@ def test_a_model_without_block_lists_compiles_whole() -> None:
     net.mixed = nn.ModuleList([Block(), nn.Sequential(nn.Linear(4, 4))])
     base = base_model(net)
     assert compile_keys(base, transformer_blocks_only=True) == WHOLE_MODEL
-    assert compiles_whole(base, transformer_blocks_only=True)
