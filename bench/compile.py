@@ -123,25 +123,24 @@ def _first(step: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def _steady_ms(step: Callable[[], Any], host: list[float] | None = None) -> float:
-    """Median device time of a step (CUDA events); with ``host``, the host's time per call (no sync
-    in between) is appended to it: a step whose host time reaches its device time is launch-bound."""
+def _steady_ms(step: Callable[[], Any]) -> tuple[float, float]:
+    """Median device time of a step (CUDA events) and the host's median time per call (no sync in
+    between), in ms: a step whose host time reaches its device time is launch-bound."""
     import torch
 
     for _ in range(WARM_STEPS):
         step()
-    pairs = []
+    pairs, host = [], []
     for _ in range(STEADY_STEPS):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         t0 = time.perf_counter()
         start.record()
         step()
         end.record()
-        if host is not None:
-            host.append((time.perf_counter() - t0) * 1000)
+        host.append((time.perf_counter() - t0) * 1000)
         pairs.append((start, end))
     torch.cuda.synchronize()
-    return statistics.median(s.elapsed_time(e) for s, e in pairs)
+    return statistics.median(s.elapsed_time(e) for s, e in pairs), statistics.median(host)
 
 
 def _frames() -> int:
@@ -163,9 +162,8 @@ def _with_cudnn_benchmark(step: Callable[[], Any]) -> dict[str, float]:
 
     torch.backends.cudnn.benchmark = True
     try:
-        host: list[float] = []
-        return {"steady_ms_cudnn_benchmark": _steady_ms(step, host),
-                "steady_host_ms_cudnn_benchmark": statistics.median(host)}
+        device_ms, host_ms = _steady_ms(step)
+        return {"steady_ms_cudnn_benchmark": device_ms, "steady_host_ms_cudnn_benchmark": host_ms}
     finally:
         torch.backends.cudnn.benchmark = False
 
@@ -207,8 +205,9 @@ def _rel_err(out: Any, ref: Any) -> float:
 def stage_eager(kind: str, emit: Callable[..., None]) -> None:
     patcher = _patcher(kind)
     step = _step_fn(kind, patcher, *RESOLUTIONS[0])
-    first, host = _first(step), []
-    emit(config="eager", first_step_s=first, steady_ms=_steady_ms(step, host), steady_host_ms=statistics.median(host))
+    first = _first(step)
+    device_ms, host_ms = _steady_ms(step)
+    emit(config="eager", first_step_s=first, steady_ms=device_ms, steady_host_ms=host_ms)
 
 
 def stage_comfy(kind: str, emit: Callable[..., None]) -> None:
@@ -227,7 +226,7 @@ def stage_comfy(kind: str, emit: Callable[..., None]) -> None:
     aot_cache = _aot_cache({**counter_delta(before), "aot_cache_bypass_reasons": reasons})
     phases = _compile_phases()
     rel = _rel_err(step(), ref)
-    emit(config="comfyui-TorchCompileModel", first_step_s=first, steady_ms=_steady_ms(step), rel_err=rel,
+    emit(config="comfyui-TorchCompileModel", first_step_s=first, steady_ms=_steady_ms(step)[0], rel_err=rel,
          frames=_frames(), aot_cache=aot_cache, compile_phases_s=phases)  # fmt: skip
 
 
@@ -256,18 +255,16 @@ def stage_speed(kind: str, emit: Callable[..., None], warm: bool = False, resolu
     first = _first(step)
     phases = _compile_phases()
     rel = _rel_err(step(), ref)
-    host: list[float] = []
-    steady = _steady_ms(step, host)
-    name = "speed" if mode == "speed" else mode
+    steady, host_ms = _steady_ms(step)
     record = {
-        "config": f"{'fp8-' if fp8 else ''}{'regions-' if regions else ''}{name}{'-dynamic' if dynamic else ''}"
+        "config": f"{'fp8-' if fp8 else ''}{'regions-' if regions else ''}{mode}{'-dynamic' if dynamic else ''}"
                   f"{':' + candidate if candidate else ''}",
         "caches": "warm" if warm else "cold",
         "plan": compiled.plan.compile_kwargs(),
         "compiled_modules": len(compiled.modules),
         "first_step_s": first,
         "steady_ms": steady,
-        "steady_host_ms": statistics.median(host),
+        "steady_host_ms": host_ms,
         **(_with_cudnn_benchmark(step) if fp8 else {}),
         "rel_err": rel,
         "aot_cache": _aot_cache(compiled.metrics.summary()),
@@ -281,7 +278,7 @@ def stage_speed(kind: str, emit: Callable[..., None], warm: bool = False, resolu
             res_step = _step_fn(kind, clone, height, width)
             seconds = _first(res_step)
             per_res.append({"latent": [height, width], "first_step_s": seconds, "frames_compiled": _frames() - before,
-                            "steady_ms": _steady_ms(res_step)})  # fmt: skip
+                            "steady_ms": _steady_ms(res_step)[0]})  # fmt: skip
         before = _frames()
         _first(step)  # back to the first resolution: its graph must still be there
         emit(config=record["config"], caches=record["caches"], resolutions=per_res,
