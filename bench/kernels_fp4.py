@@ -14,10 +14,14 @@ rotated through 256 MB, median of 5; the linear rows of one shape timed side by 
   float64 of the bf16 activation times the dequantized weight (what the exact paths compute)
   and against the bf16 linear of the unquantized weight. The targets are judged on the path
   nvfp4_linear picks for that M by default (exact), the W4A8 one beside it.
-- MXFP8 GEMM: TFLOP/s of comfyx's scaled_mm_mxfp8 (bf16 out: at 8192 rows both operands
-  dequantized for cuBLAS's bf16 GEMM; float32 out: the Triton GEMM with 32-element scales on fp8
-  tensor cores) next to bf16 and per-tensor fp8 (torch._scaled_mm); mxfp8_linear (activation
-  quantize + GEMM) against comfy-kitchen's path (eager dequantize_mxfp8 + bf16 GEMM).
+- MXFP8 GEMM: TFLOP/s of comfyx's scaled_mm_mxfp8 (bf16 out: from 64 rows on both operands
+  rewritten to row-scaled fp8, mxfp8_to_fp8_rowwise, for torch._scaled_mm's row-wise fp8 GEMM;
+  float32 out: the Triton GEMM with 32-element scales on fp8 tensor cores), the previous bf16
+  route (both operands dequantized, cuBLAS's bf16 GEMM) and the two rewrites alone, next to bf16
+  and per-tensor fp8 (torch._scaled_mm); each GEMM's error against float64 of the dequantized
+  operands (relative, and the largest / mean elementwise over the largest / mean output);
+  mxfp8_linear (activation quantize + GEMM) against comfy-kitchen's path (eager
+  dequantize_mxfp8 + bf16 GEMM).
 - A Flux-architecture denoiser step (Flux.1's widths, random weights, 1024² = 4096 image + 512
   text tokens, --flux-depth double,single blocks) in bf16, fp8, NVFP4 (comfyx's default and
   W4A8 choices, the fused Triton GEMM at every M as before the dequantize paths, and
@@ -41,7 +45,8 @@ import comfyx_kernels as cx
 import torch
 import torch.nn.functional as F
 from comfyx_kernels import blockscaled_linear
-from comfyx_kernels.backends.eager_blockscaled import dequantize_nvfp4_exact
+from comfyx_kernels.backends.eager_blockscaled import dequantize_mxfp8_exact, dequantize_nvfp4_exact
+from comfyx_kernels.backends.triton_blockscaled import mxfp8_gemm_route
 from comfyx_kernels.blockscaled import nvfp4_tensor_scale
 from comfyx_kernels.quantized_tensor import QuantizedTensor
 from comfyx_kernels.registry import backend_unavailable_reason
@@ -52,6 +57,7 @@ MATRIX = (8192, 8192)
 # nvfp4_linear's sm_89/sm_90 paths and the activation each takes.
 NVFP4_PATHS = {"triton": "bf16", "triton-fp8": "fp8", "dequant-bf16": "bf16", "dequant-fp8": "fp8"}
 KITCHEN_NVFP4 = "comfy-kitchen nvfp4 (dequantize + bf16)"
+MXFP8_DEQUANT = "comfyx mxfp8 dequant + bf16 (previous route)"
 # The fused Triton GEMMs at every M: nvfp4_linear's sm_89/sm_90 choice before the dequant paths.
 NEVER = sys.maxsize
 # (M, K, N): Flux's attention projection and MLP at 1024² (4096 image tokens), a 1024-token
@@ -244,20 +250,33 @@ def bench_mxfp8(results: Results, kitchen: dict, shape: tuple[int, int, int]) ->
     fp8_w = QuantizedTensor.from_float(w)
     fx, fs = cx.quantize_fp8_dynamic(x)
     base = {"shape": shape}
+
+    def dequant_gemm() -> torch.Tensor:  # scaled_mm_mxfp8's bf16 route before the row-wise one
+        return F.linear(cx.dequantize_mxfp8(qx, sx, backend="triton"), cx.dequantize_mxfp8(qw, sw, backend="triton"))
+
+    def rewrites() -> None:
+        cx.mxfp8_to_fp8_rowwise(qx, sx, backend="triton")
+        cx.mxfp8_to_fp8_rowwise(qw, sw, backend="triton")
+
     specs = [
         {**base, "op": "gemm", "impl": "torch bf16", "backend": "cublas", "fn": lambda: x @ w.T},
         {**base, "op": "gemm", "impl": "torch fp8 per-tensor", "backend": "cublas",
          "fn": lambda: torch._scaled_mm(fx, fp8_w.qdata.t(), fs, fp8_w.scale, out_dtype=torch.bfloat16)},
-        # bf16 out from MXFP8_DEQUANT_MIN_ROWS rows on: both operands dequantized, cuBLAS's bf16 GEMM
-        {**base, "op": "gemm", "impl": "comfyx mxfp8", "backend": "triton",
+        # bf16 out from MXFP8_DEQUANT_MIN_ROWS rows on: row-scaled fp8 rewrites, row-wise fp8 GEMM
+        {**base, "op": "gemm", "impl": "comfyx mxfp8", "backend": "triton+cublaslt",
+         "route": mxfp8_gemm_route(qx.device, m, k, n, torch.bfloat16)[0],
          "fn": expect_backend(lambda: cx.scaled_mm_mxfp8(qx, qw, sx, sw), "scaled_mm_mxfp8", "triton")},
+        {**base, "op": "gemm", "impl": MXFP8_DEQUANT, "backend": "triton+cublas", "fn": dequant_gemm},
+        {**base, "op": "gemm", "impl": "comfyx mxfp8 row-wise rewrites alone (both operands)",
+         "backend": "triton", "fn": rewrites},
         # a float32 output takes the Triton MX-scaled GEMM at any M: the kernel alone
         {**base, "op": "gemm", "impl": "comfyx mxfp8 kernel (float32 out)", "backend": "triton",
          "fn": lambda: cx.scaled_mm_mxfp8(qx, qw, sx, sw, out_dtype=torch.float32)},
         {**base, "op": "linear", "impl": "comfyx mxfp8_linear", "backend": "triton",
          "fn": lambda: cx.mxfp8_linear(x, qw, sw)},
     ]  # fmt: skip
-    outputs = {"comfyx mxfp8": cx.scaled_mm_mxfp8(qx, qw, sx, sw), "comfyx mxfp8_linear": cx.mxfp8_linear(x, qw, sw)}
+    outputs = {"comfyx mxfp8": cx.scaled_mm_mxfp8(qx, qw, sx, sw), MXFP8_DEQUANT: dequant_gemm(),
+               "comfyx mxfp8_linear": cx.mxfp8_linear(x, qw, sw)}  # fmt: skip
     ck = kitchen.get("eager")
     if ck is not None:  # comfy-kitchen has dequantize_mxfp8 in eager only; its GEMM needs sm_100
 
@@ -269,11 +288,26 @@ def bench_mxfp8(results: Results, kitchen: dict, shape: tuple[int, int, int]) ->
         outputs["comfy-kitchen mxfp8 (eager dequantize + bf16)"] = kitchen_path()
     rows = results.add_side_by_side(specs)
     reference = x @ w.T
+    exact = dequantize_mxfp8_exact(qx, sx) @ dequantize_mxfp8_exact(qw, sw).T
     for row in rows:
         row["tflops"] = round(2 * m * k * n / row["gpu_us"] / 1e6, 1)
         row["ratio_to_bf16_tflops"] = round(rows[0]["gpu_us"] / row["gpu_us"], 3)
         if row["impl"] in outputs:
             row["error_vs_bf16"] = relative_error(outputs[row["impl"]], reference)
+        if row["impl"] in (MXFP8_DEQUANT, "comfyx mxfp8"):
+            row.update(errors_vs_exact(outputs[row["impl"]], exact))
+
+
+def errors_vs_exact(out: torch.Tensor, exact: torch.Tensor) -> dict[str, float]:
+    """A GEMM output against float64 of the dequantized operands: relative (Frobenius), and the
+    largest / mean elementwise error over the largest / mean |output| (elementwise ratios blow up
+    at outputs near 0)."""
+    error = (out.double() - exact).abs()
+    return {
+        "error_vs_fp64_of_dequantized": relative_error(out, exact),
+        "max_error_vs_fp64_of_dequantized": float(error.max() / exact.abs().max()),
+        "mean_error_vs_fp64_of_dequantized": float(error.mean() / exact.abs().mean()),
+    }
 
 
 def probe_kitchen_mxfp8_gemm(results: Results, kitchen: dict) -> None:

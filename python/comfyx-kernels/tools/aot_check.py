@@ -48,6 +48,9 @@ def _tile_cases():
                 "x_ptr": x, "q_ptr": "*fp8e4nv", "s_ptr": "*u8", **ints}, {}  # fmt: skip
             yield tiles.dequantize_mxfp8_kernel, config, {
                 "q_ptr": "*fp8e4nv", "s_ptr": "*u8", "out_ptr": x, **ints}, {}  # fmt: skip
+        yield tiles.mxfp8_to_fp8_rowwise_kernel, config, {
+            "q_ptr": "*fp8e4nv", "s_ptr": "*u8", "row_scale_ptr": "*fp32", "out_ptr": "*fp8e4nv",
+            **ints}, {}  # fmt: skip
 
 
 def _gemm_cases():

@@ -29,6 +29,11 @@ NVFP4_AMAX_DIVISOR = E4M3_MAX * E2M1_MAX
 W4A8_WEIGHT_DIVISOR = 8.0
 # Scale tiles of the swizzled layout.
 TILE_ROWS, TILE_COLS = 128, 4
+# MXFP8 → row-scaled e4m3 (mxfp8_to_fp8_rowwise) shifts a block's elements down by the gap
+# between its exponent and its row's largest; from this shift on every e4m3 (|q| ≤ 448 < 2^9)
+# lands at or under 2^-10, half the smallest subnormal, and rounds to ±0, so larger gaps are
+# capped here (which keeps 2^-shift a normal float32).
+MXFP8_ROWWISE_MAX_SHIFT = 19
 
 
 def nvfp4_tensor_scale(x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,11 @@ the device has:
   fused kernel's registers ("triton-fp8") or, from DEQUANT_MIN_ROWS rows on, into a transient
   fp8 copy for cuBLASLt's torch._scaled_mm ("dequant-fp8"). MXFP8 below DEQUANT_MIN_ROWS rows
   (and for float32 activations) quantizes the activation to MXFP8 and runs the Triton fp8 GEMM
-  ("triton"); from DEQUANT_MIN_ROWS rows on it takes "dequant-bf16" as NVFP4 does.
+  ("triton"); from DEQUANT_MIN_ROWS rows on, bf16 activations are quantized to MXFP8 and both
+  operands rewritten to row-scaled fp8 for torch._scaled_mm's row-wise fp8 GEMM ("rowwise-fp8":
+  not bit-equal to the dequantized product, see ops_blockscaled.mxfp8_to_fp8_rowwise; the
+  weight's copy is transient), fp16 ones (and widths the row-wise GEMM cannot take) take
+  "dequant-bf16" as NVFP4 does.
 - Anything else (CPU, older GPUs, float32 activations for NVFP4): the weight is dequantized and
   F.linear runs (NVFP4 in float32).
 
@@ -30,7 +34,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .blockscaled import W4A8_WEIGHT_DIVISOR, nvfp4_tensor_scale
+from . import blockscaled_rules
+from .blockscaled import MXFP8_BLOCK, W4A8_WEIGHT_DIVISOR, nvfp4_tensor_scale, round_up
 from .constraints import device_capability
 from .ops_blockscaled import (
     dequantize_mxfp8,
@@ -67,8 +72,9 @@ DEQUANT_MIN_ROWS = 64
 class LinearPath:
     """How a block-scaled linear runs: `name` is "native" (cuBLASLt, sm_100+), "triton"
     (sm_89/sm_90 kernels), for NVFP4 on sm_89/sm_90 also "triton-fp8" (fused W4A8),
-    "dequant-bf16" or "dequant-fp8" (a transient dequantized weight, cuBLAS), or "fallback"
-    (dequantize, any device)."""
+    "dequant-bf16" or "dequant-fp8" (a transient dequantized weight, cuBLAS), for MXFP8 on
+    sm_89/sm_90 also "rowwise-fp8" (transient row-scaled fp8 operands, torch._scaled_mm), or
+    "fallback" (dequantize, any device)."""
 
     name: str
     reason: str
@@ -117,16 +123,24 @@ def nvfp4_linear_path(x: torch.Tensor, activation: str | None = None) -> LinearP
     return LinearPath("triton", f"{rows}: fused Triton NVFP4-weight GEMM, weight stays 4-bit")
 
 
-def mxfp8_linear_path(x: torch.Tensor) -> LinearPath:
-    """The path mxfp8_linear takes for activations like `x`, and why."""
+def mxfp8_linear_path(x: torch.Tensor, out_features: int | None = None) -> LinearPath:
+    """The path mxfp8_linear takes for activations like `x` (and a weight of `out_features`
+    rows, where known), and why."""
     path = _device_path(x, (*_HALF, torch.float32))
     if path.name != "triton":
         return path
     if x.dtype in _HALF and x.shape[:-1].numel() >= DEQUANT_MIN_ROWS:
+        rows = f"{path.reason}, M >= {DEQUANT_MIN_ROWS} rows"
+        k = round_up(x.shape[-1], MXFP8_BLOCK)  # the stored weight's K, whole blocks
+        problem = blockscaled_rules.rowwise_fp8_problem(x.device, x.dtype, k, out_features)
+        if problem is None:
+            # the same call as "triton": scaled_mm_mxfp8 takes its row-wise route from these rows
+            why = "activation to MXFP8, both operands to row-scaled fp8, row-wise fp8 GEMM"
+            return LinearPath("rowwise-fp8", f"{rows}: {why}")
         # H100, 4096x3072x12288: 1104 µs through the MX-scaled Triton GEMM, 740 µs for
         # comfy-kitchen's eager dequantize + bf16 GEMM, bf16 itself 399 µs
         why = f"weight dequantized to a transient {x.dtype} copy (Triton), cuBLAS GEMM"
-        return LinearPath("dequant-bf16", f"{path.reason}, M >= {DEQUANT_MIN_ROWS} rows: {why}")
+        return LinearPath("dequant-bf16", f"{rows}: {why} ({problem})")
     why = "activation to MXFP8, Triton fp8 GEMM with MX scales"
     return LinearPath("triton", f"{path.reason}: {why}")
 
@@ -220,12 +234,14 @@ def mxfp8_linear(
     """x @ W.T + bias for an MXFP8 weight W stored as `weight` (N', K' float8_e4m3fn, padded to
     multiples of 32) and `weight_scale` (swizzled float8_e8m0fnu block scales). On GPUs the
     activation is quantized to MXFP8 first (one kernel), except on sm_89/sm_90 from
-    DEQUANT_MIN_ROWS rows on, where the weight is dequantized for a cuBLAS GEMM; the fallback also
-    multiplies the dequantized weight with the unquantized activation. Output in x's dtype."""
+    DEQUANT_MIN_ROWS rows on where the row-wise fp8 GEMM cannot take the call (fp16
+    activations): there the weight is dequantized for a cuBLAS GEMM. The fallback multiplies the
+    dequantized weight with the unquantized activation. mxfp8_linear_path says which path runs.
+    Output in x's dtype."""
     n = out_features or weight.shape[0]
     weight = weight[:n]
     x2 = _as_matrix(x, weight.shape[1])
-    path = mxfp8_linear_path(x)
+    path = mxfp8_linear_path(x, n)
     _log_once("MXFP8", path)
     if path.name in ("fallback", "dequant-bf16"):
         backend = "eager" if path.name == "fallback" else "triton"
@@ -233,6 +249,7 @@ def mxfp8_linear(
         out = F.linear(x2, w, None if bias is None else bias.to(x.dtype))
     else:
         # quantize_mxfp8 pads rows to 32 only with pad_32x; K is already a multiple of 32.
+        # "rowwise-fp8" is the Triton scaled_mm_mxfp8's own route from its row count on.
         qx, sx = quantize_mxfp8(x2)
         backend = "cuda" if path.name == "native" else "triton"
         out = scaled_mm_mxfp8(qx, weight, sx, weight_scale, bias, x.dtype, backend=backend)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from .blockscaled import MXFP8_BLOCK, NVFP4_BLOCK, scale_shape
-from .constraints import ShapeRule
+from .constraints import ShapeRule, device_capability
 
 
 def matrix(*names: str) -> ShapeRule:
@@ -117,3 +117,26 @@ def optional_scalar(name: str) -> ShapeRule:
         return None
 
     return rule
+
+
+def rowwise_fp8_problem(
+    device: torch.device, out_dtype: torch.dtype, k: int, n: int | None = None
+) -> str | None:
+    """Why torch._scaled_mm's row-wise fp8 GEMM cannot compute a (M, k) @ b (n, k).T into
+    `out_dtype` on `device`, or None (n None: not checked, for a caller that does not know it
+    yet). Tensor metadata and a dict lookup only, so it traces under torch.compile.
+
+    torch 2.11+ has it for sm_89 and sm_90 (CUTLASS's f8f8bf16_rowwise kernels: e4m3 operands,
+    b column-major, K and N multiples of 16, float32 scales, bf16 output only); Blackwell
+    multiplies MXFP8 natively instead (backends/cublaslt.py)."""
+    if device.type != "cuda":
+        return f"the row-wise fp8 GEMM needs a CUDA device, operands are on {device}"
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    capability = device_capability(index)
+    if capability != (8, 9) and capability[0] != 9:
+        return "the row-wise fp8 GEMM needs sm_89 or sm_90, device is sm_{}{}".format(*capability)
+    if out_dtype != torch.bfloat16:
+        return f"the row-wise fp8 GEMM writes bfloat16 only, {out_dtype} asked for"
+    if k % 16 or (n is not None and n % 16):
+        return f"the row-wise fp8 GEMM needs K and N divisible by 16, got K={k} N={n}"
+    return None

@@ -280,6 +280,32 @@ def dequantize_mxfp8(
     )
 
 
+@torch.library.custom_op("comfyx_kernels::mxfp8_to_fp8_rowwise", mutates_args=())
+def _mxfp8_to_fp8_rowwise_op(
+    qx: torch.Tensor, block_scales: torch.Tensor, backend: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return dispatch("mxfp8_to_fp8_rowwise", backend or None, qx=qx, block_scales=block_scales)
+
+
+@_mxfp8_to_fp8_rowwise_op.register_fake
+def _(qx, block_scales, backend):
+    return qx.new_empty(qx.shape), qx.new_empty((qx.shape[0],), dtype=torch.float32)
+
+
+def mxfp8_to_fp8_rowwise(
+    qx: torch.Tensor, block_scales: torch.Tensor, *, backend: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MXFP8 data (rows, K) and its swizzled e8m0 scales → (float8_e4m3fn (rows, K), float32 row
+    scales (rows,)) for a row-wise scaled fp8 GEMM (torch._scaled_mm): each row's scale is its
+    largest block scale 2^S, a block with scale 2^s shifts its elements by 2^(s - S), rounded
+    to the nearest e4m3. Exact for every element that stays ≥ 2^-6 (e4m3's smallest normal);
+    smaller ones are rounded onto the subnormal grid (2^-9), under 2^-10 to ±0
+    (NOTES-fp4.md: how often, and the GEMM error it adds)."""
+    if _traced(qx):
+        return _mxfp8_to_fp8_rowwise_op(qx, block_scales, backend or "")
+    return dispatch("mxfp8_to_fp8_rowwise", backend, qx=qx, block_scales=block_scales)
+
+
 @torch.library.custom_op("comfyx_kernels::scaled_mm_mxfp8", mutates_args=())
 def _scaled_mm_mxfp8_op(
     a: torch.Tensor,
@@ -318,8 +344,13 @@ def scaled_mm_mxfp8(
     backend: str | None = None,
 ) -> torch.Tensor:
     """a @ b.T + bias for MXFP8 a (M, K), b (N, K) with their swizzled e8m0 scales; out_dtype
-    defaults to bfloat16. Native on compute capability ≥ 10, a Triton GEMM applying the
-    32-element scales on fp8 tensor cores on sm_89 / sm_90, else the eager reference."""
+    defaults to bfloat16. Native on compute capability ≥ 10; on sm_89 / sm_90 a Triton GEMM
+    applying the 32-element scales on fp8 tensor cores, except from 64 rows on with a bf16
+    output: there both operands are rewritten to row-scaled fp8 (mxfp8_to_fp8_rowwise) for
+    torch._scaled_mm's row-wise fp8 GEMM, whose product is not bit-equal to the dequantized
+    operands' (small elements of blocks far under their row's largest scale lose bits; bf16
+    copies and cuBLAS's bf16 GEMM where N % 16 != 0); else the eager reference
+    (backends/triton_blockscaled.mxfp8_gemm_route says which and why)."""
     out_dtype = out_dtype or torch.bfloat16
     if _traced(a):
         return _scaled_mm_mxfp8_op(

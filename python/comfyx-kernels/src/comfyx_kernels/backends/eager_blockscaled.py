@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from ..blockscaled import (
     E2M1_MAX,
     E4M3_MAX,
+    E8M0_BIAS,
     MXFP8_BLOCK,
+    MXFP8_ROWWISE_MAX_SHIFT,
     NVFP4_BLOCK,
     W4A8_WEIGHT_DIVISOR,
     e2m1_codes,
@@ -251,6 +253,37 @@ def dequantize_mxfp8_exact(qx: torch.Tensor, block_scales: torch.Tensor) -> torc
     rows, cols = qx.shape
     scales = mxfp8_block_scales(block_scales, rows, cols).double()
     return (qx.double().reshape(rows, -1, MXFP8_BLOCK) * scales.unsqueeze(-1)).reshape(rows, cols)
+
+
+MXFP8_TO_FP8_ROWWISE = Constraints(
+    devices=DEVICES,
+    dtypes={"qx": E4M3, "block_scales": E8M0},
+    rules=(same_device("qx", "block_scales"), matrix("qx"), mxfp8_scales("qx", "block_scales")),
+)
+
+
+def _rowwise_factors(codes: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+    """float32 2^-(top - code) per block (int32 codes, top their row's largest), the gap capped
+    at MXFP8_ROWWISE_MAX_SHIFT; 0 for code 0, which is a zero scale (e8m0_to_float)."""
+    shift = (top - codes).clamp(max=MXFP8_ROWWISE_MAX_SHIFT)
+    factor = ((E8M0_BIAS - shift) << 23).view(torch.float32)
+    return torch.where(codes == 0, torch.zeros_like(factor), factor)
+
+
+@register("eager", "mxfp8_to_fp8_rowwise", MXFP8_TO_FP8_ROWWISE)
+def mxfp8_to_fp8_rowwise(
+    qx: torch.Tensor, block_scales: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MXFP8 → (e4m3 (rows, K), float32 row scales (rows,)): each row scaled by its largest block
+    scale 2^S, each element q of a block with scale 2^s rewritten as e4m3(q · 2^(s - S)), one
+    rounding to nearest even (the product is exact in float32). Exact unless q · 2^(s - S) falls
+    under e4m3's normal range (2^-6): then it is rounded onto the subnormal grid (2^-9)."""
+    rows, cols = qx.shape
+    codes = from_swizzled(block_scales.view(torch.uint8), rows, cols // MXFP8_BLOCK).int()
+    top = codes.amax(dim=1, keepdim=True) if cols else codes.new_zeros((rows, 1))
+    factors = _rowwise_factors(codes, top)
+    blocks = qx.float().reshape(rows, -1, MXFP8_BLOCK) * factors.unsqueeze(-1)
+    return blocks.reshape(rows, cols).to(torch.float8_e4m3fn), e8m0_to_float(top.reshape(rows))
 
 
 @register("eager", "scaled_mm_mxfp8", SCALED_MM_MXFP8)

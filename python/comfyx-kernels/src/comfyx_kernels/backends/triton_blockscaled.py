@@ -6,9 +6,12 @@ compute capability differ.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import triton
 
+from .. import blockscaled_rules
 from ..blockscaled import MXFP8_BLOCK, NVFP4_BLOCK, scale_buffer, scale_shape
 from ..constraints import Constraints
 from ..registry import register
@@ -18,12 +21,15 @@ from .triton import DEVICES, FP8_CAPABILITY, _size_class
 from .triton_gemm_kernels import m_bucket, mxfp8_gemm_kernel, nvfp4_weight_gemm_kernel
 
 HALF_DTYPES = frozenset({torch.bfloat16, torch.float16})
-# Rows (M) from which scaled_mm_mxfp8 with a bf16 output dequantizes both operands into transient
-# bf16 copies (exact: e4m3 · 2^k fits bf16) for cuBLAS's GEMM instead of running the Triton MXFP8
-# GEMM: that kernel reached 244 TFLOP/s at 8192³ on an H100 (0.31x cuBLAS's bf16, NOTES-fp4.md),
-# where two dequantize passes at ~89% of copy (~70 µs each) and the bf16 GEMM (1397 µs) predict
-# ~0.9x. mxfp8_linear's weight-only dequant path starts at the same row count (measured for NVFP4).
+# Rows (M) from which scaled_mm_mxfp8 leaves the Triton MXFP8 GEMM (244 TFLOP/s at 8192³ on an
+# H100, 0.31x cuBLAS's bf16, NOTES-fp4.md) for a library GEMM of transient copies of both
+# operands: with a bf16 output on sm_89 / sm_90, row-scaled fp8 copies (mxfp8_to_fp8_rowwise,
+# two memory-bound passes of ~45 µs at 8192²) for torch._scaled_mm's row-wise fp8 GEMM (~780 µs,
+# as the per-tensor one: ~1.6x bf16 predicted); where that GEMM cannot run, bf16 copies (exact)
+# for cuBLAS's bf16 GEMM (1675 µs measured, 0.85x). mxfp8_linear's paths start at the same count.
 MXFP8_DEQUANT_MIN_ROWS = 64
+# Where scaled_mm_mxfp8 went and why, at DEBUG beside the registry's own decisions.
+logger = logging.getLogger("comfyx_kernels.dispatch")
 
 
 def _like_eager(constraints: Constraints, **dtypes: frozenset) -> Constraints:
@@ -123,6 +129,68 @@ def dequantize_mxfp8(
     return out
 
 
+# Row scales per program of mxfp8_row_scale_kernel, and scales it reads per row at a time.
+_ROW_SCALE_ROWS, _ROW_SCALE_COLS = 32, 64
+
+
+@register("triton", "mxfp8_to_fp8_rowwise", _like_eager(eager.MXFP8_TO_FP8_ROWWISE))
+def mxfp8_to_fp8_rowwise(
+    qx: torch.Tensor, block_scales: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    qx = qx.contiguous()
+    rows, cols = qx.shape
+    out = torch.empty((rows, cols), dtype=torch.float8_e4m3fn, device=qx.device)
+    row_scale = torch.empty(rows, dtype=torch.float32, device=qx.device)
+    if not rows:
+        return out, row_scale
+    blocks = cols // MXFP8_BLOCK
+    padded_cols = scale_shape(rows, blocks)[1]
+    scales = block_scales.contiguous().view(torch.uint8)
+    kernels.mxfp8_row_scale_kernel[(triton.cdiv(rows, _ROW_SCALE_ROWS),)](
+        scales, row_scale, rows, blocks, padded_cols, BM=_ROW_SCALE_ROWS, BC=_ROW_SCALE_COLS
+    )
+    if cols:
+        kernels.mxfp8_to_fp8_rowwise_kernel[_tile_grid(rows, cols)](
+            qx, scales, row_scale, out, rows, cols, padded_cols, _size_class(out.numel())
+        )
+    return out, row_scale
+
+
+def mxfp8_gemm_route(
+    device: torch.device, m: int, k: int, n: int, out_dtype: torch.dtype
+) -> tuple[str, str]:
+    """How scaled_mm_mxfp8 multiplies (M, K) by (N, K) into out_dtype here, and why: "rowwise-fp8"
+    (both operands to row-scaled fp8, torch._scaled_mm's row-wise GEMM; not bit-equal to the
+    dequantized product, see mxfp8_to_fp8_rowwise), "dequant-bf16" (both dequantized to bf16,
+    exact, cuBLAS's GEMM) or "kernel" (the Triton MXFP8 GEMM)."""
+    if m < MXFP8_DEQUANT_MIN_ROWS or not k:
+        return "kernel", f"M={m} < {MXFP8_DEQUANT_MIN_ROWS} rows or K=0"
+    problem = blockscaled_rules.rowwise_fp8_problem(device, out_dtype, k, n)
+    if problem is None:
+        return "rowwise-fp8", f"M={m} >= {MXFP8_DEQUANT_MIN_ROWS} rows, row-wise fp8 GEMM"
+    if out_dtype == torch.bfloat16:
+        return "dequant-bf16", f"M={m} >= {MXFP8_DEQUANT_MIN_ROWS} rows, but {problem}"
+    return "kernel", f"{out_dtype} output ({problem})"
+
+
+def _rowwise_fp8_gemm(a, b, block_scale_a, block_scale_b, bias) -> torch.Tensor:
+    qa, row_scale_a = mxfp8_to_fp8_rowwise(a, block_scale_a)
+    qb, row_scale_b = mxfp8_to_fp8_rowwise(b, block_scale_b)
+    # bias in bf16, as the dequant path's F.linear takes it; b column-major, as cuBLASLt wants it
+    return torch._scaled_mm(
+        qa, qb.t(), scale_a=row_scale_a.reshape(-1, 1), scale_b=row_scale_b.reshape(1, -1),
+        bias=None if bias is None else bias.to(torch.bfloat16), out_dtype=torch.bfloat16,
+    )  # fmt: skip
+
+
+def _dequantized_gemm(a, b, block_scale_a, block_scale_b, bias) -> torch.Tensor:
+    # the product of the dequantized operands, as the kernel's, rounded once to bf16 by cuBLAS
+    a16 = dequantize_mxfp8(a, block_scale_a, torch.bfloat16)
+    b16 = dequantize_mxfp8(b, block_scale_b, torch.bfloat16)
+    bias16 = None if bias is None else bias.to(torch.bfloat16)
+    return torch.nn.functional.linear(a16, b16, bias16)
+
+
 @register("triton", "scaled_mm_mxfp8", _like_eager(eager.SCALED_MM_MXFP8))
 def scaled_mm_mxfp8(
     a: torch.Tensor,
@@ -134,12 +202,13 @@ def scaled_mm_mxfp8(
 ) -> torch.Tensor:
     a, b = a.contiguous(), b.contiguous()
     (m, k), n = a.shape, b.shape[0]
-    if m >= MXFP8_DEQUANT_MIN_ROWS and out_dtype == torch.bfloat16 and k:
-        # the product of the dequantized operands, as the kernel's, rounded once to bf16 by cuBLAS
-        a16 = dequantize_mxfp8(a, block_scale_a, torch.bfloat16)
-        b16 = dequantize_mxfp8(b, block_scale_b, torch.bfloat16)
-        bias16 = None if bias is None else bias.to(torch.bfloat16)
-        return torch.nn.functional.linear(a16, b16, bias16)
+    route, reason = mxfp8_gemm_route(a.device, m, k, n, out_dtype)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("scaled_mm_mxfp8 (triton): %s: %s", route, reason)
+    if route == "rowwise-fp8":
+        return _rowwise_fp8_gemm(a, b, block_scale_a, block_scale_b, bias)
+    if route == "dequant-bf16":
+        return _dequantized_gemm(a, b, block_scale_a, block_scale_b, bias)
     out = torch.empty((m, n), dtype=out_dtype, device=a.device)
     if not out.numel():
         return out

@@ -1,5 +1,5 @@
-"""Triton kernels for NVFP4 and MXFP8 quantize / dequantize, bit for bit equal to the eager
-backend (backends/eager_blockscaled.py) on finite inputs.
+"""Triton kernels for NVFP4 and MXFP8 quantize / dequantize and MXFP8's row-wise fp8 rewrite,
+bit for bit equal to the eager backend (backends/eager_blockscaled.py) on finite inputs.
 
 They run on sm_89 and newer (hardware fp8 conversion; no sm_100 instruction such as
 `cvt.e2m1x2`, which is why comfy-kitchen's Triton NVFP4 kernels fail on Hopper and Ada).
@@ -12,7 +12,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ..blockscaled import W4A8_WEIGHT_DIVISOR
+from ..blockscaled import MXFP8_ROWWISE_MAX_SHIFT, W4A8_WEIGHT_DIVISOR
 from .triton_kernels import _tuning, autotune
 
 # Quantize / dequantize tiles: (rows, columns, warps). BK is a multiple of 64, so a program's
@@ -39,6 +39,7 @@ SHIFT_DOWN = tl.constexpr(2.0**-64)
 E2M1_TINY_INVERSE = tl.constexpr(2.0**14)
 W4A8_DIVISOR = tl.constexpr(W4A8_WEIGHT_DIVISOR)
 W4A8_INVERSE = tl.constexpr(1.0 / W4A8_WEIGHT_DIVISOR)  # a power of two: the multiply is exact
+ROWWISE_MAX_SHIFT = tl.constexpr(MXFP8_ROWWISE_MAX_SHIFT)
 
 
 @triton.jit
@@ -328,3 +329,58 @@ def dequantize_mxfp8_kernel(
     scales = e8m0_values(tl.load(s_ptr + s_offsets, mask=s_mask, other=0))
     out = tl.reshape(tl.reshape(q, (BM, BK // 32, 32)) * scales[:, :, None], (BM, BK))
     tl.store(out_ptr + offsets, out.to(out_ptr.dtype.element_ty), mask)
+
+
+@triton.jit
+def mxfp8_row_scale_kernel(
+    s_ptr,
+    row_scale_ptr,
+    rows,
+    blocks,
+    scale_cols_padded,
+    BM: tl.constexpr,
+    BC: tl.constexpr,
+):
+    """Each row's largest e8m0 block scale as float32 (e8m0_values: code 0 → 0), BM rows per
+    program, BC of a row's scales at a time (1/32 of the data: the pass over q is the cost)."""
+    r = tl.program_id(0) * BM + tl.arange(0, BM)
+    top = tl.zeros((BM,), dtype=tl.int32)
+    for start in range(0, blocks, BC):
+        sc = start + tl.arange(0, BC)
+        s_mask = (r < rows)[:, None] & (sc < blocks)[None, :]
+        s_offsets = swizzled_offset(r[:, None], sc[None, :], scale_cols_padded)
+        codes = tl.load(s_ptr + s_offsets, mask=s_mask, other=0).to(tl.int32)
+        top = tl.maximum(top, tl.max(codes, axis=1))
+    tl.store(row_scale_ptr + r, e8m0_values(top), r < rows)
+
+
+@autotune(configs=_TILE_CONFIGS, key=["size_class"])
+@triton.jit
+def mxfp8_to_fp8_rowwise_kernel(
+    q_ptr,
+    s_ptr,
+    row_scale_ptr,
+    out_ptr,
+    rows,
+    cols,
+    scale_cols_padded,
+    size_class,
+    BM: tl.constexpr,
+    BK: tl.constexpr,
+):
+    """e4m3(q · 2^(s - S)) for a BM x BK tile (eager_blockscaled.mxfp8_to_fp8_rowwise): S read
+    back from the row scale's exponent field, the power of two built on the bits (an exact
+    multiply), one rounding to nearest even in the fp8 conversion."""
+    pid_m, pid_k = tl.program_id(0), tl.program_id(1)
+    r, _, mask, offsets = _tile(pid_m, pid_k, rows, cols, cols, BM, BK)
+    q = tl.load(q_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    sc = pid_k * (BK // 32) + tl.arange(0, BK // 32)
+    s_mask = (r < rows)[:, None] & (sc < cols // 32)[None, :]
+    s_offsets = swizzled_offset(r[:, None], sc[None, :], scale_cols_padded)
+    codes = tl.load(s_ptr + s_offsets, mask=s_mask, other=0).to(tl.int32)
+    top = tl.load(row_scale_ptr + r, mask=r < rows, other=0.0).to(tl.int32, bitcast=True) >> 23
+    shift = tl.minimum(top[:, None] - codes, ROWWISE_MAX_SHIFT)
+    factor = ((127 - shift) << 23).to(tl.float32, bitcast=True)
+    factor = tl.where(codes == 0, 0.0, factor)  # code 0 is a zero scale
+    out = tl.reshape(tl.reshape(q, (BM, BK // 32, 32)) * factor[:, :, None], (BM, BK))
+    tl.store(out_ptr + offsets, out.to(tl.float8e4nv), mask)

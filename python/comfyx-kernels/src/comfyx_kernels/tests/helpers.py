@@ -83,3 +83,23 @@ def near_midpoints(
     x = torch.cat([x, x.nextafter(torch.tensor(float("inf"))), x.nextafter(torch.tensor(0.0))])
     x = x[(x.double() / scale).abs() <= largest]
     return torch.cat([x, -x])
+
+
+def allow_rowwise_fp8(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The row-wise fp8 GEMM's rule judged on the CPU as on an sm_90 device (its dtype and width
+    checks stay; torch 2.14's torch._scaled_mm takes row-wise scaled e4m3 on the CPU), so the
+    routes built on it run in CPU tests; on a GPU the real rule decides, and a device without
+    that GEMM skips the test."""
+    from comfyx_kernels import blockscaled_rules, constraints
+
+    rule = blockscaled_rules.rowwise_fp8_problem
+    if device() == "cpu":
+        sm90 = torch.device("cuda", 0)
+        monkeypatch.setitem(constraints._capabilities, 0, (9, 0))
+        monkeypatch.setattr(
+            blockscaled_rules, "rowwise_fp8_problem", lambda _device, *rest: rule(sm90, *rest)
+        )
+        return
+    problem = rule(torch.device("cuda"), torch.bfloat16, 32)
+    if problem:
+        pytest.skip(problem)

@@ -6,7 +6,10 @@ bf16; fp8 · 2^k is exact) and accumulate in float32, so their error is the outp
 order for float32 outputs (1e-5). The MXFP8 GEMM's "promote" variant multiplies each 32-element
 block on fp8 tensor cores, which on Hopper sum a block's products with about 14 bits of precision
 before the float32 accumulator takes them (DeepSeek-V3's H800 finding): measured 4.5e-5 relative
-for float32 outputs on an H100, so its float32 bound is 2e-4.
+for float32 outputs on an H100, so its float32 bound is 2e-4. On sm_89/sm_90 scaled_mm_mxfp8 with
+a bf16 output from MXFP8_DEQUANT_MIN_ROWS rows on multiplies row-scaled fp8 rewrites of its operands
+instead, not bit-equal to the dequantized product but within the same bf16 bound
+(test_mxfp8_rowwise.py).
 """
 
 import pytest
@@ -25,7 +28,7 @@ from comfyx_kernels.blockscaled import W4A8_WEIGHT_DIVISOR, nvfp4_tensor_scale, 
 from comfyx_kernels.blockscaled_linear import DEQUANT_MIN_ROWS, LinearPath
 from comfyx_kernels.registry import dispatch
 
-from .helpers import assert_bit_equal, device, triton_param
+from .helpers import allow_rowwise_fp8, assert_bit_equal, device, triton_param
 
 triton = pytest.importorskip("triton", reason="the GEMM variants are Triton configs")
 gemm = pytest.importorskip("comfyx_kernels.backends.triton_gemm_kernels")
@@ -213,6 +216,11 @@ def sm90_paths(monkeypatch):
 
 
 @pytest.fixture
+def rowwise_anywhere(monkeypatch):
+    allow_rowwise_fp8(monkeypatch)
+
+
+@pytest.fixture
 def scaled_mm_anywhere(monkeypatch):
     """torch._scaled_mm also on the CPU (torch 2.14's takes e4m3 operands there), where
     fp8_linear would dequantize instead: the dequant-fp8 path's own call gets tested."""
@@ -396,11 +404,17 @@ def test_the_real_path_choice_traces_whole_under_torch_compile(rows, activation)
 
 
 @pytest.mark.parametrize("rows", ROWS)
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)
-def test_mxfp8_path_by_rows_and_dtype(rows, dtype, sm90_paths):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+def test_mxfp8_path_by_rows_and_dtype(rows, dtype, sm90_paths, rowwise_anywhere):
     path = cx.mxfp8_linear_path(torch.empty(rows, 64, dtype=dtype))
-    dequant = rows >= DEQUANT_MIN_ROWS and dtype == torch.bfloat16  # float32 stays on the MX GEMM
-    assert path.name == ("dequant-bf16" if dequant else "triton"), path
+    expected = "triton"  # below the row count, and float32 at any: the MX GEMM
+    if rows >= DEQUANT_MIN_ROWS and dtype != torch.float32:
+        # the row-wise fp8 GEMM writes bf16 only
+        expected = "rowwise-fp8" if dtype == torch.bfloat16 else "dequant-bf16"
+    assert path.name == expected, path
+    # a width the row-wise GEMM cannot take (N % 16) dequantizes the weight
+    narrow = cx.mxfp8_linear_path(torch.empty(rows, 64, dtype=dtype), out_features=70)
+    assert narrow.name == ("dequant-bf16" if expected == "rowwise-fp8" else expected), narrow
 
 
 @pytest.mark.parametrize("backend", triton_param())
@@ -409,6 +423,7 @@ def test_mxfp8_dequant_path_is_f_linear_of_the_dequantized_weight(backend, sm90_
     q, s = cx.quantize_mxfp8(torch.randn(n, k, device=device()), pad_32x=True)
     x = torch.randn(DEQUANT_MIN_ROWS + 1, k, device=device(), dtype=torch.bfloat16)
     bias = torch.randn(n, device=device(), dtype=torch.bfloat16)
+    assert cx.mxfp8_linear_path(x, n).name == "dequant-bf16"  # N % 16: no row-wise fp8 GEMM
     with cx.backend_trace() as trace:
         out = cx.mxfp8_linear(x, q, s, bias, out_features=n)
     assert trace == [("dequantize_mxfp8", "triton")]
@@ -417,10 +432,33 @@ def test_mxfp8_dequant_path_is_f_linear_of_the_dequantized_weight(backend, sm90_
 
 
 @pytest.mark.parametrize("backend", triton_param())
+def test_mxfp8_rowwise_path_is_the_rowwise_gemm_of_the_quantized_activation(
+    backend, sm90_paths, rowwise_anywhere
+):
+    """From DEQUANT_MIN_ROWS rows on with bf16 activations: the activation quantized to MXFP8,
+    both operands rewritten to row-scaled fp8 (the weight's copy only for the call), the row-wise
+    fp8 GEMM; within the bf16 bound of the exact product of the quantized activation and weight."""
+    n, k = 80, 96
+    q, s = cx.quantize_mxfp8(torch.randn(n, k, device=device()))
+    x = torch.randn(DEQUANT_MIN_ROWS + 1, k, device=device(), dtype=torch.bfloat16)
+    bias = torch.randn(n, device=device(), dtype=torch.bfloat16)
+    assert cx.mxfp8_linear_path(x, n).name == "rowwise-fp8"
+    route, _ = triton_blockscaled.mxfp8_gemm_route(x.device, len(x), k, n, torch.bfloat16)
+    assert route == "rowwise-fp8"
+    with cx.backend_trace() as trace:
+        out = cx.mxfp8_linear(x, q, s, bias)
+    assert [op for op, _ in trace] == ["quantize_mxfp8", "scaled_mm_mxfp8"]
+    qx, sx = cx.quantize_mxfp8(x, backend="eager")
+    exact = dequantize_mxfp8_exact(qx, sx) @ dequantize_mxfp8_exact(q, s).T + bias.double()
+    assert relative_error(out, exact) < BF16_BOUND
+
+
+@pytest.mark.parametrize("backend", triton_param())
 def test_mxfp8_gemm_from_its_dequant_rows_on_is_f_linear_of_the_dequantized_operands(backend):
-    """With a bf16 output and MXFP8_DEQUANT_MIN_ROWS rows or more, scaled_mm_mxfp8 is cuBLAS's GEMM
-    of both operands dequantized (bit for bit F.linear of eager's dequantization); below, the
-    MX-scaled kernel."""
+    """With a bf16 output and MXFP8_DEQUANT_MIN_ROWS rows or more, where the row-wise fp8 GEMM
+    cannot run (here N % 16 != 0; on the CPU any N), scaled_mm_mxfp8 is cuBLAS's GEMM of both
+    operands dequantized (bit for bit F.linear of eager's dequantization); below, the MX-scaled
+    kernel."""
     k, n = 96, 70
     qb, sb = cx.quantize_mxfp8(torch.randn(n, k, device=device()))
     b16 = cx.dequantize_mxfp8(qb, sb, torch.bfloat16, backend="eager")
@@ -437,6 +475,32 @@ def test_mxfp8_gemm_from_its_dequant_rows_on_is_f_linear_of_the_dequantized_oper
         else:  # the kernel rounds its float32 sum with the float32 bias once: not F.linear's bits
             assert not torch.equal(out, dequant)
             assert relative_error(out, dequant) < BF16_BOUND
+
+
+@pytest.mark.parametrize("backend", triton_param())
+def test_mxfp8_gemm_from_its_dequant_rows_on_is_near_the_dequantized_product(
+    backend, rowwise_anywhere
+):
+    """Where the row-wise fp8 GEMM can run (bf16 output, N % 16 == 0, sm_89/sm_90), from
+    MXFP8_DEQUANT_MIN_ROWS rows on scaled_mm_mxfp8 multiplies row-scaled fp8 rewrites of both
+    operands: elements of blocks far under their row's largest scale lose bits there, so the
+    product is no longer bit-equal to F.linear of the dequantized operands (the contract until
+    this route); it stays within the bf16 bound of the exact product, as F.linear's does."""
+    k, n = 96, 80
+    qb, sb = cx.quantize_mxfp8(torch.randn(n, k, device=device()))
+    bias = torch.randn(n, device=device())
+    m = MXFP8_DEQUANT_MIN_ROWS
+    a = torch.randn(m, k, device=device())
+    a[:, :32] *= 64  # block scales that differ along K: the others shift by 2^-6
+    qa, sa = cx.quantize_mxfp8(a)
+    route, _ = triton_blockscaled.mxfp8_gemm_route(qa.device, m, k, n, torch.bfloat16)
+    assert route == "rowwise-fp8"
+    a8, row_scale = cx.mxfp8_to_fp8_rowwise(qa, sa, backend="eager")
+    lost = a8.double() * row_scale.double()[:, None] != dequantize_mxfp8_exact(qa, sa)
+    assert lost.any()  # the shifted blocks' smallest elements: what the bound has to cover
+    out = cx.scaled_mm_mxfp8(qa, qb, sa, sb, bias, torch.bfloat16, backend=backend)
+    exact = dequantize_mxfp8_exact(qa, sa) @ dequantize_mxfp8_exact(qb, sb).T + bias.double()
+    assert relative_error(out, exact) < BF16_BOUND
 
 
 def test_the_device_and_backend_checks_trace_as_lookups(monkeypatch):
