@@ -406,14 +406,15 @@ def test_the_real_path_choice_traces_whole_under_torch_compile(rows, activation)
 @pytest.mark.parametrize("rows", ROWS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
 def test_mxfp8_path_by_rows_and_dtype(rows, dtype, sm90_paths, rowwise_anywhere):
-    path = cx.mxfp8_linear_path(torch.empty(rows, 64, dtype=dtype))
+    x = torch.empty(rows, 64, dtype=dtype, device=device())  # the real rule decides on a GPU
+    path = cx.mxfp8_linear_path(x)
     expected = "triton"  # below the row count, and float32 at any: the MX GEMM
     if rows >= DEQUANT_MIN_ROWS and dtype != torch.float32:
         # the row-wise fp8 GEMM writes bf16 only
         expected = "rowwise-fp8" if dtype == torch.bfloat16 else "dequant-bf16"
     assert path.name == expected, path
     # a width the row-wise GEMM cannot take (N % 16) dequantizes the weight
-    narrow = cx.mxfp8_linear_path(torch.empty(rows, 64, dtype=dtype), out_features=70)
+    narrow = cx.mxfp8_linear_path(x, out_features=70)
     assert narrow.name == ("dequant-bf16" if expected == "rowwise-fp8" else expected), narrow
 
 

@@ -97,8 +97,8 @@ def test_normal_elements_are_exact_after_the_shift_back(backend):
     rows, k = 130, 320
     q, s = random_mxfp8(rows, k, spread=4)
     q2, row_scale = cx.mxfp8_to_fp8_rowwise(q, s, backend=backend)
-    block_scale = mxfp8_block_scales(s, rows, k).repeat_interleave(MXFP8_BLOCK, dim=1)
-    gap = (block_scale.double() / row_scale.double().cpu()[:, None]).cpu()  # 2^(s - S), or 0
+    block_scale = mxfp8_block_scales(s, rows, k).cpu().repeat_interleave(MXFP8_BLOCK, dim=1)
+    gap = block_scale.double() / row_scale.double().cpu()[:, None]  # 2^(s - S), or 0
     shifted = q.double().cpu() * gap
     normal = (shifted.abs() >= E4M3_MIN_NORMAL) & (gap > 0)
     back = (q2.double().cpu() / gap).to(torch.float8_e4m3fn)
