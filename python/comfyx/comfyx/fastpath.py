@@ -203,7 +203,10 @@ def install(settings: FastPathSettings, caches: CompileCaches, calibration: Path
 
             chosen = CompileSettings(compile_unet_regions=settings.compile_unet_regions)
             keys = compile_keys(patcher.model, chosen.compile_transformer_blocks_only, chosen.compile_unet_regions)
-            # CUDA graphs only where measured: a model compiled whole (bench/compile.py's sdxl-fp8-graphs1)
+            # CUDA graphs only where measured: a model compiled whole (bench/compile.py's sdxl-fp8-graphs1).
+            # Not the UNet's regions: torch's CUDA graph trees take each compiled region entered from eager code
+            # for a new run and reuse the memory of outputs still held (the skip connections): the first step
+            # failed with "accessing tensor output of CUDAGraphs that has been overwritten" (H100, 2026-12-07)
             if settings.compile_cuda_graphs and keys == WHOLE_MODEL:
                 problem = _cuda_graphs_problem(patcher.load_device)
                 if problem is None:

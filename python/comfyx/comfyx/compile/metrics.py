@@ -29,6 +29,8 @@ _COUNTERS = {
     ("aot_autograd", "autograd_cache_miss"): "aot_cache_misses",
     ("aot_autograd", "autograd_cache_bypass"): "aot_cache_bypasses",
     ("aot_autograd", "autograd_cache_saved"): "aot_cache_saves",
+    # compiled graphs that asked for CUDA graphs (reduce-overhead) and run without them
+    ("inductor", "cudagraph_skips"): "cuda_graph_skips",
 }
 
 
@@ -216,6 +218,7 @@ class CompileMetrics:
             f"AOTAutograd cache {s['aot_cache_hits']} hits / {s['aot_cache_misses']} misses / "
             f"{s['aot_cache_bypasses']} bypasses, "
             f"artifacts loaded {s['artifacts_loaded']} / saved {s['artifacts_saved']}"
+            + (f"; {s['cuda_graph_skips']} graph(s) run without CUDA graphs" if s["cuda_graph_skips"] else "")
             + (f"; first recompile: {s['recompile_reasons'][0]}" if s["recompile_reasons"] else "")
         )
 
