@@ -571,11 +571,46 @@ def checked_scaled_fp8_linear(
     restart (SDXL's UNet: 700 fp8 layers); a layer's trace took 55.8 k Python calls with the
     check repeated and its fallback closure built, against 21.2 k for a bf16 layer
     (bench/dynamo_trace.py's count, 2-core CPU, torch 2.14)."""
-    qdata, scale = _quantize_activation(x, input_scale)
+    if torch.compiler.is_compiling():
+        return torch.ops.comfyx_kernels.scaled_fp8_linear(
+            x, weight, weight_scale, bias, input_scale, fast_accum
+        )
+    return _quantized_linear(
+        x, weight, weight_scale, bias, input_scale, fast_accum, TensorCoreFP8Layout.quantize
+    )
+
+
+# The traced fp8 layer as one operator. Dynamo records it as one node instead of interpreting the
+# quantize and GEMM code once per layer at every compile and warm restart; being
+# CompositeImplicitAutograd, it is decomposed into those same aten operations when AOTAutograd
+# traces the graph (which a warm restart skips: its cache hits), so inductor fuses the quantize
+# into the kernels around it as before.
+_LIBRARY = torch.library.Library("comfyx_kernels", "FRAGMENT")
+_LIBRARY.define(
+    "scaled_fp8_linear(Tensor x, Tensor weight, Tensor weight_scale, Tensor? bias, "
+    "Tensor? input_scale, bool fast_accum) -> Tensor"
+)
+
+
+def _quantized_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    input_scale: torch.Tensor | None,
+    fast_accum: bool,
+    quantize: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> torch.Tensor:
+    """The fp8 layer's activation quantize and GEMM; as the operator's kernel (no `quantize`
+    given), with the traceable quantize its decomposition needs."""
+    qdata, scale = (quantize or _traceable_quantize)(x, input_scale)
     out = _scaled_mm(
         qdata.reshape(-1, x.shape[-1]), scale, weight.t(), weight_scale, bias, x.dtype, fast_accum
     )
     return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
+_LIBRARY.impl("scaled_fp8_linear", _quantized_linear, "CompositeImplicitAutograd")
 
 
 def _quantize_activation(

@@ -226,3 +226,32 @@ def test_traced_dynamic_scale_is_the_kernels_at_fp8_midpoints():
 
     compiled = torch.compile(forward, backend="aot_eager", fullgraph=True)
     assert_bit_equal(compiled(x), forward(x))
+
+
+@pytest.mark.parametrize("input_scale", [None, 0.02], ids=["dynamic", "static"])
+def test_a_traced_fp8_layer_is_one_operator_computing_the_eager_layer(monkeypatch, input_scale):
+    """Dynamo records comfyx's fp8 layer (checked_scaled_fp8_linear) as one operator, so a warm
+    restart does not interpret its code once per layer; AOTAutograd decomposes it into the eager
+    layer's operations (aot_eager runs them as they are: bit for bit). On a machine without fp8
+    tensor cores torch._scaled_mm's CPU kernel stands in for cuBLASLt."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    from comfyx_kernels import quantized_tensor
+
+    if device() != "cuda":
+        monkeypatch.setattr(quantized_tensor, "_gemm_problem", lambda device, k, n: None)
+    qw = QuantizedTensor.from_float(random_weight())
+    bias = torch.randn(64, device=device(), dtype=torch.bfloat16)
+    scale = None if input_scale is None else torch.tensor(input_scale, device=device())
+    x = torch.randn(2, 5, 48, device=device(), dtype=torch.bfloat16) * 4
+
+    def layer(x):
+        return quantized_tensor.checked_scaled_fp8_linear(
+            x, qw._qdata, qw._scale, bias, scale, False
+        )
+
+    counter = CompileCounterWithBackend("aot_eager")
+    actual = torch.compile(layer, backend=counter, fullgraph=True)(x)
+    calls = [n.target for n in counter.graphs[0].graph.nodes if n.op == "call_function"]
+    assert calls == [torch.ops.comfyx_kernels.scaled_fp8_linear], calls
+    assert_bit_equal(actual, layer(x))
