@@ -190,6 +190,9 @@ class Plan:
     timeout: float = 1800.0
     interleave: bool = False  # timed runs round the configurations, every server up at once
     profile_dir: Path | None = None  # the warm restarts sampled with py-spy, their stacks written here
+    # one set of persistent caches for every configuration: the first to compile fills them, the later ones
+    # start warm (for comparing what compiles alike, e.g. engines, without a cold compile each)
+    shared_caches: bool = False
 
 
 def file_formats(configs: list[Config], arch: str) -> tuple[str, ...]:
@@ -280,7 +283,8 @@ def _server(plan: Plan, config: Config, work: Path, tag: str, wrapper: list[str]
     if _frontend_missing():
         (work / "no-frontend").mkdir(exist_ok=True)
         comfyui_args += ["--front-end-root", str(work / "no-frontend")]
-    caches = work / f"{config.name}-caches"  # fresh per configuration; the warm restart reuses it
+    # fresh per configuration, unless shared; the warm restart reuses them
+    caches = work / ("shared-caches" if plan.shared_caches else f"{config.name}-caches")
     env = {"TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"), "TRITON_CACHE_DIR": str(caches / "triton"),
            "COMFYX_CACHE_DIR": str(caches / "comfyx"), "PYTHONUNBUFFERED": "1"}
     log_path = work / f"{config.name}-{tag}.log"
@@ -386,6 +390,8 @@ def _stop(live: LiveConfig) -> None:
 def _warm_restart_if_compiled(plan: Plan, models: dict | None, work: Path, live: LiveConfig) -> None:
     """For comfyx's compiling configurations that ran without error, the warm restart (server stopped)."""
     config, result = live.result.config, live.result
+    if plan.shared_caches:  # a restart on caches other configurations filled says nothing of this one's
+        return
     if config.kind == "comfyx" and config.compiles and result.error is None:  # comfyx's persistent caches
         _warm_restart(plan, config, models, work, result)
 
@@ -571,6 +577,7 @@ def report(plan: Plan, results: list[ConfigResult], reference: str, models: dict
         "shape": dataclasses.asdict(plan.shape),
         "runs": plan.runs,
         "interleaved": plan.interleave,
+        "shared_caches": plan.shared_caches,
         "reference": reference,
         "models": models,
         "environment": environment(),

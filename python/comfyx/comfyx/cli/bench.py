@@ -51,6 +51,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="keep every configuration's server up and take the timed runs in rounds (run 1 of each, "
                             "then run 2 of each, ...), so drift in the device's speed weighs on all alike; the "
                             "device must hold every configuration's models at once")
+    bench.add_argument("--shared-caches", action="store_true",
+                       help="one set of compile caches for every configuration: the first to compile fills them "
+                            "and the later ones start warm (for comparing configurations that compile alike, e.g. "
+                            "--engine stock and bmf, without a cold compile each); no warm restarts are measured")
     bench.add_argument("--steps", type=int, help="sampler steps (default: the model's usual, e.g. 20)")
     bench.add_argument("--size", metavar="WxH", help="image size (default: the model's usual, e.g. 1024x1024)")
     bench.add_argument("--seed", type=int, default=1, help="first run's seed; run i uses seed+i (default: 1)")
@@ -117,6 +121,9 @@ def _plan(args: argparse.Namespace, comfyui: Path, paths: PathSettings):
     if args.steps:
         shape = workflows.Shape(shape.width, shape.height, args.steps, shape.cfg)
     specs = args.config or list(run.DEFAULT_CONFIGS)
+    if args.profile_warm_restart and args.shared_caches:
+        raise run.BenchError("--profile-warm-restart samples the warm restarts, which --shared-caches leaves out "
+                             "(a restart on caches another configuration filled): choose one")
     if args.profile_warm_restart and profile.py_spy() is None:
         raise run.BenchError("--profile-warm-restart samples the server with py-spy, found neither beside "
                              f"{sys.executable} nor on PATH "
@@ -126,7 +133,7 @@ def _plan(args: argparse.Namespace, comfyui: Path, paths: PathSettings):
         arch=args.model if builtin else None, workflow=args.workflow if builtin else str(Path(args.workflow).resolve()),
         configs=[run.Config.parse(spec) for spec in specs], shape=shape, runs=args.runs, seed=args.seed,
         cpu=args.cpu, reference=args.reference, work=args.work, timeout=args.timeout, interleave=args.interleave,
-        profile_dir=args.out.resolve() if args.profile_warm_restart else None,
+        profile_dir=args.out.resolve() if args.profile_warm_restart else None, shared_caches=args.shared_caches,
     )
 
 

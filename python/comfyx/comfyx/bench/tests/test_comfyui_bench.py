@@ -111,3 +111,25 @@ def test_profile_warm_restart_says_where_the_restarted_servers_first_run_went(ru
     functions = [line.split("s  ", 1)[1] for line in summary[1:] if not line.startswith("#")]
     assert any(f.startswith("KSampler.sample (nodes.py:") for f in functions), functions  # the sampler node
     assert any(f.startswith("CompiledModel.run (comfyx/compile/apply.py:") for f in functions), functions
+
+
+def test_shared_caches_start_the_later_configurations_warm(run_comfyx, comfyui, models, tmp_path):
+    out = tmp_path / "results"
+    proc = run_comfyx("bench", "--comfyui", str(comfyui), "--models", str(models), "--model", "sd15-tiny",
+                      "--cpu", "--runs", "1", "--steps", "2", "--out", str(out), "--shared-caches",
+                      "--config", "a: comfyx --compile --engine stock", "--config", "b: comfyx --compile",
+                      timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "e2e-sd15-tiny-txt2img.json").read_text())
+    assert report["shared_caches"] is True
+    first, second = (next(line for line in c["log_lines"] if "FX graph cache" in line) for c in report["configs"])
+    # the first configuration compiled cold into the shared caches, the second found its graph there
+    assert re.search(r"FX graph cache \d+ hit\(s\) / [1-9]\d* miss", first), first
+    assert re.search(r"FX graph cache [1-9]\d* hit\(s\) / 0 miss", second), second
+    assert all(s["warm_restart_first_step_s"] is None for s in report["summary"].values())
+
+
+def test_shared_caches_and_a_warm_restart_profile_are_refused_together(run_comfyx, comfyui, models, tmp_path):
+    proc = run_comfyx("bench", "--comfyui", str(comfyui), "--models", str(models), "--model", "sd15-tiny",
+                      "--cpu", "--out", str(tmp_path), "--shared-caches", "--profile-warm-restart", timeout=120)
+    assert proc.returncode != 0 and "choose one" in proc.stderr + proc.stdout, proc.stderr[-2000:]
