@@ -307,6 +307,19 @@ def quantize_mxfp8_kernel(
     tl.store(s_ptr + s_offsets, tl.where(zero, 0, codes).to(tl.uint8), s_mask)
 
 
+@triton.jit
+def _mxfp8_tile(q_ptr, s_ptr, rows, cols, scale_cols_padded, BM: tl.constexpr, BK: tl.constexpr):
+    """This program's BM x BK tile of MXFP8 data (float32) and its e8m0 codes (BM, BK // 32), with
+    the tile's rows, mask and offsets."""
+    pid_m, pid_k = tl.program_id(0), tl.program_id(1)
+    r, _, mask, offsets = _tile(pid_m, pid_k, rows, cols, cols, BM, BK)
+    q = tl.load(q_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    sc = pid_k * (BK // 32) + tl.arange(0, BK // 32)
+    s_mask = (r < rows)[:, None] & (sc < cols // 32)[None, :]
+    s_offsets = swizzled_offset(r[:, None], sc[None, :], scale_cols_padded)
+    return r, mask, offsets, q, tl.load(s_ptr + s_offsets, mask=s_mask, other=0)
+
+
 @autotune(configs=_TILE_CONFIGS, key=["size_class"])
 @triton.jit
 def dequantize_mxfp8_kernel(
@@ -320,13 +333,8 @@ def dequantize_mxfp8_kernel(
     BM: tl.constexpr,
     BK: tl.constexpr,
 ):
-    pid_m, pid_k = tl.program_id(0), tl.program_id(1)
-    r, _, mask, offsets = _tile(pid_m, pid_k, rows, cols, cols, BM, BK)
-    q = tl.load(q_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-    sc = pid_k * (BK // 32) + tl.arange(0, BK // 32)
-    s_mask = (r < rows)[:, None] & (sc < cols // 32)[None, :]
-    s_offsets = swizzled_offset(r[:, None], sc[None, :], scale_cols_padded)
-    scales = e8m0_values(tl.load(s_ptr + s_offsets, mask=s_mask, other=0))
+    _, mask, offsets, q, codes = _mxfp8_tile(q_ptr, s_ptr, rows, cols, scale_cols_padded, BM, BK)
+    scales = e8m0_values(codes)
     out = tl.reshape(tl.reshape(q, (BM, BK // 32, 32)) * scales[:, :, None], (BM, BK))
     tl.store(out_ptr + offsets, out.to(out_ptr.dtype.element_ty), mask)
 
@@ -371,13 +379,8 @@ def mxfp8_to_fp8_rowwise_kernel(
     """e4m3(q · 2^(s - S)) for a BM x BK tile (eager_blockscaled.mxfp8_to_fp8_rowwise): S read
     back from the row scale's exponent field, the power of two built on the bits (an exact
     multiply), one rounding to nearest even in the fp8 conversion."""
-    pid_m, pid_k = tl.program_id(0), tl.program_id(1)
-    r, _, mask, offsets = _tile(pid_m, pid_k, rows, cols, cols, BM, BK)
-    q = tl.load(q_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-    sc = pid_k * (BK // 32) + tl.arange(0, BK // 32)
-    s_mask = (r < rows)[:, None] & (sc < cols // 32)[None, :]
-    s_offsets = swizzled_offset(r[:, None], sc[None, :], scale_cols_padded)
-    codes = tl.load(s_ptr + s_offsets, mask=s_mask, other=0).to(tl.int32)
+    r, mask, offsets, q, codes = _mxfp8_tile(q_ptr, s_ptr, rows, cols, scale_cols_padded, BM, BK)
+    codes = codes.to(tl.int32)
     top = tl.load(row_scale_ptr + r, mask=r < rows, other=0.0).to(tl.int32, bitcast=True) >> 23
     shift = tl.minimum(top[:, None] - codes, ROWWISE_MAX_SHIFT)
     factor = ((127 - shift) << 23).to(tl.float32, bitcast=True)
