@@ -66,11 +66,13 @@ TRITON_ENV = "TRITON_CACHE_DIR"
 
 @dataclass(frozen=True)
 class CompileCaches:
-    """The compile caches of this process: inductor's FX graphs, Triton's kernels, torch's portable artifacts."""
+    """The compile caches of this process: inductor's FX graphs, Triton's kernels, torch's portable artifacts,
+    Dynamo's traces of models compiled whole (comfyx.compile.traces)."""
 
     inductor: Path
     triton: Path
     artifacts: Path
+    traces: Path
 
     @classmethod
     def resolve(cls, cache_dir: Path, environ: Mapping[str, str]) -> CompileCaches:
@@ -79,7 +81,8 @@ class CompileCaches:
         inductor = environ.get(INDUCTOR_ENV, "")
         if not inductor or _is_torch_default(inductor):
             inductor = str(root / "inductor")
-        return cls(Path(inductor), Path(environ.get(TRITON_ENV) or root / "triton"), root / "artifacts")
+        return cls(Path(inductor), Path(environ.get(TRITON_ENV) or root / "triton"), root / "artifacts",
+                   root / "traces")
 
 
 def export_compile_caches(caches: CompileCaches, environ: MutableMapping[str, str]) -> None:

@@ -37,6 +37,7 @@ from comfyx.compile.metrics import (
 )
 from comfyx.compile.settings import CompilePlan, CompileSettings, CompileSettingsError, plan_for
 from comfyx.compile.targets import WHOLE_MODEL, CompiledForwards, compile_keys, in_place
+from comfyx.compile.traces import SavedTraces, TracedModule, load_state, process_identity
 from comfyx.paths import CompileCaches
 
 log = logging.getLogger(__name__)
@@ -77,11 +78,15 @@ class CompiledModel:
         # swapped into the model for a call; or, for modules ComfyUI dispatches on by type, their
         # forward replaced for the call
         self.modules: dict[str, torch.nn.Module] = {}
+        self.traces: SavedTraces | None = None
         in_place_keys = []
         for key in keys:
             module = comfy.utils.get_attr(base_model, key)
             if in_place(module):
                 in_place_keys.append(key)
+            elif keys == WHOLE_MODEL and settings.compile_trace_cache and plan.backend == "inductor":
+                self.traces = SavedTraces(module, kwargs, dirs.traces, process_identity(plan.key()), self.metrics)
+                self.modules[key] = TracedModule(module, torch.compile(module, **kwargs), self.traces)
             else:
                 self.modules[key] = torch.compile(module, **kwargs)
         self.in_place_keys = tuple(in_place_keys)
@@ -178,12 +183,13 @@ class CompiledModel:
             delta["aot_cache_misses"],
             delta["aot_cache_bypasses"],
         )
-        log.info(
-            "comfyx compile: %s at %s: of the %.2f s, dynamo compiled for %.2f s (AOTAutograd %.2f s, inductor "
-            "%.2f s, Triton %.2f s); the rest, %.2f s, ran the model",
-            self.metrics.label, shape, seconds, phases["compiling"], phases["aot_autograd"], phases["inductor"],
-            phases["triton"], max(seconds - phases["compiling"], 0.0),
-        )
+        if delta["frames_compiled"] or self.traces is None:  # a saved trace says its own times (traces.py)
+            log.info(
+                "comfyx compile: %s at %s: of the %.2f s, dynamo compiled for %.2f s (AOTAutograd %.2f s, inductor "
+                "%.2f s, Triton %.2f s); the rest, %.2f s, ran the model",
+                self.metrics.label, shape, seconds, phases["compiling"], phases["aot_autograd"], phases["inductor"],
+                phases["triton"], max(seconds - phases["compiling"], 0.0),
+            )
         return phases
 
 
@@ -210,7 +216,7 @@ def apply_compile(model: Any, settings: CompileSettings, dirs: CompileCaches) ->
     clone.remove_wrappers_with_key(WrappersMP.APPLY_MODEL, COMPILE_KEY)
     clone.add_wrapper_with_key(WrappersMP.APPLY_MODEL, COMPILE_KEY, _wrapper(compiled))
     clone.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, COMPILE_KEY)
-    clone.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, COMPILE_KEY, _log_after_sampling)
+    clone.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, COMPILE_KEY, _around_sampling)
     clone.model_options[TORCH_COMPILE_KWARGS] = plan.compile_kwargs()
     return clone
 
@@ -269,11 +275,14 @@ def _wrapper(compiled: CompiledModel) -> Callable:
     return comfyx_compile_wrapper
 
 
-def _log_after_sampling(executor: Any, *args: Any, **kwargs: Any) -> Any:
-    out = executor(*args, **kwargs)
+def _around_sampling(executor: Any, *args: Any, **kwargs: Any) -> Any:
     # the guider's patcher: a compile applied after ours (e.g. TorchCompileModel) replaced our
-    # APPLY_MODEL wrapper, and then there is nothing of ours to report
+    # APPLY_MODEL wrapper, and then there is nothing of ours to prepare or report
     compiled = compiled_model_of(executor.class_obj.model_patcher)
+    if compiled is not None and compiled.traces is not None:
+        # the model may have been patched or moved since the last sampling
+        compiled.traces.new_sampling(load_state(executor.class_obj.model_patcher.model))
+    out = executor(*args, **kwargs)
     if compiled is not None:
         log.info("comfyx compile: %s", compiled.metrics.text())
     return out

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def ensure(caches: CompileCaches) -> None:
     """Make the cache directories (torch and Triton make theirs too, but only when they first write)."""
-    for path in (caches.inductor, caches.triton, caches.artifacts):
+    for path in (caches.inductor, caches.triton, caches.artifacts, caches.traces):
         path.mkdir(parents=True, exist_ok=True)
 
 

@@ -145,6 +145,8 @@ class CompileMetrics:
     first_step_compile_s: dict[str, float] = field(default_factory=dict)  # compile_seconds of the first step
     artifacts_loaded: int = 0
     artifacts_saved: int = 0
+    traces_loaded: int = 0  # Dynamo's traces loaded from comfyx.compile.traces instead of traced again
+    traces_saved: int = 0
     triton_kernels_cached: int | None = None
     aot_cache_bypass_reasons: list[str] = field(default_factory=list)
     # dynamo's recompilations: a frame it had compiled compiled again (a new shape, a failed
@@ -166,7 +168,9 @@ class CompileMetrics:
 
     @property
     def caches_warm(self) -> bool:
-        """The first compile found its graphs in the caches (none had to be built)."""
+        """The first compile found its graphs in the caches (none had to be built): saved traces, or inductor's."""
+        if self.traces_loaded or self.traces_saved:
+            return self.traces_saved == 0
         counts = self.first_step_counts
         return counts.get("fx_cache_hits", 0) > 0 and counts.get("fx_cache_misses", 0) == 0
 
@@ -201,6 +205,8 @@ class CompileMetrics:
             "caches_warm": self.caches_warm,
             "artifacts_loaded": self.artifacts_loaded,
             "artifacts_saved": self.artifacts_saved,
+            "traces_loaded": self.traces_loaded,
+            "traces_saved": self.traces_saved,
             "triton_kernels_cached": self.triton_kernels_cached,
             "aot_cache_bypass_reasons": list(self.aot_cache_bypass_reasons),
             "recompile_reasons": list(self.recompile_reasons),
@@ -217,7 +223,8 @@ class CompileMetrics:
             f"{s['frames_compiled']}, FX graph cache {s['fx_cache_hits']} hits / {s['fx_cache_misses']} misses, "
             f"AOTAutograd cache {s['aot_cache_hits']} hits / {s['aot_cache_misses']} misses / "
             f"{s['aot_cache_bypasses']} bypasses, "
-            f"artifacts loaded {s['artifacts_loaded']} / saved {s['artifacts_saved']}"
+            f"artifacts loaded {s['artifacts_loaded']} / saved {s['artifacts_saved']}, "
+            f"traces loaded {s['traces_loaded']} / saved {s['traces_saved']}"
             + (f"; {s['cuda_graph_skips']} graph(s) run without CUDA graphs" if s["cuda_graph_skips"] else "")
             + (f"; first recompile: {s['recompile_reasons'][0]}" if s["recompile_reasons"] else "")
         )

@@ -59,6 +59,11 @@ class TorchCompileSpeedSettings:
                     "of whole: a restart's first step 11.7 s instead of 36.2 s for SDXL on an H100, sampling 0.83x "
                     "the speed",
                 }),
+                "compile_trace_cache": ("BOOLEAN", {
+                    "default": d.compile_trace_cache,
+                    "tooltip": "a model compiled whole (a UNet) saves Dynamo's trace beside the compile caches, so a "
+                    "restart loads it instead of tracing the model again",
+                }),
                 "dynamo_recompile_limit": ("INT", {"default": d.dynamo_recompile_limit, "min": 1, "max": 65536}),
                 "ptx_cache_dir": ("STRING", {
                     "default": d.ptx_cache_dir,

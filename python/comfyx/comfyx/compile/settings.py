@@ -65,6 +65,8 @@ class CompileSettings:
     force_parameter_static_shapes: bool = False
     allow_unmerged_lora_compile: bool = False
     compile_unet_regions: bool = False
+    # a model compiled whole keeps Dynamo's trace on disk (comfyx.compile.traces): a restart loads it
+    compile_trace_cache: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("backend", self.backend, BACKENDS)
@@ -83,6 +85,7 @@ class CompileSettings:
             "force_parameter_static_shapes",
             "allow_unmerged_lora_compile",
             "compile_unet_regions",
+            "compile_trace_cache",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise CompileSettingsError(f"{name} must be True or False, got {getattr(self, name)!r}")

@@ -8,10 +8,13 @@ state, and the warm-cache check needs a second process):
     python scenario.py --comfyui DIR --cache-dir DIR restart --latent OUT.pt   # speed mode on a tiny SDXL UNet
     python scenario.py --comfyui DIR --cache-dir DIR resolutions [--regions]   # three latent sizes, then the first
 
+(``--no-trace-cache``: restart and resolutions without saved traces.)
+
 The cache directory is comfyx's ``--cache-dir``: its compile caches are resolved and handed to torch
 at the start, as ``comfyx serve`` does.
 
-``full`` and ``warm`` sample the tiny SD1.5-architecture UNet of ``comfyx.testing.checkpoint``;
+``full`` and ``warm`` (Dynamo tracing at each start: no saved traces, but where ``full`` says so) sample the
+tiny SD1.5-architecture UNet of ``comfyx.testing.checkpoint``;
 ``restart`` samples a tiny SDXL-architecture UNet (ComfyUI's SDXL class) with attention run
 as ComfyUI runs it on CUDA. All fp32 on the CPU, sampled by ComfyUI's own KSampler code
 (``nodes.common_ksampler``).
@@ -29,7 +32,7 @@ from typing import Any
 SETTINGS = {
     "backend": "inductor", "fullgraph": False, "mode": "default", "dynamic": False, "dynamo_cache_size_limit": 64,
     "compile_transformer_blocks_only": True, "reuse_if_similar": True, "experimental_ptx": False,
-    "ptx_fast_math": False, "warmup_runs": 1,
+    "ptx_fast_math": False, "warmup_runs": 1, "compile_trace_cache": False,
 }  # fmt: skip
 LATENT = (1, 4, 8, 8)
 RESOLUTIONS = ((8, 8), (12, 12), (16, 8))  # latent height, width
@@ -147,6 +150,10 @@ def full(caches: Any) -> dict:
     key = "diffusion_model.out.2.weight"
     delta = (0.2 * __import__("torch").ones_like(base.model.diffusion_model.out[2].weight),)
     report["lora"] = _patched(compiled, base, out, lambda patcher: patcher.add_patches({key: delta}, 1.0))
+    # the same through a saved trace (compile_trace_cache): the weights it reads are the patched ones
+    traced = _apply(caches, base, compile_trace_cache=True)
+    report["lora_traced"] = _patched(traced, base, out, lambda patcher: patcher.add_patches({key: delta}, 1.0))
+    report["lora_traced"]["traces_saved"] = compiled_model_of(traced).metrics.traces_saved
 
     # a patch ComfyUI finds by a block's position (transformer_options' patches_replace, keyed by
     # block and index) reaches that block, and that block only, in the compiled UNet regions
@@ -192,26 +199,28 @@ def _attention_as_on_cuda(attention: Any, *args: Any, **kwargs: Any) -> Any:
         return attention(*args, **kwargs)
 
 
-def restart(caches: Any, latent_file: Path) -> dict:
-    """One process of a restart: the speed preset (the node's defaults) on the tiny SDXL UNet."""
+def restart(caches: Any, latent_file: Path, trace_cache: bool) -> dict:
+    """One process of a restart: the speed preset (the node's defaults) on the tiny SDXL UNet; without the saved
+    trace (``trace_cache`` False), Dynamo traces it again and the restart shows torch's own caches."""
     import torch
 
     from comfyx.compile.apply import compiled_model_of
 
     model = _tiny_patcher("sdxl")
     model.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = _attention_as_on_cuda
-    compiled = _apply(caches, model, mode="speed", ptx_fast_math=True)
+    compiled = _apply(caches, model, mode="speed", ptx_fast_math=True, compile_trace_cache=trace_cache)
     torch.save(_sample(compiled), latent_file)
     return {"metrics": compiled_model_of(compiled).metrics.summary()}
 
 
-def resolutions(caches: Any, regions: bool) -> dict:
+def resolutions(caches: Any, regions: bool, trace_cache: bool) -> dict:
     """The speed preset on the tiny SDXL UNet (``regions``: its spatial transformers and ResNet blocks)
     at each of :data:`RESOLUTIONS`, then at the first again: what dynamo compiled at each, and why."""
     from comfyx.compile.apply import compiled_model_of
     from comfyx.compile.metrics import compile_records_since, newest_compile_record
 
-    compiled = _apply(caches, _tiny_patcher("sdxl"), mode="speed", compile_unet_regions=regions)
+    compiled = _apply(caches, _tiny_patcher("sdxl"), mode="speed", compile_unet_regions=regions,
+                      compile_trace_cache=trace_cache)
     steps = []
     for height, width in (*RESOLUTIONS, RESOLUTIONS[0]):
         mark = newest_compile_record()
@@ -232,6 +241,8 @@ def main() -> int:
     parser.add_argument("scenario", choices=["full", "warm", "restart", "resolutions"])
     parser.add_argument("--latent", type=Path, help="restart: where to save the sampled latent")
     parser.add_argument("--regions", action="store_true", help="resolutions: compile_unet_regions")
+    parser.add_argument("--no-trace-cache", dest="trace_cache", action="store_false",
+                        help="restart, resolutions: compile_trace_cache off")
     args = parser.parse_args()
     if args.scenario == "restart" and args.latent is None:
         parser.error("the restart scenario needs --latent")
@@ -243,8 +254,8 @@ def main() -> int:
     import torch
 
     with torch.inference_mode():  # as ComfyUI runs its nodes
-        scenarios = {"full": full, "warm": warm, "restart": lambda c: restart(c, args.latent),
-                     "resolutions": lambda c: resolutions(c, args.regions)}
+        scenarios = {"full": full, "warm": warm, "restart": lambda c: restart(c, args.latent, args.trace_cache),
+                     "resolutions": lambda c: resolutions(c, args.regions, args.trace_cache)}
         report = scenarios[args.scenario](caches)
     print("REPORT " + json.dumps(report))
     return 0

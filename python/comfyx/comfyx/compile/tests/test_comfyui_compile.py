@@ -75,6 +75,9 @@ def test_weight_patches_reach_the_compiled_model(report):
     # weights are graph inputs; ModelPatcher's patched weights have requires_grad=False where
     # these random ones have True, a guard dynamo checks: one recompile, then none
     assert lora["frames"] <= 1
+    traced = report["lora_traced"]
+    assert traced["rel_change_vs_unpatched"] > 1e-2 and traced["rel_err_vs_eager_patched"] < 1e-4, traced
+    assert traced["traces_saved"] >= 1, traced
 
 
 def test_a_patch_found_by_block_position_reaches_that_block_compiled(report):
@@ -98,16 +101,31 @@ def test_second_process_with_the_same_cache_dir_starts_warm(comfyui, cache, repo
     assert warm["aot_cache_hits"] >= 1 and warm["aot_cache_bypasses"] == 0, warm
 
 
-def test_restart_takes_aotautograd_and_fx_graph_from_the_cache(comfyui, tmp_path):
-    # speed mode on a tiny SDXL UNet whose attention runs inside torch's sdpa_kernel, as
-    # ComfyUI's does on CUDA: a restart must load AOTAutograd's entry (no re-trace of the
-    # model) and the compiled graph, and sample exactly what the first process sampled
+def test_restart_loads_the_saved_trace_and_samples_the_same(comfyui, tmp_path):
+    # speed mode on a tiny SDXL UNet whose attention runs inside torch's sdpa_kernel, as ComfyUI's does on
+    # CUDA: the cold process traces the UNet once and saves the trace; the restart loads it (Dynamo
+    # traces nothing, nothing is compiled or looked up in AOTAutograd's cache) and samples the same latent
     cache = tmp_path / "cache"
     cold = run_scenario(comfyui, "restart", cache, "--latent", str(tmp_path / "cold.pt"))["metrics"]
+    assert (cold["traces_saved"], cold["traces_loaded"]) == (1, 0), cold
+    assert len(list((cache / "compile" / "traces").glob("*.trace"))) == 1
+    warm = run_scenario(comfyui, "restart", cache, "--latent", str(tmp_path / "warm.pt"))["metrics"]
+    assert (warm["traces_saved"], warm["traces_loaded"]) == (0, 1), warm
+    assert warm["frames_compiled"] == 0 and warm["aot_cache_misses"] == 0 and warm["aot_cache_hits"] == 0, warm
+    assert warm["recompiles"] == 0, warm
+    assert torch.equal(torch.load(tmp_path / "cold.pt"), torch.load(tmp_path / "warm.pt"))
+
+
+def test_restart_without_the_trace_cache_takes_aotautograd_and_fx_graph_from_the_cache(comfyui, tmp_path):
+    # the same without saved traces: Dynamo traces the UNet again, and the restart must load AOTAutograd's
+    # entry and the compiled graph, and sample exactly what the first process sampled
+    cache = tmp_path / "cache"
+    cold = run_scenario(comfyui, "restart", cache, "--latent", str(tmp_path / "cold.pt"), "--no-trace-cache")["metrics"]
     assert cold["fx_cache_misses"] >= 1 and cold["fx_cache_hits"] == 0, cold
     assert cold["aot_cache_bypass_reasons"] == [] and cold["aot_cache_bypasses"] == 0, cold
     assert cold["aot_cache_misses"] >= 1 and cold["aot_cache_saves"] >= 1, cold
-    warm = run_scenario(comfyui, "restart", cache, "--latent", str(tmp_path / "warm.pt"))["metrics"]
+    warm = run_scenario(comfyui, "restart", cache, "--latent", str(tmp_path / "warm.pt"), "--no-trace-cache")["metrics"]
+    assert warm["traces_loaded"] == 0, warm
     assert warm["aot_cache_bypass_reasons"] == [] and warm["aot_cache_bypasses"] == 0, warm
     assert warm["aot_cache_hits"] >= 1 and warm["aot_cache_misses"] == 0, warm
     assert warm["fx_cache_hits"] >= 1 and warm["fx_cache_misses"] == 0, warm
@@ -118,7 +136,7 @@ def test_restart_takes_aotautograd_and_fx_graph_from_the_cache(comfyui, tmp_path
 def test_whole_unet_recompiles_once_across_three_resolutions(comfyui, tmp_path):
     # torch's automatic dynamic: the second resolution recompiles the UNet with its sizes
     # dynamic; the third, and the first again, run the graphs already there
-    report = run_scenario(comfyui, "resolutions", tmp_path / "cache")
+    report = run_scenario(comfyui, "resolutions", tmp_path / "cache", "--no-trace-cache")
     first, second, third, first_again = report["steps"]
     assert first["compiled"] and not first["recompile_reasons"], report
     assert len(second["recompile_reasons"]) == 1 and "size mismatch" in second["recompile_reasons"][0], report
@@ -127,6 +145,17 @@ def test_whole_unet_recompiles_once_across_three_resolutions(comfyui, tmp_path):
     assert metrics["model"] == "UNetModel [speed, 1 module(s)]", metrics
     assert metrics["recompiles"] == 1 and metrics["recompile_reasons"] == second["recompile_reasons"], metrics
     assert len(metrics["steady_step_ms_by_shape"]) == 3, metrics
+
+
+def test_saved_traces_specialise_each_resolution_and_reuse_the_first(comfyui, tmp_path):
+    # with saved traces (the default) each resolution gets a trace of its own, specialised, and the first
+    # resolution again runs the trace made for it
+    report = run_scenario(comfyui, "resolutions", tmp_path / "cache")
+    metrics = report["metrics"]
+    assert metrics["traces_saved"] == 3 and metrics["traces_loaded"] == 0, metrics
+    assert metrics["frames_compiled"] == 0 and metrics["recompiles"] == 0, metrics
+    assert len(metrics["steady_step_ms_by_shape"]) == 3, metrics
+    assert len(list((tmp_path / "cache" / "compile" / "traces").glob("*.trace"))) == 3
 
 
 def test_unet_regions_share_a_graph_per_shape_and_compile_each_resolution_specialised(comfyui, tmp_path):

@@ -24,7 +24,7 @@ def test_node_inputs_are_the_ones_users_know():
     ]  # fmt: skip
     assert set(inputs["optional"]) == {
         "dynamo_recompile_limit", "ptx_cache_dir", "force_parameter_static_shapes", "allow_unmerged_lora_compile",
-        "compile_unet_regions",
+        "compile_unet_regions", "compile_trace_cache",
     }  # fmt: skip
     assert inputs["required"]["mode"][1]["default"] == "speed"
     assert inputs["required"]["warmup_runs"][1] == {"default": 1, "min": 0, "max": 5}

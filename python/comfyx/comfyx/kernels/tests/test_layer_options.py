@@ -1,6 +1,6 @@
 """``--nvfp4-activation`` and ``--fp8-fast-accum`` reach comfyx's layers as one LayerOptions (and
-``--compile-unet-regions`` the fast path's settings), from a flag or its environment variable, and a
-value outside the choices is refused by name."""
+``--compile-unet-regions`` and ``--compile-trace-cache`` the fast path's settings), from a flag or its
+environment variable, and a value outside the choices is refused by name."""
 
 from __future__ import annotations
 
@@ -41,6 +41,13 @@ def test_compile_unet_regions_is_off_unless_asked_for_by_flag_or_environment() -
     for settings in (fast_settings(["--fast", "--compile-unet-regions"]),
                      fast_settings(["--fast"], {"COMFYX_COMPILE_UNET_REGIONS": "1"})):
         assert settings.compile_unet_regions and "compile on (UNet regions)" in settings.describe()
+
+
+def test_saved_traces_are_on_unless_turned_off_by_flag_or_environment() -> None:
+    assert fast_settings(["--fast"]).compile_trace_cache
+    for settings in (fast_settings(["--fast", "--no-compile-trace-cache"]),
+                     fast_settings(["--fast"], {"COMFYX_COMPILE_TRACE_CACHE": "0"})):
+        assert not settings.compile_trace_cache and "no saved traces" in settings.describe()
 
 
 def test_cuda_graphs_come_with_fast_and_ask_comfyui_for_torchs_own_allocator() -> None:
