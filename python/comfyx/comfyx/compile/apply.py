@@ -78,15 +78,18 @@ class CompiledModel:
         # swapped into the model for a call; or, for modules ComfyUI dispatches on by type, their
         # forward replaced for the call
         self.modules: dict[str, torch.nn.Module] = {}
-        self.traces: SavedTraces | None = None
+        # saved Dynamo traces, one set per class of module compiled (comfyx.compile.traces)
+        self.traces: dict[type, SavedTraces] = {}
         in_place_keys = []
         for key in keys:
             module = comfy.utils.get_attr(base_model, key)
             if in_place(module):
                 in_place_keys.append(key)
-            elif keys == WHOLE_MODEL and settings.compile_trace_cache and plan.backend == "inductor":
-                self.traces = SavedTraces(module, kwargs, dirs.traces, process_identity(plan.key()), self.metrics)
-                self.modules[key] = TracedModule(module, torch.compile(module, **kwargs), self.traces)
+            elif settings.compile_trace_cache and plan.backend == "inductor":
+                if type(module) not in self.traces:
+                    self.traces[type(module)] = SavedTraces(type(module), kwargs, dirs.traces,
+                                                            process_identity(plan.key()), self.metrics)
+                self.modules[key] = TracedModule(module, torch.compile(module, **kwargs), self.traces[type(module)])
             else:
                 self.modules[key] = torch.compile(module, **kwargs)
         self.in_place_keys = tuple(in_place_keys)
@@ -183,7 +186,7 @@ class CompiledModel:
             delta["aot_cache_misses"],
             delta["aot_cache_bypasses"],
         )
-        if delta["frames_compiled"] or self.traces is None:  # a saved trace says its own times (traces.py)
+        if delta["frames_compiled"] or not self.traces:  # saved traces say their own times (traces.py)
             log.info(
                 "comfyx compile: %s at %s: of the %.2f s, dynamo compiled for %.2f s (AOTAutograd %.2f s, inductor "
                 "%.2f s, Triton %.2f s); the rest, %.2f s, ran the model",
@@ -279,9 +282,10 @@ def _around_sampling(executor: Any, *args: Any, **kwargs: Any) -> Any:
     # the guider's patcher: a compile applied after ours (e.g. TorchCompileModel) replaced our
     # APPLY_MODEL wrapper, and then there is nothing of ours to prepare or report
     compiled = compiled_model_of(executor.class_obj.model_patcher)
-    if compiled is not None and compiled.traces is not None:
-        # the model may have been patched or moved since the last sampling
-        compiled.traces.new_sampling(load_state(executor.class_obj.model_patcher.model))
+    if compiled is not None:
+        state = load_state(executor.class_obj.model_patcher.model)
+        for traces in compiled.traces.values():  # the model may have been patched or moved since the last sampling
+            traces.new_sampling(state)
     out = executor(*args, **kwargs)
     if compiled is not None:
         log.info("comfyx compile: %s", compiled.metrics.text())

@@ -1,4 +1,4 @@
-"""Dynamo's trace of a model compiled whole, saved so that a restart loads it instead of tracing again.
+"""Dynamo's traces of compiled models, saved so that a restart loads them instead of tracing again.
 
 With inductor's and AOTAutograd's caches hit, a warm restart of SDXL's fp8 UNet still spent 43.5 s of
 its 46.5 s first step in Dynamo, tracing the whole UNet again (H100, bench/results/e2e.md): 28% of the
@@ -19,8 +19,9 @@ strides, dtype, device; grad mode and torch's other global state) and comfyx che
 - the code: every module whose source Dynamo inlined (ComfyUI's, comfyx's, torch's) must be as it was.
 
 The first three name the file; the sources are checked when it is loaded. A trace that does not apply
-is made afresh and saved (one per model and signature, at most :data:`MAX_SIGNATURES` per model), and
-where a model cannot be traced as one graph its calls go to torch.compile's module, as before.
+is made afresh and saved (one per fingerprint and signature, at most :data:`MAX_SIGNATURES` per class of
+compiled module), and where a module cannot be traced as one graph its calls go to torch.compile's, as
+before. Modules compiled one by one (Flux's blocks) share a trace per class, as they share Dynamo's code.
 Weights are read at each call as with torch.compile, so LoRA and other weight patches reach them.
 """
 
@@ -149,17 +150,19 @@ def _portable(entry: Any) -> bool:
 
 
 class SavedTraces:
-    """The saved traces of one module compiled whole, one per fingerprint and call signature."""
+    """The saved traces of the compiled modules of one class (a UNet compiled whole; Flux's double or single
+    blocks), one per fingerprint and call signature: modules alike share one trace, as they share Dynamo's
+    compiled code, each called with its own weights."""
 
-    def __init__(self, module: torch.nn.Module, compile_kwargs: dict[str, Any], directory: Path, identity: str,
+    def __init__(self, cls: type, compile_kwargs: dict[str, Any], directory: Path, identity: str,
                  metrics: CompileMetrics):
-        self.module = module
         self.metrics = metrics
         self.kwargs = compile_kwargs
         self.directory = directory
         self.identity = identity
-        self.label = type(module).__name__
-        self._fingerprint: str | None = None
+        self.cls = cls
+        self.label = cls.__name__
+        self._fingerprints: dict[int, str] = {}  # id(module) -> fingerprint, for this load state
         self._load_state: Any = None
         self._functions: dict[tuple[str, Any], Callable | None] = {}
 
@@ -169,32 +172,38 @@ class SavedTraces:
         fingerprint of SDXL's UNet takes 50 ms on a 2-core CPU and added 0.13-0.15 s to each prompt on an
         H100's host when taken at every sampling (bench/results/e2e.md)."""
         if load_state is None or load_state != self._load_state:
-            self._fingerprint = None
+            self._fingerprints.clear()
         self._load_state = load_state
 
-    def function_for(self, args: tuple, kwargs: dict) -> Callable | None:
-        """The traced function for this call (call it with the module first), or None: use torch.compile's."""
-        if self._fingerprint is None:
-            self._fingerprint = module_fingerprint(self.module)
-        key = (self._fingerprint, call_signature(args, kwargs))
+    def function_for(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> Callable | None:
+        """The traced function for this call of ``module`` (call it with the module first), or None: use
+        torch.compile's."""
+        fingerprint = self._fingerprints.get(id(module))
+        if fingerprint is None:
+            started = time.perf_counter()
+            fingerprint = self._fingerprints[id(module)] = module_fingerprint(module)
+            log.debug("comfyx compile: a %s's fingerprint took %.1f ms", self.label,
+                      (time.perf_counter() - started) * 1000)
+        key = (fingerprint, call_signature(args, kwargs))
         if key not in self._functions:
-            self._functions[key] = self._load_or_trace(key, args, kwargs)
+            self._functions[key] = self._load_or_trace(key, module, args, kwargs)
         return self._functions[key]
 
-    def _load_or_trace(self, key: tuple[str, Any], args: tuple, kwargs: dict) -> Callable | None:
-        digest = hashlib.sha256(repr((*key, self.identity)).encode()).hexdigest()[:32]
-        path = self.directory / f"{digest}{TRACE_SUFFIX}"
+    def _load_or_trace(self, key: tuple[str, Any], module: torch.nn.Module, args: tuple,
+                       kwargs: dict) -> Callable | None:
+        digest = hashlib.sha256(repr((self.cls.__module__, self.cls.__qualname__, *key, self.identity)).encode())
+        path = self.directory / f"{digest.hexdigest()[:32]}{TRACE_SUFFIX}"
         if path.is_file():
-            traced = self._load(path, args, kwargs)
+            traced = self._load(path, module, args, kwargs)
             if traced is not None:
                 return traced
         if sum(fn is not None for fn in self._functions.values()) >= MAX_SIGNATURES:
             log.info("comfyx compile: %s already has %d saved traces in this process; this call compiles without "
                      "one", self.label, MAX_SIGNATURES)
             return None
-        return self._trace(path, args, kwargs)
+        return self._trace(path, module, args, kwargs)
 
-    def _load(self, path: Path, args: tuple, kwargs: dict) -> Callable | None:
+    def _load(self, path: Path, module: torch.nn.Module, args: tuple, kwargs: dict) -> Callable | None:
         started = time.perf_counter()
         try:
             with self._inductor_config(), path.open("rb") as file:
@@ -207,7 +216,7 @@ class SavedTraces:
             log.info("comfyx compile: the saved trace of %s is stale (the source of %s changed); tracing again",
                      self.label, ", ".join(stale))
             return None
-        if not traced.guard_check(self.module, *args, **kwargs):
+        if not traced.guard_check(module, *args, **kwargs):
             log.info("comfyx compile: the saved trace of %s does not fit this call; tracing again", self.label)
             return None
         self.metrics.traces_loaded += 1
@@ -215,19 +224,19 @@ class SavedTraces:
                  time.perf_counter() - started)
         return traced
 
-    def _trace(self, path: Path, args: tuple, kwargs: dict) -> Callable | None:
+    def _trace(self, path: Path, module: torch.nn.Module, args: tuple, kwargs: dict) -> Callable | None:
         options = {**self.kwargs.get("options", {}), "guard_filter_fn": input_guards}
         kwargs_for_compile = {**self.kwargs, "fullgraph": True, "options": options}
         # torch 2.11 attaches aot_compile to a compiled function only with this flag (on by default later)
         with torch._dynamo.config.patch({"enable_aot_compile": True} if _has_aot_flag() else {}):
-            compiled = torch.compile(type(self.module).forward, **kwargs_for_compile)
+            compiled = torch.compile(self.cls.forward, **kwargs_for_compile)
         if not hasattr(compiled, "aot_compile"):
             log.info("comfyx compile: torch %s cannot save a trace (no aot_compile); %s compiles as before",
                      torch.__version__, self.label)
             return None
         started = time.perf_counter()
         try:
-            traced = compiled.aot_compile(((self.module, *args), kwargs))
+            traced = compiled.aot_compile(((module, *args), kwargs))
         except Exception as error:  # noqa: BLE001 - a graph break or an unsupported construct: torch.compile's way
             log.info("comfyx compile: %s cannot be traced as one saved graph (%s: %s); it compiles as before",
                      self.label, type(error).__name__, str(error).splitlines()[0] if str(error) else "")
@@ -267,7 +276,7 @@ class TracedModule(torch.nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         module, fallback, traces = self._comfyx_parts
-        traced = traces.function_for(args, kwargs)
+        traced = traces.function_for(module, args, kwargs)
         return fallback(*args, **kwargs) if traced is None else traced(module, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:

@@ -47,7 +47,7 @@ def _own_inductor_cache(tmp_path, monkeypatch):
 
 
 def traces_of(module: torch.nn.Module, directory: Path) -> SavedTraces:
-    return SavedTraces(module, KWARGS, directory, "identity", CompileMetrics("test"))
+    return SavedTraces(type(module), KWARGS, directory, "identity", CompileMetrics("test"))
 
 
 def run(module: torch.nn.Module, traces: SavedTraces, *args, **kwargs) -> torch.Tensor:
@@ -190,3 +190,13 @@ def test_the_traced_module_reads_as_the_model(tmp_path):
     traced = TracedModule(module, torch.compile(module, **KWARGS), traces_of(module, tmp_path))
     assert traced.factor == 2.0 and traced.lin is module.lin
     assert list(traced.parameters()) == []  # the model's parameters stay listed once, by the model
+
+
+def test_blocks_of_one_class_share_a_trace_each_with_its_own_weights(tmp_path):
+    # Flux's blocks, compiled one by one: one trace for all alike, every block computing with its own weights
+    blocks, x = [Scaled() for _ in range(3)], torch.randn(4, 8)
+    blocks[2].factor = 5.0  # unlike the others: a trace of its own
+    traces = traces_of(blocks[0], tmp_path)
+    for block in blocks:
+        torch.testing.assert_close(run(block, traces, x), block(x))
+    assert traces.metrics.traces_saved == 2
