@@ -283,9 +283,9 @@ def _around_sampling(executor: Any, *args: Any, **kwargs: Any) -> Any:
     # APPLY_MODEL wrapper, and then there is nothing of ours to prepare or report
     compiled = compiled_model_of(executor.class_obj.model_patcher)
     if compiled is not None:
-        state = load_state(executor.class_obj.model_patcher.model)
+        base = executor.class_obj.model_patcher.model
         for traces in compiled.traces.values():  # the model may have been patched or moved since the last sampling
-            traces.new_sampling(state)
+            traces.new_sampling(lambda: load_state(base))
     out = executor(*args, **kwargs)
     if compiled is not None:
         log.info("comfyx compile: %s", compiled.metrics.text())

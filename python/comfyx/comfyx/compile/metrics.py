@@ -147,6 +147,7 @@ class CompileMetrics:
     artifacts_saved: int = 0
     traces_loaded: int = 0  # Dynamo's traces loaded from comfyx.compile.traces instead of traced again
     traces_saved: int = 0
+    fingerprints_taken: int = 0  # of compiled modules, for saved traces: once per module and load state
     triton_kernels_cached: int | None = None
     aot_cache_bypass_reasons: list[str] = field(default_factory=list)
     # dynamo's recompilations: a frame it had compiled compiled again (a new shape, a failed
@@ -207,6 +208,7 @@ class CompileMetrics:
             "artifacts_saved": self.artifacts_saved,
             "traces_loaded": self.traces_loaded,
             "traces_saved": self.traces_saved,
+            "fingerprints_taken": self.fingerprints_taken,
             "triton_kernels_cached": self.triton_kernels_cached,
             "aot_cache_bypass_reasons": list(self.aot_cache_bypass_reasons),
             "recompile_reasons": list(self.recompile_reasons),

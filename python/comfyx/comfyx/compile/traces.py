@@ -164,24 +164,33 @@ class SavedTraces:
         self.label = cls.__name__
         self._fingerprints: dict[int, str] = {}  # id(module) -> fingerprint, for this load state
         self._load_state: Any = None
+        self._state_of: Callable[[], Any] | None = None  # read at a sampling's first call
         self._functions: dict[tuple[str, Any], Callable | None] = {}
 
-    def new_sampling(self, load_state: Any = None) -> None:
-        """A sampling starts: take the model's fingerprint again at its first call unless ``load_state`` (what
-        ComfyUI records of how the model is loaded and patched, :func:`load_state`) is the last one's. The
+    def new_sampling(self, state_of: Callable[[], Any] | None = None) -> None:
+        """A sampling starts: at its first call, take the modules' fingerprints again unless ``state_of()`` (what
+        ComfyUI records of how the model is loaded and patched, :func:`load_state`; read then, as ComfyUI
+        loads the model after the sampling started) is the last one's; without it, take them again. The
         fingerprint of SDXL's UNet takes 50 ms on a 2-core CPU and added 0.13-0.15 s to each prompt on an
         H100's host when taken at every sampling (bench/results/e2e.md)."""
-        if load_state is None or load_state != self._load_state:
+        if state_of is None:
             self._fingerprints.clear()
-        self._load_state = load_state
+            self._load_state = None
+        self._state_of = state_of
 
     def function_for(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> Callable | None:
         """The traced function for this call of ``module`` (call it with the module first), or None: use
         torch.compile's."""
+        if self._state_of is not None:
+            state, self._state_of = self._state_of(), None
+            if state != self._load_state:
+                self._fingerprints.clear()
+                self._load_state = state
         fingerprint = self._fingerprints.get(id(module))
         if fingerprint is None:
             started = time.perf_counter()
             fingerprint = self._fingerprints[id(module)] = module_fingerprint(module)
+            self.metrics.fingerprints_taken += 1
             log.debug("comfyx compile: a %s's fingerprint took %.1f ms", self.label,
                       (time.perf_counter() - started) * 1000)
         key = (fingerprint, call_signature(args, kwargs))

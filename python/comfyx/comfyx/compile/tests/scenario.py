@@ -7,6 +7,7 @@ state, and the warm-cache check needs a second process):
     python scenario.py --comfyui DIR --cache-dir DIR warm   # the first compiled sampling only (same cache dir)
     python scenario.py --comfyui DIR --cache-dir DIR restart --latent OUT.pt   # speed mode on a tiny SDXL UNet
     python scenario.py --comfyui DIR --cache-dir DIR resolutions [--regions]   # three latent sizes, then the first
+    python scenario.py --comfyui DIR --cache-dir DIR flux-restart --latent OUT.pt   # a tiny Flux, per block
 
 (``--no-trace-cache``: restart and resolutions without saved traces.)
 
@@ -46,6 +47,12 @@ TINY_SDXL_UNET = {
     "use_linear_in_transformer": True, "context_dim": 64, "transformer_depth_output": [1, 1],
     "use_temporal_attention": False, "use_temporal_resblock": False,
 }  # fmt: skip
+# Flux's layout (double and single stream blocks, RoPE over three axes) at width 64: two heads of 32 channels
+TINY_FLUX = {
+    "image_model": "flux", "in_channels": 16, "out_channels": 16, "patch_size": 2, "vec_in_dim": 16,
+    "context_in_dim": 32, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": 2, "depth_single_blocks": 2,
+    "axes_dim": [8, 12, 12], "theta": 10000, "qkv_bias": True, "guidance_embed": True,
+}  # fmt: skip
 
 
 def _import_comfyui(comfyui: Path) -> None:
@@ -68,6 +75,8 @@ def _tiny_patcher(architecture: str = "sd15") -> Any:
 
     if architecture == "sdxl":
         base = comfy.model_base.SDXL(comfy.supported_models.SDXL(dict(TINY_SDXL_UNET)), device="cpu")
+    elif architecture == "flux":
+        base = comfy.model_base.Flux(comfy.supported_models.Flux(dict(TINY_FLUX)), device="cpu")
     else:
         base = comfy.model_base.BaseModel(comfy.supported_models.SD15(dict(TINY_UNET)), device="cpu")
     generator = torch.Generator().manual_seed(0)
@@ -86,6 +95,9 @@ def _sample(model: Any, seed: int = 0, latent_shape: tuple[int, ...] = LATENT) -
     generator = torch.Generator().manual_seed(1)
 
     def cond() -> list:
+        if unet.get("image_model") == "flux":
+            pooled = {"pooled_output": torch.randn(1, unet["vec_in_dim"], generator=generator), "guidance": 3.5}
+            return [[torch.randn(1, 8, unet["context_in_dim"], generator=generator), pooled]]
         extra = {"pooled_output": torch.randn(1, 1280, generator=generator)} if "adm_in_channels" in unet else {}
         return [[torch.randn(1, 77, unet["context_dim"], generator=generator), extra]]
 
@@ -213,6 +225,20 @@ def restart(caches: Any, latent_file: Path, trace_cache: bool) -> dict:
     return {"metrics": compiled_model_of(compiled).metrics.summary()}
 
 
+def flux_restart(caches: Any, latent_file: Path) -> dict:
+    """One process of a restart of a tiny Flux, compiled as its blocks (the node's defaults) with saved traces."""
+    import torch
+
+    from comfyx.compile.apply import compiled_model_of
+
+    model = _tiny_patcher("flux")
+    reference = _sample(model, latent_shape=(1, 16, 8, 8))
+    compiled = _apply(caches, model, mode="speed", compile_trace_cache=True)
+    latent = _sample(compiled, latent_shape=(1, 16, 8, 8))
+    torch.save(latent, latent_file)
+    return {"metrics": compiled_model_of(compiled).metrics.summary(), "rel_err": _rel(latent, reference)}
+
+
 def resolutions(caches: Any, regions: bool, trace_cache: bool) -> dict:
     """The speed preset on the tiny SDXL UNet (``regions``: its spatial transformers and ResNet blocks)
     at each of :data:`RESOLUTIONS`, then at the first again: what dynamo compiled at each, and why."""
@@ -238,14 +264,14 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--comfyui", type=Path, required=True)
     parser.add_argument("--cache-dir", type=Path, required=True)
-    parser.add_argument("scenario", choices=["full", "warm", "restart", "resolutions"])
+    parser.add_argument("scenario", choices=["full", "warm", "restart", "flux-restart", "resolutions"])
     parser.add_argument("--latent", type=Path, help="restart: where to save the sampled latent")
     parser.add_argument("--regions", action="store_true", help="resolutions: compile_unet_regions")
     parser.add_argument("--no-trace-cache", dest="trace_cache", action="store_false",
                         help="restart, resolutions: compile_trace_cache off")
     args = parser.parse_args()
-    if args.scenario == "restart" and args.latent is None:
-        parser.error("the restart scenario needs --latent")
+    if args.scenario in ("restart", "flux-restart") and args.latent is None:
+        parser.error(f"the {args.scenario} scenario needs --latent")
     from comfyx.paths import CompileCaches, export_compile_caches
 
     caches = CompileCaches.resolve(args.cache_dir, os.environ)
@@ -255,6 +281,7 @@ def main() -> int:
 
     with torch.inference_mode():  # as ComfyUI runs its nodes
         scenarios = {"full": full, "warm": warm, "restart": lambda c: restart(c, args.latent, args.trace_cache),
+                     "flux-restart": lambda c: flux_restart(c, args.latent),
                      "resolutions": lambda c: resolutions(c, args.regions, args.trace_cache)}
         report = scenarios[args.scenario](caches)
     print("REPORT " + json.dumps(report))

@@ -116,6 +116,19 @@ def test_restart_loads_the_saved_trace_and_samples_the_same(comfyui, tmp_path):
     assert torch.equal(torch.load(tmp_path / "cold.pt"), torch.load(tmp_path / "warm.pt"))
 
 
+def test_a_flux_compiled_per_block_saves_a_trace_per_block_type_and_restarts_from_them(comfyui, tmp_path):
+    # ComfyUI's Flux at width 64 with 2 double and 2 single blocks, compiled block by block (the node's
+    # default): one saved trace per block class serves all blocks of that class
+    cache = tmp_path / "cache"
+    cold = run_scenario(comfyui, "flux-restart", cache, "--latent", str(tmp_path / "cold.pt"))
+    assert cold["metrics"]["model"] == "Flux [speed, 4 module(s)]", cold
+    assert (cold["metrics"]["traces_saved"], cold["metrics"]["traces_loaded"]) == (2, 0), cold
+    assert cold["rel_err"] < 1e-4, cold  # against the same model sampled eagerly
+    warm = run_scenario(comfyui, "flux-restart", cache, "--latent", str(tmp_path / "warm.pt"))["metrics"]
+    assert (warm["traces_saved"], warm["traces_loaded"], warm["frames_compiled"]) == (0, 2, 0), warm
+    assert torch.equal(torch.load(tmp_path / "cold.pt"), torch.load(tmp_path / "warm.pt"))
+
+
 def test_restart_without_the_trace_cache_takes_aotautograd_and_fx_graph_from_the_cache(comfyui, tmp_path):
     # the same without saved traces: Dynamo traces the UNet again, and the restart must load AOTAutograd's
     # entry and the compiled graph, and sample exactly what the first process sampled
