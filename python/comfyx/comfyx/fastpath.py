@@ -15,8 +15,8 @@ Nix modules) turns on every part; each part has its own setting, which wins over
   through comfyx's compile (speed mode, transformer blocks, persistent caches);
 - ``--compile-unet-regions`` (default off): that compile takes a UNet's spatial transformers and
   ResNet blocks rather than the whole UNet (faster compiles and restarts, slower sampling);
-- ``--compile-trace-cache/--no-compile-trace-cache`` (default on): a model that compiles whole keeps
-  Dynamo's trace of it on disk, so a restart loads it instead of tracing again
+- ``--compile-trace-cache/--no-compile-trace-cache`` (default on): that compile keeps Dynamo's traces
+  on disk (a UNet's, Flux's blocks'), so a restart loads them instead of tracing again
   (:mod:`comfyx.compile.traces`);
 - ``--compile-cuda-graphs/--no-compile-cuda-graphs`` (default off, on with --fast): a model that
   compiles whole (a UNet) replays its compiled step as CUDA graphs (torch's ``reduce-overhead``), so
@@ -106,11 +106,11 @@ GROUP = Group("fast", "fast path (comfyx's kernels, fp8, compile)", (
             "spatial transformers and ResNet blocks instead of the whole UNet: SDXL on an H100 reached its first "
             "step in 11.7 s instead of 36.2 s after a restart (53.9 s instead of 108.7 s cold) but sampled at "
             "0.83x the speed", nix="fast.compileUnetRegions"),
-    Setting("compile_trace_cache", "--compile-trace-cache", SWITCH, "a model --compile takes whole (a UNet) "
-            "keeps Dynamo's trace of it beside the compile caches, checked against the model, the call, ComfyUI's "
-            "options and the traced sources before use, so that a restart loads it instead of tracing the model "
-            "again: SDXL's fp8 UNet on an H100 reached its first step in 4.6 s after a restart, 2.8% of the cold "
-            "164.6 s", nix="fast.compileTraceCache"),
+    Setting("compile_trace_cache", "--compile-trace-cache", SWITCH, "--compile keeps Dynamo's traces of what it "
+            "compiles (a UNet whole, Flux's blocks; not --compile-unet-regions) beside the compile caches, checked "
+            "against the model, the call, ComfyUI's options and the traced sources before use, so that a restart "
+            "loads them instead of tracing again: SDXL's fp8 UNet on an H100 reached its first step in 4.6 s "
+            "after a restart, 2.8% of the cold 164.6 s", nix="fast.compileTraceCache"),
     Setting("compile_cuda_graphs", "--compile-cuda-graphs", SWITCH, "a model --compile takes whole (a UNet) "
             "replays its steps as CUDA graphs, so that the host's kernel launches do not bound them: an SDXL UNet "
             "step (fp8, 1024², cfg batch) took 37.9 ms instead of 59.9 ms on an H100; per-block compiles (Flux) "

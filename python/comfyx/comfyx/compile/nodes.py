@@ -61,7 +61,8 @@ class TorchCompileSpeedSettings:
                 }),
                 "compile_trace_cache": ("BOOLEAN", {
                     "default": d.compile_trace_cache,
-                    "tooltip": "a model compiled whole (a UNet) saves Dynamo's trace beside the compile caches, so a "
+                    "tooltip": "the compiled modules (a UNet whole, a DiT's blocks) save Dynamo's traces beside the "
+                    "compile caches, so a "
                     "restart loads it instead of tracing the model again",
                 }),
                 "dynamo_recompile_limit": ("INT", {"default": d.dynamo_recompile_limit, "min": 1, "max": 65536}),

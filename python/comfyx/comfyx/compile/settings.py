@@ -65,7 +65,7 @@ class CompileSettings:
     force_parameter_static_shapes: bool = False
     allow_unmerged_lora_compile: bool = False
     compile_unet_regions: bool = False
-    # a model compiled whole keeps Dynamo's trace on disk (comfyx.compile.traces): a restart loads it
+    # compiled modules keep Dynamo's traces on disk (comfyx.compile.traces): a restart loads them
     compile_trace_cache: bool = True
 
     def __post_init__(self) -> None:
