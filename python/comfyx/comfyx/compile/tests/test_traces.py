@@ -124,13 +124,13 @@ def test_call_options_pick_their_own_trace(tmp_path):
 
 
 def test_a_loaded_trace_whose_guards_refuse_the_call_is_traced_again(tmp_path):
-    # the trace is made under inference mode (as ComfyUI samples); torch's kept global-state guards refuse
-    # it for a call outside, whose signature is the same
+    # the trace is made with grad off (as ComfyUI samples); torch's kept global-state guards refuse it for a
+    # call with grad on, whose signature is the same
     module, x = Scaled(), torch.randn(4, 8)
-    with torch.inference_mode():
+    with torch.no_grad():
         run(module, traces_of(module, tmp_path), x)
     again = traces_of(module, tmp_path)
-    with torch.no_grad():
+    with torch.enable_grad():
         torch.testing.assert_close(run(module, again, x), module(x))
     assert (again.metrics.traces_loaded, again.metrics.traces_saved) == (0, 1)
 
