@@ -10,8 +10,9 @@ on its now warm caches and runs once more. Per configuration it reports:
 - end to end: ``POST /prompt`` until the executor is idle and the history is in (median);
 - first run: the same for the first run; first step: from the sampler's start to its first
   progress event (model loading, compiling and one step);
-- peak VRAM: the server process's device memory (NVML, 50 ms samples), over all runs, and within
-  the first run's sampler window (the model and its activations, before any VAE decode);
+- peak VRAM: the server process's device memory (NVML, 20 ms samples), over all runs, within
+  the first run's sampler window (the model and its activations, before any VAE decode), and per
+  node of each run (from its ``executing`` event to the next: which node the peak is in);
 - energy per image: the GPU's energy counter across a run, per image (NVML);
 - quality: PSNR of the first timed run's image against the reference configuration's
   image of the same seed, and whether the PNG bytes are identical.
@@ -128,6 +129,7 @@ class RunResult:
     steps: int = 0
     peak_vram_mib: float | None = None
     sampling_peak_vram_mib: float | None = None
+    node_peak_vram_mib: dict[str, float] = field(default_factory=dict)  # "node id ClassType" -> MiB
     energy_j: float | None = None
     error: str | None = None
 
@@ -151,6 +153,15 @@ class ConfigResult:
         values = [getattr(r, name) for r in self.runs if getattr(r, name) is not None and r.error is None]
         return round(statistics.median(values), 4) if values else None
 
+    def peak_vram_node(self) -> str | None:
+        """The node whose window held the most device memory over the timed runs (the first run's where there
+        are none)."""
+        peaks: dict[str, float] = {}
+        for run in self.runs or ([self.first] if self.first is not None else []):
+            for node, mib in run.node_peak_vram_mib.items():
+                peaks[node] = max(mib, peaks.get(node, 0.0))
+        return max(peaks, key=peaks.get) if peaks else None
+
     def summary(self) -> dict[str, Any]:
         return {
             "it_per_s": self.median("it_per_s"),
@@ -164,6 +175,7 @@ class ConfigResult:
             # the first run's sampler window: the model and its activations, before a VAE decode has
             # left its blocks in the allocator's cache (NVML sees what the process holds, not uses)
             "sampling_peak_vram_mib": None if self.first is None else self.first.sampling_peak_vram_mib,
+            "peak_vram_node": self.peak_vram_node(),
             "energy_j_per_image": self.median("energy_j"),
             "psnr_db": self.psnr_db,
             "identical_pixels": self.identical_pixels,
@@ -242,7 +254,8 @@ def _sampler_node(run: PromptRun) -> str | None:
 
 
 def measure(
-    run: PromptRun, seed: int, monitor: DeviceMonitor | None, energy: tuple[int | None, int | None]
+    run: PromptRun, seed: int, monitor: DeviceMonitor | None, energy: tuple[int | None, int | None],
+    prompt: dict | None = None,
 ) -> RunResult:
     """One run's figures from its timed websocket events and the device samples."""
     result = RunResult(seed=seed, end_to_end_s=round(run.end_to_end, 4), error=run.error())
@@ -267,9 +280,20 @@ def measure(
         result.peak_vram_mib = monitor.peak_mib(run.posted, run.finished)
         if begin is not None and end is not None:
             result.sampling_peak_vram_mib = monitor.peak_mib(begin, end)
+        result.node_peak_vram_mib = monitor.peaks_mib(_node_windows(starts, run.finished, prompt or {}))
     if None not in energy:
         result.energy_j = round((energy[1] - energy[0]) / 1000, 2)
     return result
+
+
+def _node_windows(starts: list[tuple[float, Any]], finished: float, prompt: dict) -> list[tuple[str, float, float]]:
+    """Each executing node's window, from its ``executing`` event to the next event of the kind (or the run's
+    end), named "id ClassType"."""
+    windows = []
+    for (start, node), (end, _) in zip(starts, [*starts[1:], (finished, None)], strict=True):
+        if node is not None:
+            windows.append((f"{node} {prompt.get(str(node), {}).get('class_type', '?')}", start, end))
+    return windows
 
 
 def _server(plan: Plan, config: Config, work: Path, tag: str, wrapper: list[str] | None = None) -> ComfyUIServer:
@@ -352,8 +376,9 @@ def _run(plan: Plan, models: dict | None, live: LiveConfig, index: int) -> None:
     try:
         input_image = _upload_input(plan, server, seed)
         energy_before = monitor.energy_mj()
-        run = server.run_prompt(_prompt(plan, config, models, seed, input_image), timeout=plan.timeout)
-        measured = measure(run, seed, monitor, (energy_before, monitor.energy_mj()))
+        prompt = _prompt(plan, config, models, seed, input_image)
+        run = server.run_prompt(prompt, timeout=plan.timeout)
+        measured = measure(run, seed, monitor, (energy_before, monitor.energy_mj()), prompt)
         if index == 1 and not measured.error:
             live.image = _output_png(server, run)
     except Exception as err:  # noqa: BLE001

@@ -90,3 +90,27 @@ def test_missing_models_are_named_with_the_command_that_makes_them(tmp_path):
     with pytest.raises(BenchError, match=r"has no nvfp4 file of the sd15-tiny diffusion model: generate it with "
                                          r"`python -m comfyx\.bench\.models .* --file-format nvfp4 sd15-tiny`"):
         execute(plan)
+
+
+def test_each_node_gets_the_peak_of_its_own_window():
+    from comfyx.bench.device import DeviceMonitor
+    from comfyx.bench.run import measure
+    from comfyx.bench.server import PromptRun
+
+    run = PromptRun("p", posted=0.0, finished=3.0)
+    for t, event, node in [(0.1, "executing", "4"), (1.0, "executing", "sampler"), (1.2, "progress", "sampler"),
+                           (2.0, "executing", "8"), (2.9, "executing", None)]:
+        run.events.append((event, {"node": node, "prompt_id": "p"}))
+        run.times.append(t)
+    monitor = DeviceMonitor(pid=0)
+    monitor.reason = None  # the samples below stand in for NVML's (a CPU machine has none)
+    mib = 1 << 20
+    monitor.samples = [(0.5, 100 * mib), (1.5, 300 * mib), (2.2, 700 * mib), (2.95, 50 * mib)]
+    prompt = {"4": {"class_type": "CheckpointLoaderSimple"}, "sampler": {"class_type": "KSampler"},
+              "8": {"class_type": "VAEDecode"}}
+    result = measure(run, 1, monitor, (None, None), prompt)
+    assert result.node_peak_vram_mib == {"4 CheckpointLoaderSimple": 100.0, "sampler KSampler": 300.0,
+                                         "8 VAEDecode": 700.0}
+    assert result.peak_vram_mib == 700.0 and result.sampling_peak_vram_mib == 300.0
+    config = ConfigResult(Config.parse("stock"), first=result, runs=[result])
+    assert config.summary()["peak_vram_node"] == "8 VAEDecode"

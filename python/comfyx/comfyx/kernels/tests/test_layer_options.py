@@ -60,6 +60,18 @@ def test_cuda_graphs_come_with_fast_and_ask_comfyui_for_torchs_own_allocator() -
         fastpath.comfyui_args(settings, ["--cuda-malloc"])
 
 
+def test_cuda_graphs_grow_torchs_allocator_in_expandable_segments_unless_the_user_configured_it() -> None:
+    environ: dict[str, str] = {}
+    fastpath.export_allocator(fast_settings(["--fast"]), environ)
+    assert environ == {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+    mine = {"PYTORCH_CUDA_ALLOC_CONF": "max_split_size_mb:512"}
+    fastpath.export_allocator(fast_settings(["--fast"]), mine)
+    assert mine == {"PYTORCH_CUDA_ALLOC_CONF": "max_split_size_mb:512"}
+    untouched: dict[str, str] = {}
+    fastpath.export_allocator(fast_settings(["--fast", "--no-compile-cuda-graphs"]), untouched)
+    assert untouched == {}
+
+
 def test_cuda_graphs_are_off_without_compile_or_when_turned_off() -> None:
     for settings in (fast_settings(["--fast", "--no-compile-cuda-graphs"]),
                      fast_settings(["--fast"], {"COMFYX_COMPILE_CUDA_GRAPHS": "0"}),
