@@ -21,6 +21,8 @@ Nix modules) turns on every part; each part has its own setting, which wins over
 - ``--compile-cuda-graphs/--no-compile-cuda-graphs`` (default off, on with --fast): a model that
   compiles whole (a UNet) replays its compiled step as CUDA graphs (torch's ``reduce-overhead``), so
   the host's kernel launches no longer bound the step; per-block compiles (Flux) stay without;
+- ``--compile-vae/--no-compile-vae`` (default off, on with --fast): every VAE decoder loaded (SD-family,
+  Flux) runs compiled, as CUDA graphs with ``--compile-cuda-graphs`` (:mod:`comfyx.compile.vae`);
 - ``--fp8-fast-accum/--no-fp8-fast-accum`` (default on): fp8 GEMMs accumulate in the tensor
   cores' fast mode (comfyx_kernels' ``fast_accum``);
 - ``--fp8-activation-scale {calibrated,dynamic}`` (default calibrated): how fp8 layers without a
@@ -64,6 +66,7 @@ class FastPathSettings:
     compile_unet_regions: bool = False
     compile_trace_cache: bool = True
     compile_cuda_graphs: bool = False
+    compile_vae: bool = False
     fp8_fast_accum: bool = True
     fp8_activation_scale: str = "calibrated"
     nvfp4_activation: str = "bf16"
@@ -71,6 +74,11 @@ class FastPathSettings:
     def __post_init__(self) -> None:
         if self.quantize != "none" and not self.kernels:
             raise SettingsError(f"--quantize {self.quantize} runs on comfyx's kernels: drop --no-kernels")
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether something compiled replays as CUDA graphs: a model compiled whole, or a VAE's decoder."""
+        return self.compile_cuda_graphs and (self.compile or self.compile_vae)
 
     @property
     def layer_options(self) -> LayerOptions:
@@ -88,6 +96,8 @@ class FastPathSettings:
         graphs = ", CUDA graphs where compiled whole" if self.compile and self.compile_cuda_graphs else ""
         traces = ", no saved traces" if self.compile and not self.compile_trace_cache else ""
         parts.append(f"compile {'on' if self.compile else 'off'}{regions}{graphs}{traces}")
+        if self.compile_vae:
+            parts.append("VAE decoder compiled" + (" (CUDA graphs)" if self.compile_cuda_graphs else ""))
         return ", ".join(parts)
 
 
@@ -115,7 +125,11 @@ GROUP = Group("fast", "fast path (comfyx's kernels, fp8, compile)", (
     Setting("compile_cuda_graphs", "--compile-cuda-graphs", SWITCH, "a model --compile takes whole (a UNet) "
             "replays its steps as CUDA graphs, so that the host's kernel launches do not bound them: an SDXL UNet "
             "step (fp8, 1024², cfg batch) took 37.9 ms instead of 59.9 ms on an H100; per-block compiles (Flux) "
-            "stay without", nix="fast.compileCudaGraphs", default_text="off; on with --fast"),
+            "stay without; a decoder --compile-vae compiles, too", nix="fast.compileCudaGraphs",
+            default_text="off; on with --fast"),
+    Setting("compile_vae", "--compile-vae", SWITCH, "compile every VAE decoder loaded (SD-family and Flux VAEs; "
+            "with saved traces and, under --compile-cuda-graphs, as CUDA graphs in the memory the compiled "
+            "model's graphs hold while idle)", nix="fast.compileVae", default_text="off; on with --fast"),
     Setting("fp8_fast_accum", "--fp8-fast-accum", SWITCH, "fp8 GEMMs accumulate in the tensor cores' fast mode "
             "(2 to 4 percent less GPU time on an H100, 0.02 to 0.05 percent more relative error); off: float32 "
             "accumulation",
@@ -153,6 +167,7 @@ def build(values: dict[str, Any], kernels_unavailable: str | None) -> tuple[Fast
         compile_unet_regions=values.get("compile_unet_regions", False),
         compile_trace_cache=values.get("compile_trace_cache", True),
         compile_cuda_graphs=values.get("compile_cuda_graphs", performance),
+        compile_vae=values.get("compile_vae", performance),
         fp8_fast_accum=values.get("fp8_fast_accum", True),
         fp8_activation_scale=values.get("fp8_activation_scale", "calibrated"),
         nvfp4_activation=values.get("nvfp4_activation", "bf16"),
@@ -163,7 +178,7 @@ def build(values: dict[str, Any], kernels_unavailable: str | None) -> tuple[Fast
 def comfyui_args(settings: FastPathSettings, args: list[str]) -> list[str]:
     """ComfyUI's arguments for ``settings``: CUDA graphs need torch's own CUDA allocator, where ComfyUI
     picks cudaMallocAsync by default (its cuda_malloc.py), under which torch cannot record them."""
-    if not (settings.compile and settings.compile_cuda_graphs):
+    if not settings.cuda_graphs:
         return args
     if "--cuda-malloc" in args:
         raise SettingsError("--compile-cuda-graphs needs torch's own CUDA allocator and ComfyUI's --cuda-malloc "
@@ -180,7 +195,7 @@ def export_allocator(settings: FastPathSettings, environ: MutableMapping[str, st
     as it is freed, and the native allocator's fixed segments otherwise keep what the VAE decode cannot
     reuse (the decode's peak was 3.2 GiB above the sampling's with them, 2.3 GiB with cudaMallocAsync:
     SDXL 1024² on an H100). Set before torch is imported: torch reads it once."""
-    if settings.compile and settings.compile_cuda_graphs:
+    if settings.cuda_graphs:
         environ.setdefault(ALLOC_CONF_ENV, "expandable_segments:True")
 
 
@@ -198,7 +213,7 @@ def _cuda_graphs_problem(device: Any) -> str | None:
 def install(settings: FastPathSettings, caches: CompileCaches, calibration: Path) -> None:
     """Register the hooks the settings ask for (importing neither ComfyUI nor torch); ``--compile`` keeps its
     caches in ``caches``, calibrated activation scales are kept in ``calibration``."""
-    from comfyx.comfyui.loaders import on_diffusion_model_loaded
+    from comfyx.comfyui.loaders import on_diffusion_model_loaded, on_vae_loaded
 
     if settings.kernels:
         from comfyx import kernels
@@ -242,3 +257,14 @@ def install(settings: FastPathSettings, caches: CompileCaches, calibration: Path
             return apply_compile(patcher, chosen, caches)
 
         on_diffusion_model_loaded(compile_model)
+    if settings.compile_vae:
+        def compile_vae(vae: Any) -> None:  # a comfy.sd.VAE, changed in place
+            from comfyx.compile.vae import compile_vae_decoder
+
+            graphs = settings.compile_cuda_graphs
+            problem = _cuda_graphs_problem(vae.device) if graphs else None
+            if problem is not None:
+                log.info("comfyx compile: the VAE's decoder runs without CUDA graphs: %s", problem)
+            compile_vae_decoder(vae, caches, graphs and problem is None, settings.compile_trace_cache)
+
+        on_vae_loaded(compile_vae)

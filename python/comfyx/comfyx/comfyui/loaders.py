@@ -1,10 +1,11 @@
-"""Run code on every diffusion model ComfyUI loads, before any node sees it.
+"""Run code on every diffusion model and VAE ComfyUI loads, before any node sees it.
 
 Every loader node ends in one of two functions of ``comfy.sd``: ``load_state_dict_guess_config``
 (checkpoints: CheckpointLoaderSimple, ImageOnlyCheckpointLoader, ...) and
 ``load_diffusion_model_state_dict`` (diffusion models alone: UNETLoader, ...). comfyx wraps both
 once ComfyUI imports ``comfy.sd``; a callback gets the fresh ModelPatcher and returns the one the
-loader hands out (the same, changed in place, or a clone).
+loader hands out (the same, changed in place, or a clone). Every VAE, from a checkpoint or
+VAELoader, is a ``comfy.sd.VAE``: a VAE callback gets each one as its constructor returns.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ log = logging.getLogger("comfyx")
 
 Callback = Callable[[Any], Any]
 _callbacks: list[Callback] = []
+_vae_callbacks: list[Callable[[Any], None]] = []
 DONE = "comfyx_load_callbacks_done"  # a patcher a checkpoint load got from the diffusion-model load
 
 
@@ -29,6 +31,25 @@ def on_diffusion_model_loaded(callback: Callback) -> None:
     if not _callbacks:
         after_import("comfy.sd", _wrap_loaders)
     _callbacks.append(callback)
+
+
+def on_vae_loaded(callback: Callable[[Any], None]) -> None:
+    """Call ``callback(vae)`` on every comfy.sd.VAE made from now on, once it is built (in registration order)."""
+    if not _vae_callbacks:
+        after_import("comfy.sd", _wrap_vae)
+    _vae_callbacks.append(callback)
+
+
+def _wrap_vae(sd: ModuleType) -> None:
+    init = sd.VAE.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        for callback in _vae_callbacks:
+            callback(self)
+
+    sd.VAE.__init__ = __init__
 
 
 def _after_load(patcher: Any) -> Any:
