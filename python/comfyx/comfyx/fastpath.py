@@ -21,8 +21,9 @@ Nix modules) turns on every part; each part has its own setting, which wins over
 - ``--compile-cuda-graphs/--no-compile-cuda-graphs`` (default off, on with --fast): a model that
   compiles whole (a UNet) replays its compiled step as CUDA graphs (torch's ``reduce-overhead``), so
   the host's kernel launches no longer bound the step; per-block compiles (Flux) stay without;
-- ``--compile-vae/--no-compile-vae`` (default off, on with --fast): every VAE decoder loaded (SD-family,
-  Flux) runs compiled, as CUDA graphs with ``--compile-cuda-graphs`` (:mod:`comfyx.compile.vae`);
+- ``--compile-vae/--no-compile-vae`` (default off, not yet part of --fast: unmeasured on a GPU): every VAE
+  decoder loaded (SD-family, Flux) runs compiled, as CUDA graphs with ``--compile-cuda-graphs``
+  (:mod:`comfyx.compile.vae`);
 - ``--fp8-fast-accum/--no-fp8-fast-accum`` (default on): fp8 GEMMs accumulate in the tensor
   cores' fast mode (comfyx_kernels' ``fast_accum``);
 - ``--fp8-activation-scale {calibrated,dynamic}`` (default calibrated): how fp8 layers without a
@@ -36,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,8 +128,8 @@ GROUP = Group("fast", "fast path (comfyx's kernels, fp8, compile)", (
             "stay without; a decoder --compile-vae compiles, too", nix="fast.compileCudaGraphs",
             default_text="off; on with --fast"),
     Setting("compile_vae", "--compile-vae", SWITCH, "compile every VAE decoder loaded (SD-family and Flux VAEs; "
-            "with saved traces and, under --compile-cuda-graphs, as CUDA graphs in the memory the compiled "
-            "model's graphs hold while idle)", nix="fast.compileVae", default_text="off; on with --fast"),
+            "with saved traces and, under --compile-cuda-graphs, as CUDA graphs in the memory pool of the compiled "
+            "model's graphs; not yet measured on a GPU, so not part of --fast)", nix="fast.compileVae"),
     Setting("fp8_fast_accum", "--fp8-fast-accum", SWITCH, "fp8 GEMMs accumulate in the tensor cores' fast mode "
             "(2 to 4 percent less GPU time on an H100, 0.02 to 0.05 percent more relative error); off: float32 "
             "accumulation",
@@ -167,7 +167,7 @@ def build(values: dict[str, Any], kernels_unavailable: str | None) -> tuple[Fast
         compile_unet_regions=values.get("compile_unet_regions", False),
         compile_trace_cache=values.get("compile_trace_cache", True),
         compile_cuda_graphs=values.get("compile_cuda_graphs", performance),
-        compile_vae=values.get("compile_vae", performance),
+        compile_vae=values.get("compile_vae", False),
         fp8_fast_accum=values.get("fp8_fast_accum", True),
         fp8_activation_scale=values.get("fp8_activation_scale", "calibrated"),
         nvfp4_activation=values.get("nvfp4_activation", "bf16"),
@@ -184,19 +184,6 @@ def comfyui_args(settings: FastPathSettings, args: list[str]) -> list[str]:
         raise SettingsError("--compile-cuda-graphs needs torch's own CUDA allocator and ComfyUI's --cuda-malloc "
                             "asks for cudaMallocAsync, which cannot record CUDA graphs: drop one of them")
     return args if "--disable-cuda-malloc" in args else [*args, "--disable-cuda-malloc"]
-
-
-ALLOC_CONF_ENV = "PYTORCH_CUDA_ALLOC_CONF"
-
-
-def export_allocator(settings: FastPathSettings, environ: MutableMapping[str, str]) -> None:
-    """With CUDA graphs, torch's native allocator (see :func:`comfyui_args`) grows in expandable segments,
-    unless ``PYTORCH_CUDA_ALLOC_CONF`` is the user's: ComfyUI's default, cudaMallocAsync, gives memory back
-    as it is freed, and the native allocator's fixed segments otherwise keep what the VAE decode cannot
-    reuse (the decode's peak was 3.2 GiB above the sampling's with them, 2.3 GiB with cudaMallocAsync:
-    SDXL 1024² on an H100). Set before torch is imported: torch reads it once."""
-    if settings.cuda_graphs:
-        environ.setdefault(ALLOC_CONF_ENV, "expandable_segments:True")
 
 
 def _cuda_graphs_problem(device: Any) -> str | None:

@@ -27,7 +27,6 @@ def prepare(checkout: ComfyUICheckout, comfyui_args: Sequence[str], settings: Se
     """
     args = fastpath.comfyui_args(settings.fast, backends.comfyui_args(settings.backend.name, list(comfyui_args)))
     export_compile_caches(settings.compile_caches, os.environ)  # before torch: it reads them itself
-    fastpath.export_allocator(settings.fast, os.environ)
     engine.install(settings.engine)  # starts the BMF workers: a start-up error if they cannot
     tpu_backend = TPUBackend(settings.tpu, settings.paths.xla_cache)
     backends.install(settings.backend, settings.intel, tpu_backend)

@@ -6,9 +6,11 @@ module itself (its parameters stay where ComfyUI's ModelPatcher puts them), by a
 trace where one fits (:mod:`comfyx.compile.traces`, so a restart loads it), else ``torch.compile``'s, in the
 compile's speed plan.
 
-With CUDA graphs the decode replays into the same memory pool as the compiled UNet's steps, which is idle
-by then: eager, the decode's working set (2.2 GiB for SDXL at 1024², bf16) came on top of the pool that the
-sampling's graphs hold, and the decode was where the run's VRAM peaked. Other VAEs (video, audio) run as
+Why: on an H100, SDXL's run under ``--fast`` peaked in the VAE decode, 3.2 GiB above the sampling's peak
+(eager, the decode's working set comes on top of the memory pool the UNet's CUDA graphs keep; stock ComfyUI's
+decode added 2.3 GiB). Compiled with CUDA graphs, the decode is recorded into torch's one pool of CUDA graph
+trees, which the UNet's graphs leave idle by then. Not yet measured on a GPU, so not part of ``--fast``.
+Other VAEs (video, audio) run as
 ComfyUI runs them.
 """
 

@@ -60,16 +60,14 @@ def test_cuda_graphs_come_with_fast_and_ask_comfyui_for_torchs_own_allocator() -
         fastpath.comfyui_args(settings, ["--cuda-malloc"])
 
 
-def test_cuda_graphs_grow_torchs_allocator_in_expandable_segments_unless_the_user_configured_it() -> None:
-    environ: dict[str, str] = {}
-    fastpath.export_allocator(fast_settings(["--fast"]), environ)
-    assert environ == {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
-    mine = {"PYTORCH_CUDA_ALLOC_CONF": "max_split_size_mb:512"}
-    fastpath.export_allocator(fast_settings(["--fast"]), mine)
-    assert mine == {"PYTORCH_CUDA_ALLOC_CONF": "max_split_size_mb:512"}
-    untouched: dict[str, str] = {}
-    fastpath.export_allocator(fast_settings(["--fast", "--no-compile-cuda-graphs"]), untouched)
-    assert untouched == {}
+def test_the_vae_decoder_compiles_only_when_asked_and_then_with_cuda_graphs_and_their_allocator() -> None:
+    assert not fast_settings(["--fast"]).compile_vae  # not part of --fast until measured on a GPU
+    settings = fast_settings(["--fast", "--compile-vae"])
+    assert settings.compile_vae and "VAE decoder compiled (CUDA graphs)" in settings.describe()
+    alone = fast_settings(["--compile-vae", "--compile-cuda-graphs"])  # no --compile: the decoder's graphs
+    assert alone.cuda_graphs and fastpath.comfyui_args(alone, []) == ["--disable-cuda-malloc"]
+    assert not fast_settings(["--compile-vae"]).cuda_graphs
+    assert fast_settings([], {"COMFYX_COMPILE_VAE": "1"}).compile_vae
 
 
 def test_cuda_graphs_are_off_without_compile_or_when_turned_off() -> None:
