@@ -47,14 +47,17 @@ log = logging.getLogger(__name__)
 TRACE_SUFFIX = ".trace"
 # a model whose calls keep changing signature (a new resolution each prompt) stops saving traces there
 MAX_SIGNATURES = 8
-# ComfyUI options that cannot change what a model computes; every other one is part of a trace's key
-SERVER_ONLY_OPTIONS = frozenset({
+# ComfyUI options that cannot change what a traced model (a diffusion model, a VAE decoder) computes; every
+# other one is part of a trace's key
+OPTIONS_NO_TRACE_SEES = frozenset({
     "listen", "port", "tls_keyfile", "tls_certfile", "enable_cors_header", "max_upload_size", "base_directory",
     "extra_model_paths_config", "output_directory", "temp_directory", "input_directory", "user_directory",
     "auto_launch", "disable_auto_launch", "dont_print_server", "quick_test_for_ci", "windows_standalone_build",
     "disable_metadata", "multi_user", "verbose", "log_stdout", "front_end_version", "front_end_root",
     "enable_compress_response_body", "database_url", "preview_method", "preview_size", "cache_classic", "cache_lru",
     "cache_none", "disable_all_custom_nodes", "whitelist_custom_nodes", "disable_api_nodes", "comfy_api_base",
+    # the text encoders' storage dtype: traces are of diffusion models and VAE decoders
+    "fp8_e4m3fn_text_enc", "fp8_e5m2_text_enc", "fp16_text_enc", "fp32_text_enc", "bf16_text_enc",
 })
 # module attributes a fingerprint leaves out: the module tree is walked anyway, and torch's
 # per-instance bookkeeping says nothing about what the forward computes
@@ -116,7 +119,7 @@ def _comfyui_options() -> tuple:
         from comfy.cli_args import args
     except ImportError:  # not inside ComfyUI (tests of this module alone)
         return ()
-    return tuple((k, describe(v)) for k, v in sorted(vars(args).items()) if k not in SERVER_ONLY_OPTIONS)
+    return tuple((k, describe(v)) for k, v in sorted(vars(args).items()) if k not in OPTIONS_NO_TRACE_SEES)
 
 
 def stale_sources(traced: Any) -> list[str]:

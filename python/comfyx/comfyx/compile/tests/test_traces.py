@@ -200,3 +200,21 @@ def test_blocks_of_one_class_share_a_trace_each_with_its_own_weights(tmp_path):
     for block in blocks:
         torch.testing.assert_close(run(block, traces, x), block(x))
     assert traces.metrics.traces_saved == 2
+
+
+@pytest.mark.comfyui
+def test_comfyuis_options_name_the_trace_unless_they_only_touch_text_encoders_or_the_server(comfyui, monkeypatch):
+    from comfyx.compile.traces import process_identity
+
+    monkeypatch.syspath_prepend(str(comfyui))
+    import comfy.cli_args
+
+    base = process_identity(("plan",))
+    for name, value in (("port", 9999), ("fp8_e4m3fn_text_enc", True), ("fp16_text_enc", True)):
+        with monkeypatch.context() as changed:
+            changed.setattr(comfy.cli_args.args, name, value)
+            assert process_identity(("plan",)) == base, name
+    for name, value in (("fp16_vae", True), ("fp8_e4m3fn_unet", True), ("use_pytorch_cross_attention", True)):
+        with monkeypatch.context() as changed:
+            changed.setattr(comfy.cli_args.args, name, value)
+            assert process_identity(("plan",)) != base, name
