@@ -102,6 +102,15 @@ class DeviceMonitor:
                 peaks[name] = max(peak, peaks.get(name, 0.0))
         return peaks
 
+    def first_at_peak(self, windows: list[tuple[str, float, float]]) -> str | None:
+        """The window in which the process first held the most memory it held in any of them: the allocator
+        keeps what it reserved, so later windows sit at that level too without having raised it."""
+        inside = [(t, used, name) for t, used in self.samples for name, start, end in windows if start <= t <= end]
+        if not inside:
+            return None
+        top = max(used for _, used, _ in inside)
+        return min((t, name) for t, used, name in inside if used == top)[1]
+
     def energy_mj(self) -> int | None:
         """The GPU's total-energy counter (millijoules since the driver loaded), or None."""
         if not self.available:

@@ -12,7 +12,8 @@ on its now warm caches and runs once more. Per configuration it reports:
   progress event (model loading, compiling and one step);
 - peak VRAM: the server process's device memory (NVML, 20 ms samples), over all runs, within
   the first run's sampler window (the model and its activations, before any VAE decode), and per
-  node of each run (from its ``executing`` event to the next: which node the peak is in);
+  node of each run (from its ``executing`` event to the next), with the node in whose window the first
+  run reached its peak;
 - energy per image: the GPU's energy counter across a run, per image (NVML);
 - quality: PSNR of the first timed run's image against the reference configuration's
   image of the same seed, and whether the PNG bytes are identical.
@@ -130,6 +131,7 @@ class RunResult:
     peak_vram_mib: float | None = None
     sampling_peak_vram_mib: float | None = None
     node_peak_vram_mib: dict[str, float] = field(default_factory=dict)  # "node id ClassType" -> MiB
+    peak_vram_node: str | None = None  # the node in whose window the run's peak was first reached
     energy_j: float | None = None
     error: str | None = None
 
@@ -153,15 +155,6 @@ class ConfigResult:
         values = [getattr(r, name) for r in self.runs if getattr(r, name) is not None and r.error is None]
         return round(statistics.median(values), 4) if values else None
 
-    def peak_vram_node(self) -> str | None:
-        """The node whose window held the most device memory over the timed runs (the first run's where there
-        are none)."""
-        peaks: dict[str, float] = {}
-        for run in self.runs or ([self.first] if self.first is not None else []):
-            for node, mib in run.node_peak_vram_mib.items():
-                peaks[node] = max(mib, peaks.get(node, 0.0))
-        return max(peaks, key=peaks.get) if peaks else None
-
     def summary(self) -> dict[str, Any]:
         return {
             "it_per_s": self.median("it_per_s"),
@@ -175,7 +168,9 @@ class ConfigResult:
             # the first run's sampler window: the model and its activations, before a VAE decode has
             # left its blocks in the allocator's cache (NVML sees what the process holds, not uses)
             "sampling_peak_vram_mib": None if self.first is None else self.first.sampling_peak_vram_mib,
-            "peak_vram_node": self.peak_vram_node(),
+            # the first run's: memory rises from nothing there, where a timed run starts at the level the
+            # allocator kept from the runs before
+            "peak_vram_node": None if self.first is None else self.first.peak_vram_node,
             "energy_j_per_image": self.median("energy_j"),
             "psnr_db": self.psnr_db,
             "identical_pixels": self.identical_pixels,
@@ -280,7 +275,9 @@ def measure(
         result.peak_vram_mib = monitor.peak_mib(run.posted, run.finished)
         if begin is not None and end is not None:
             result.sampling_peak_vram_mib = monitor.peak_mib(begin, end)
-        result.node_peak_vram_mib = monitor.peaks_mib(_node_windows(starts, run.finished, prompt or {}))
+        windows = _node_windows(starts, run.finished, prompt or {})
+        result.node_peak_vram_mib = monitor.peaks_mib(windows)
+        result.peak_vram_node = monitor.first_at_peak(windows)
     if None not in energy:
         result.energy_j = round((energy[1] - energy[0]) / 1000, 2)
     return result

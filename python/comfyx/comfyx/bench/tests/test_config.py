@@ -99,18 +99,20 @@ def test_each_node_gets_the_peak_of_its_own_window():
 
     run = PromptRun("p", posted=0.0, finished=3.0)
     for t, event, node in [(0.1, "executing", "4"), (1.0, "executing", "sampler"), (1.2, "progress", "sampler"),
-                           (2.0, "executing", "8"), (2.9, "executing", None)]:
+                           (2.0, "executing", "8"), (2.9, "executing", "9")]:
         run.events.append((event, {"node": node, "prompt_id": "p"}))
         run.times.append(t)
     monitor = DeviceMonitor(pid=0)
     monitor.reason = None  # the samples below stand in for NVML's (a CPU machine has none)
     mib = 1 << 20
-    monitor.samples = [(0.5, 100 * mib), (1.5, 300 * mib), (2.2, 700 * mib), (2.95, 50 * mib)]
+    # the decode raises the level to 700; the save after it holds it there
+    monitor.samples = [(0.5, 100 * mib), (1.5, 300 * mib), (2.2, 700 * mib), (2.95, 700 * mib)]
     prompt = {"4": {"class_type": "CheckpointLoaderSimple"}, "sampler": {"class_type": "KSampler"},
-              "8": {"class_type": "VAEDecode"}}
+              "8": {"class_type": "VAEDecode"}, "9": {"class_type": "SaveImage"}}
     result = measure(run, 1, monitor, (None, None), prompt)
     assert result.node_peak_vram_mib == {"4 CheckpointLoaderSimple": 100.0, "sampler KSampler": 300.0,
-                                         "8 VAEDecode": 700.0}
+                                         "8 VAEDecode": 700.0, "9 SaveImage": 700.0}
     assert result.peak_vram_mib == 700.0 and result.sampling_peak_vram_mib == 300.0
+    assert result.peak_vram_node == "8 VAEDecode"
     config = ConfigResult(Config.parse("stock"), first=result, runs=[result])
     assert config.summary()["peak_vram_node"] == "8 VAEDecode"
