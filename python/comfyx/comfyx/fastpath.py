@@ -248,10 +248,9 @@ def install(settings: FastPathSettings, caches: CompileCaches, calibration: Path
         def compile_vae(vae: Any) -> None:  # a comfy.sd.VAE, changed in place
             from comfyx.compile.vae import compile_vae_decoder
 
-            graphs = settings.compile_cuda_graphs
-            problem = _cuda_graphs_problem(vae.device) if graphs else None
-            if problem is not None:
+            problem = _cuda_graphs_problem(vae.device) if settings.compile_cuda_graphs else None
+            graphs = settings.compile_cuda_graphs and problem is None
+            if compile_vae_decoder(vae, caches, graphs, settings.compile_trace_cache) and problem is not None:
                 log.info("comfyx compile: the VAE's decoder runs without CUDA graphs: %s", problem)
-            compile_vae_decoder(vae, caches, graphs and problem is None, settings.compile_trace_cache)
 
         on_vae_loaded(compile_vae)

@@ -10,8 +10,7 @@ Why: on an H100, SDXL's run under ``--fast`` peaked in the VAE decode, 3.2 GiB a
 (eager, the decode's working set comes on top of the memory pool the UNet's CUDA graphs keep; stock ComfyUI's
 decode added 2.3 GiB). Compiled with CUDA graphs, the decode is recorded into torch's one pool of CUDA graph
 trees, which the UNet's graphs leave idle by then. Not yet measured on a GPU, so not part of ``--fast``.
-Other VAEs (video, audio) run as
-ComfyUI runs them.
+Other VAEs (video, audio) run as ComfyUI runs them.
 """
 
 from __future__ import annotations
