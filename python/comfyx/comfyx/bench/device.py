@@ -95,12 +95,8 @@ class DeviceMonitor:
 
     def peaks_mib(self, windows: list[tuple[str, float, float]]) -> dict[str, float]:
         """The most device memory the process held in each named window (name, start, end), where sampled."""
-        peaks = {}
-        for name, start, end in windows:
-            peak = self.peak_mib(start, end)
-            if peak is not None:
-                peaks[name] = max(peak, peaks.get(name, 0.0))
-        return peaks
+        peaks = {name: self.peak_mib(start, end) for name, start, end in windows}
+        return {name: peak for name, peak in peaks.items() if peak is not None}
 
     def first_at_peak(self, windows: list[tuple[str, float, float]]) -> str | None:
         """The window in which the process first held the most memory it held in any of them: the allocator
