@@ -21,9 +21,9 @@ Nix modules) turns on every part; each part has its own setting, which wins over
 - ``--compile-cuda-graphs/--no-compile-cuda-graphs`` (default off, on with --fast): a model that
   compiles whole (a UNet) replays its compiled step as CUDA graphs (torch's ``reduce-overhead``), so
   the host's kernel launches no longer bound the step; per-block compiles (Flux) stay without;
-- ``--compile-vae/--no-compile-vae`` (default off, not yet part of --fast: unmeasured on a GPU): every VAE
-  decoder loaded (SD-family, Flux) runs compiled, as CUDA graphs with ``--compile-cuda-graphs``
-  (:mod:`comfyx.compile.vae`);
+- ``--compile-vae/--no-compile-vae`` (default off, also with --fast): every VAE decoder loaded (SD-family,
+  Flux) runs compiled, as CUDA graphs with ``--compile-cuda-graphs`` (:mod:`comfyx.compile.vae`): less peak
+  VRAM, a slower decode;
 - ``--fp8-fast-accum/--no-fp8-fast-accum`` (default on): fp8 GEMMs accumulate in the tensor
   cores' fast mode (comfyx_kernels' ``fast_accum``);
 - ``--fp8-activation-scale {calibrated,dynamic}`` (default calibrated): how fp8 layers without a
@@ -129,7 +129,8 @@ GROUP = Group("fast", "fast path (comfyx's kernels, fp8, compile)", (
             default_text="off; on with --fast"),
     Setting("compile_vae", "--compile-vae", SWITCH, "compile every VAE decoder loaded (SD-family and Flux VAEs; "
             "with saved traces and, under --compile-cuda-graphs, as CUDA graphs in the memory pool of the compiled "
-            "model's graphs; not yet measured on a GPU, so not part of --fast)", nix="fast.compileVae"),
+            "model's graphs): SDXL 1024² on an H100 peaked at 0.79x stock's VRAM instead of 0.92x, but took 0.95 s "
+            "end to end instead of 0.91 s, so --fast leaves it off", nix="fast.compileVae"),
     Setting("fp8_fast_accum", "--fp8-fast-accum", SWITCH, "fp8 GEMMs accumulate in the tensor cores' fast mode "
             "(2 to 4 percent less GPU time on an H100, 0.02 to 0.05 percent more relative error); off: float32 "
             "accumulation",

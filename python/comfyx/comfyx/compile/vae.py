@@ -6,10 +6,12 @@ module itself (its parameters stay where ComfyUI's ModelPatcher puts them), by a
 trace where one fits (:mod:`comfyx.compile.traces`, so a restart loads it), else ``torch.compile``'s, in the
 compile's speed plan.
 
-Why: on an H100, SDXL's run under ``--fast`` peaked in the VAE decode, 3.2 GiB above the sampling's peak
-(eager, the decode's working set comes on top of the memory pool the UNet's CUDA graphs keep; stock ComfyUI's
-decode added 2.3 GiB). Compiled with CUDA graphs, the decode is recorded into torch's one pool of CUDA graph
-trees, which the UNet's graphs leave idle by then. Not yet measured on a GPU, so not part of ``--fast``.
+Why: every SDXL configuration peaked in the VAE decode. Under ``--fast`` the eager decode's working set came
+on top of the memory pool the UNet's CUDA graphs keep, adding 3232 MiB to the sampler's peak (stock's decode
+added 2368). Compiled with CUDA graphs, the decode is recorded into the same pool of torch's CUDA graph trees
+and added 1912 MiB: peak VRAM 0.79x stock's instead of 0.92x. The cost is 35 ms more end to end (0.95 s
+against 0.91 s), because the compiled decode is slower than the eager one; that is why ``--fast`` leaves it
+off (H100, 1024², ``bench/results/e2e-sdxl-vae.json``).
 Other VAEs (video, audio) run as ComfyUI runs them.
 """
 
