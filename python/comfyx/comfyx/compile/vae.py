@@ -63,8 +63,7 @@ def compile_vae_decoder(vae: Any, caches: CompileCaches, cuda_graphs: bool, trac
     plan = plan_for(CompileSettings(mode="reduce-overhead" if cuda_graphs else "speed"))
     kwargs = plan.compile_kwargs()
     traces = None
-    if trace_cache:
-        caches.traces.mkdir(parents=True, exist_ok=True)
+    if trace_cache:  # SavedTraces makes its directory when it saves
         traces = SavedTraces(Decoder, kwargs, caches.traces, process_identity(plan.key()),
                              CompileMetrics(f"{type(model).__name__}.decoder"))
     decoder.forward = CompiledDecoder(decoder, model, traces, torch.compile(Decoder.forward, **kwargs))
