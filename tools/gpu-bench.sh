@@ -18,7 +18,7 @@
 # Generates MODEL's
 # random-weight models, runs the benchmark and leaves in $OUT: the bench's JSON and PNG,
 # bench-MODEL.log, setup-MODEL.log, diag-MODEL.txt (the servers' lines about compiling,
-# recompiles, graph breaks, comfyx and errors) and servers-MODEL.tgz (the servers' logs). BUDGET (seconds, default 570) bounds the whole
+# recompiles, graph breaks, comfyx and errors), tests-gpu.log (comfyx tests that need CUDA) and servers-MODEL.tgz (the servers' logs). BUDGET (seconds, default 570) bounds the whole
 # run; the results so far are kept when it runs out.
 set -uo pipefail
 MODEL=${1:?usage: tools/gpu-bench.sh MODEL [comfyx bench options]}
@@ -53,6 +53,11 @@ python3 -c "import bmf; print('bmf', bmf.__file__)" >> "$OUT/setup-$MODEL.log" 2
   || echo "BMF does not import here: comfyx runs its stock engine" | tee -a "$OUT/setup-$MODEL.log"
 python3 -c "import comfyx_kernels as k; print([(b.name, b.available, b.reason) for b in k.list_backends()])" \
   | tee -a "$OUT/setup-$MODEL.log"
+
+# comfyx's tests that need a GPU (page-locked quantized layers), before the benchmark
+PYTHONPATH=$PYTHONPATH:$PWD/.carry/comfyui timeout 120 python3 -m pytest -q -p no:cacheprovider -o addopts="" \
+  python/comfyx/comfyx/kernels/tests/test_pinned.py > "$OUT/tests-gpu.log" 2>&1
+tail -3 "$OUT/tests-gpu.log"
 
 left=$((DEADLINE - SECONDS))
 if [ "$MODEL" = compile ]; then  # bench/compile.py's stages (one model call at a time, no server)

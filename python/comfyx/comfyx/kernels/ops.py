@@ -29,6 +29,7 @@ import torch
 
 from comfyx.kernels import LayerOptions, blockscaled
 from comfyx.kernels.blockscaled import BLOCK_FORMATS
+from comfyx.kernels.pinned import PinnedHost
 
 log = logging.getLogger("comfyx.kernels")
 
@@ -161,19 +162,28 @@ class QuantizedLinear:
 
     # ---- quantizing a float layer (Quantize Model, quantize at load) -----------------------
 
-    def quantize_weight_(self, fmt: str = "fp8", device: torch.device | None = None) -> None:
+    def quantize_weight_(self, fmt: str = "fp8", device: torch.device | None = None,
+                         host: PinnedHost | None = None) -> None:
         """Replace this layer's float weight by ``fmt`` ("fp8": fp8 data and a per-tensor scale; "nvfp4",
-        "mxfp8": block-scaled), quantized on ``device`` (default: where the weight is), in place."""
+        "mxfp8": block-scaled), quantized on ``device`` (default: where the weight is), in place.
+
+        ``host``: where a weight kept on the host gets its quantized tensors back from ``device``
+        (page-locked; the caller waits for the copies); default: ordinary host memory."""
+        home = self.weight.device
         weight = (self.weight.to(device) if device is not None else self.weight).detach()
+
+        def back(tensor: torch.Tensor) -> torch.Tensor:
+            return host.copy_of(tensor) if host is not None and home.type == "cpu" else tensor.to(home)
+
         if fmt in BLOCK_FORMATS:
             for name, tensor in blockscaled.quantize(BLOCK_FORMATS[fmt], weight).items():
-                self._replace(name, tensor.to(self.weight.device))
+                self._replace(name, back(tensor))
             self.block_format = fmt
             self.scale_weight = None
         else:
             qdata, scale = _quantize(weight)
-            self._replace("weight", qdata.to(self.weight.device))
-            self._replace("scale_weight", scale.to(self.weight.device))
+            self._replace("weight", back(qdata))
+            self._replace("scale_weight", back(scale))
         self.scale_input = None
 
     def set_input_scale(self, scale: torch.Tensor) -> None:

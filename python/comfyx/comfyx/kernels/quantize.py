@@ -27,6 +27,7 @@ from comfyx.comfyui.blocks import block_paths
 from comfyx.kernels import QUANTIZE_FORMATS, QUANTIZE_LAYERS, LayerOptions
 from comfyx.kernels.blockscaled import BLOCK_FORMATS
 from comfyx.kernels.ops import FP8_DTYPES, QuantizedLinear, operations_for
+from comfyx.kernels.pinned import PinnedHost
 
 log = logging.getLogger("comfyx.kernels")
 
@@ -129,11 +130,13 @@ def quantize_loaded_model(patcher: Any, fmt: str, layers: str, options: LayerOpt
                  _dtype_of(diffusion_model), problem)
         return
     plan = plan_for(diffusion_model, layers, fmt)
+    host = PinnedHost()
     for path, module in plan.chosen:
         if not isinstance(module, QuantizedLinear):  # built before comfyx's op set was installed
             module = _quantizable_copy(module, options)
             _set_submodule(diffusion_model, path, module)
-        module.quantize_weight_(fmt, device=patcher.load_device)
+        module.quantize_weight_(fmt, device=patcher.load_device, host=host)
+    host.wait()
     if plan.chosen:
         # saved models get ComfyUI's scaled_fp8 marker (NVFP4 / MXFP8 layers their comfy_quant too),
         # so they load back as what they are
@@ -151,11 +154,13 @@ def quantized_clone(patcher: Any, layers: str, fmt: str, options: LayerOptions) 
     plan = plan_for(clone.get_model_object(DIFFUSION_MODEL), layers, fmt,
                     lambda path: clone.get_model_object(f"{DIFFUSION_MODEL}.{path}"))
     saved = 0
+    host = PinnedHost()
     for path, source in plan.chosen:
         copy = _quantizable_copy(source, options)
-        copy.quantize_weight_(fmt, device=patcher.load_device)
+        copy.quantize_weight_(fmt, device=patcher.load_device, host=host)
         saved += source.weight.nbytes - sum(p.nbytes for name, p in copy.named_parameters() if name != "bias")
         clone.add_object_patch(f"{DIFFUSION_MODEL}.{path}", copy)
+    host.wait()
     if plan.chosen:
         # Object patches do not change patches_uuid, and ComfyUI keeps a loaded clone's weights
         # when the uuid matches: a new one makes it swap the layers in (as set_model_compute_dtype
