@@ -10,9 +10,10 @@ decodes a 1×4×128×128 latent:
 
 Why: in ``comfyx bench`` (``bench/results/e2e-sdxl-vae.json``, H100) ``--compile-vae`` took SDXL's peak VRAM
 from 0.92x to 0.79x stock's but made the end to end 35 ms longer; this separates the decode's own time
-from the rest. Per variant: the median of ``--runs`` decodes (CUDA events; wall clock on a CPU), the most
-memory allocated during one decode above what was allocated before it (CUDA; graph pools included), and
-the largest difference from the eager image. The CUDA graph variants are skipped on a CPU, with the reason.
+from the rest. Per variant: the median of ``--runs`` decodes (CUDA events; wall clock on a CPU), the
+most memory allocated and reserved from before its first call (CUDA: its recording and graph pool
+included), and the largest difference from the eager image. The CUDA graph variants are skipped on a CPU,
+with the reason.
 
     python bench/vae_decode.py --comfyui PATH --out bench/results/vae-decode.json
 """
@@ -70,31 +71,38 @@ def skip_reason(variant: str, device: torch.device) -> str | None:
     return None
 
 
-def measure(fn: Any, latent: torch.Tensor, runs: int, device: torch.device) -> tuple[list[float], float | None,
-                                                                                        torch.Tensor]:
-    """Seconds per decode (after three warmups: compile, CUDA graph warmup and recording), the decode's peak
-    allocation above the allocation before it, in MiB, and the last image (cloned: a graph reuses its output)."""
+def measure(fn: Any, latent: torch.Tensor, runs: int, device: torch.device) -> tuple[list[float], dict, torch.Tensor]:
+    """Seconds per decode (after three warmups: compile, CUDA graph warmup and recording); the memory it
+    needed, in MiB, counted from before the first call (after emptying torch's cache): the most allocated at
+    once (a graph's replays allocate nothing: its recording counts) and the most torch's allocator reserved
+    (what the GPU gives the process: graph pools and the cache's fragmentation included); and the last
+    image (cloned: a graph reuses its output)."""
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        allocated, reserved = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
+        torch.cuda.reset_peak_memory_stats()
     for _ in range(3):
         fn(latent)
     times = []
-    peak = None
     for _ in range(runs):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-            before = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
+        if cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             image = fn(latent)
             end.record()
             torch.cuda.synchronize()
             times.append(start.elapsed_time(end) / 1000)
-            peak = max(peak or 0.0, (torch.cuda.max_memory_allocated() - before) / 2**20)
         else:
             started = time.perf_counter()
             image = fn(latent)
             times.append(time.perf_counter() - started)
-    return times, peak, image.clone()
+    memory = {}
+    if cuda:
+        memory = {"peak_allocated_mib": round((torch.cuda.max_memory_allocated() - allocated) / 2**20, 1),
+                  "peak_reserved_mib": round((torch.cuda.max_memory_reserved() - reserved) / 2**20, 1)}
+    return times, memory, image.clone()
 
 
 def main() -> None:
@@ -118,10 +126,9 @@ def main() -> None:
                 rows.append({"variant": variant, "skipped": reason})
                 continue
             torch._dynamo.reset()
-            times, peak, image = measure(compiled(module, variant), latent, args.runs, device)
+            times, memory, image = measure(compiled(module, variant), latent, args.runs, device)
             reference = image if reference is None else reference
-            rows.append({"variant": variant, "decode_ms": round(statistics.median(times) * 1000, 3),
-                         "peak_mib": None if peak is None else round(peak, 1),
+            rows.append({"variant": variant, "decode_ms": round(statistics.median(times) * 1000, 3), **memory,
                          "max_abs_diff_vs_first": float((image.float() - reference.float()).abs().max())})
             print(rows[-1], flush=True)
     report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
@@ -144,9 +151,11 @@ def chart(report: dict, path: Path) -> str | None:
     import matplotlib.pyplot as plt
 
     rows = [r for r in report["rows"] if "decode_ms" in r]
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for axis, key, title in ((axes[0], "decode_ms", "decode (ms)"), (axes[1], "peak_mib", "peak allocated (MiB)")):
-        bars = axis.bar([r["variant"] for r in rows], [r[key] or 0 for r in rows])
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    panels = (("decode_ms", "decode (ms)"), ("peak_allocated_mib", "peak allocated (MiB)"),
+              ("peak_reserved_mib", "peak reserved (MiB)"))
+    for axis, (key, title) in zip(axes, panels, strict=True):
+        bars = axis.bar([r["variant"] for r in rows], [r.get(key) or 0 for r in rows])
         axis.bar_label(bars, fmt="%.4g", fontsize=8)
         axis.set_title(title)
         axis.tick_params(axis="x", labelrotation=15, labelsize=8)
