@@ -27,6 +27,7 @@ import dataclasses
 import io
 import json
 import platform
+import re
 import shlex
 import statistics
 import tempfile
@@ -67,12 +68,17 @@ class BenchError(RuntimeError):
     """The benchmark cannot run as asked; the message says why."""
 
 
-SYNTAX = f"NAME: KIND[@{'|@'.join(FILE_FORMATS)}][+compile] [ARGS]"
+SYNTAX = f"NAME: [VAR=VALUE ...] KIND[@{'|@'.join(FILE_FORMATS)}][+compile] [ARGS]"
+ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 
 @dataclass(frozen=True)
 class Config:
-    """``NAME: KIND[@FORMAT][+compile] ARGS``: which server, which model files, ComfyUI's compile node or not.
+    """``NAME: [VAR=VALUE ...] KIND[@FORMAT][+compile] ARGS``: which server, in which environment, which model
+    files, ComfyUI's compile node or not.
+
+    ``VAR=VALUE`` words before the kind are set in the server's environment, as a shell would (for
+    settings only an environment variable reaches, such as torch's ``PYTORCH_CUDA_ALLOC_CONF``).
 
     ``@FORMAT`` (models.FILE_FORMATS: fp8, nvfp4, mxfp8) runs the diffusion model's file in that format
     instead of the bf16 one; stock ComfyUI v0.3.64 loads the fp8 file but not the comfy_quant NVFP4 / MXFP8
@@ -85,6 +91,7 @@ class Config:
     file_format: str | None = None  # None: the bf16 files
     compile_node: bool = False
     args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def parse(cls, spec: str) -> Config:
@@ -95,6 +102,12 @@ class Config:
         if not sep or not name.strip() or not words:
             raise BenchError(f"configuration {spec!r}: write {SYNTAX} or one of {', '.join(BUILTIN_CONFIGS)}")
         name = name.strip()
+        env = []
+        while words and ENV_ASSIGNMENT.match(words[0]):
+            var, _, value = words.pop(0).partition("=")
+            env.append((var, value))
+        if not words:
+            raise BenchError(f"configuration {name!r}: no kind after its environment (write {SYNTAX})")
         kind, compile_node = words[0].removesuffix("+compile"), words[0].endswith("+compile")
         kind, at, file_format = kind.partition("@")
         if kind not in KINDS:
@@ -106,7 +119,7 @@ class Config:
             raise BenchError(f"configuration {name!r}: stock ComfyUI v0.3.64 cannot load the {file_format} file "
                              f"(its comfy_quant {file_format} layers are newer ComfyUI's format): run it as "
                              f"comfyx@{file_format}")
-        return cls(name, kind, file_format if at else None, compile_node, tuple(words[1:]))
+        return cls(name, kind, file_format if at else None, compile_node, tuple(words[1:]), tuple(env))
 
     @property
     def compiles(self) -> bool:
@@ -117,7 +130,7 @@ class Config:
 
     def describe(self) -> str:
         variant = (f"@{self.file_format}" if self.file_format else "") + ("+compile" if self.compile_node else "")
-        return " ".join([f"{self.kind}{variant}", *self.args])
+        return shlex.join([*(f"{var}={value}" for var, value in self.env), f"{self.kind}{variant}", *self.args])
 
 
 @dataclass
@@ -307,7 +320,7 @@ def _server(plan: Plan, config: Config, work: Path, tag: str, wrapper: list[str]
     # fresh per configuration, unless shared; the warm restart reuses them
     caches = work / ("shared-caches" if plan.shared_caches else f"{config.name}-caches")
     env = {"TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"), "TRITON_CACHE_DIR": str(caches / "triton"),
-           "COMFYX_CACHE_DIR": str(caches / "comfyx"), "PYTHONUNBUFFERED": "1"}
+           "COMFYX_CACHE_DIR": str(caches / "comfyx"), "PYTHONUNBUFFERED": "1", **dict(config.env)}
     log_path = work / f"{config.name}-{tag}.log"
     if config.kind == "stock":
         return ComfyUIServer.stock(plan.comfyui, [*config.args, *comfyui_args], log_path=log_path, env=env,

@@ -1,5 +1,7 @@
 """comfyx bench's configurations and report (no ComfyUI needed)."""
 
+import os
+
 import pytest
 from comfyx.bench.report import table
 from comfyx.bench.run import BUILTIN_CONFIGS, BenchError, Config, ConfigResult, RunResult, file_formats, report
@@ -116,3 +118,27 @@ def test_each_node_gets_the_peak_of_its_own_window():
     assert result.peak_vram_node == "8 VAEDecode"
     config = ConfigResult(Config.parse("stock"), first=result, runs=[result])
     assert config.summary()["peak_vram_node"] == "8 VAEDecode"
+
+
+def test_environment_assignments_before_the_kind_go_to_that_server():
+    config = Config.parse("exp: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True CUDNN_CONV_WSCAP_DBG=256 "
+                          "comfyx --fast -- --reserve-vram 2")
+    assert config.env == (("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True"), ("CUDNN_CONV_WSCAP_DBG", "256"))
+    assert config.kind == "comfyx" and config.args == ("--fast", "--", "--reserve-vram", "2")
+    assert Config.parse(f"exp: {config.describe()}") == config
+    assert Config.parse("s: A='x y' stock").env == (("A", "x y"),)
+    assert Config.parse("s: stock X=1").env == () and Config.parse("s: stock X=1").args == ("X=1",)  # an argument
+    with pytest.raises(BenchError, match="configuration 'e': no kind after its environment"):
+        Config.parse("e: A=1")
+
+
+def test_a_configurations_environment_reaches_its_server(tmp_path):
+    from comfyx.bench.run import Plan, _server
+    from comfyx.bench.workflows import Shape
+
+    config = Config.parse("exp: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True comfyx --fast")
+    plan = Plan(tmp_path / "ComfyUI", tmp_path, "sd15-tiny", "txt2img", [config], Shape(64, 64, 4, 7.0))
+    server = _server(plan, config, tmp_path, "first")
+    assert server.env["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    other = _server(plan, Config.parse("comfyx-fast"), tmp_path, "first")  # the bench's own environment
+    assert other.env.get("PYTORCH_CUDA_ALLOC_CONF") == os.environ.get("PYTORCH_CUDA_ALLOC_CONF")
