@@ -27,6 +27,7 @@ log = logging.getLogger("comfyx.kernels")
 CHUNK_BYTES = 256 << 20
 PAGE = 4096
 ALIGN = 512  # each tensor's offset in its chunk: any dtype's alignment, and the DMA engine's
+HOST_REGISTER_PORTABLE = 1  # cudaHostRegisterPortable: page-locked for every GPU's context, not only the current one
 
 
 class PinnedHost:
@@ -81,7 +82,7 @@ def _registered_chunk(nbytes: int) -> np.ndarray:
     offset = -backing.ctypes.data % PAGE
     chunk = backing[offset:offset + nbytes]
     cudart = torch.cuda.cudart()
-    torch.cuda.check_error(cudart.cudaHostRegister(chunk.ctypes.data, nbytes, 0))
+    torch.cuda.check_error(cudart.cudaHostRegister(chunk.ctypes.data, nbytes, HOST_REGISTER_PORTABLE))
     # the views' storages keep ``backing`` alive; numpy clears its weak references before it frees
     # the memory, so the pages are unlocked first
     weakref.finalize(backing, cudart.cudaHostUnregister, chunk.ctypes.data)
