@@ -18,8 +18,9 @@
 # Generates MODEL's
 # random-weight models, runs the benchmark and leaves in $OUT: the bench's JSON and PNG,
 # bench-MODEL.log, setup-MODEL.log, diag-MODEL.txt (the servers' lines about compiling,
-# recompiles, graph breaks, comfyx and errors), tests-gpu.log (comfyx tests that need CUDA) and servers-MODEL.tgz (the servers' logs). BUDGET (seconds, default 570) bounds the whole
-# run; the results so far are kept when it runs out.
+# recompiles, graph breaks, comfyx and errors), tests-gpu.log (comfyx tests that need CUDA) and
+# servers-MODEL.tgz (the servers' logs). BUDGET (seconds, default 570) bounds the whole run; the
+# results so far are kept when it runs out.
 set -uo pipefail
 MODEL=${1:?usage: tools/gpu-bench.sh MODEL [comfyx bench options]}
 shift
